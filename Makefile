@@ -1,0 +1,39 @@
+# Developer commands. `make test` is the one CI runs (through .ci/run).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+REQUIREMENTS := tests/requirements.txt scripts/requirements.txt $(wildcard serving/requirements.txt webapp/requirements.txt reporting/requirements.txt bench/requirements.txt)
+
+.PHONY: venv test lint format lock clean
+
+venv: $(VENV)/.installed
+
+# The virtual environment is rebuilt whenever a pin changes.
+$(VENV)/.installed: $(REQUIREMENTS) constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# Re-resolve every transitive pin from the direct pins (run after changing a requirements file).
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	( echo "# Transitive pins for every requirements file; regenerate with 'make lock'."; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable ) > constraints.txt
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,70 @@
+"""Settings of the ML core, read from the environment once (pydantic-settings)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CoreSettings(BaseSettings):
+    """Where the data and models live and how the reference data is built."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    data_dir: Path = Field(
+        Path("data"), description="Folder of ref_data.csv, prod_data.csv, samples/"
+    )
+    artifacts_dir: Path = Field(Path("artifacts"), description="Model registry folder")
+    dataset: str = Field(
+        "digits",
+        description="'digits' (scikit-learn's bundled set) or a folder of one sub-folder per class",
+    )
+    pca_components: int = Field(32, ge=1, description="Size of the embedding")
+    image_size: int = Field(
+        8, ge=4, le=64, description="Side of the square pixel grid images are reduced to"
+    )
+    unseen_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of the dataset kept out of ref_data.csv"
+    )
+    split_seed: int = Field(42, description="Seed of every deterministic split")
+    holdout_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of reference rows never trained on"
+    )
+    prod_holdout_every: int = Field(
+        5, ge=2, description="Every n-th production row is held out for the gate"
+    )
+    prod_weight: float = Field(
+        1.0, gt=0, description="Sample weight of production rows in a retrain"
+    )
+    max_image_pixels: int = Field(
+        16_777_216, ge=64, description="Larger images are refused (decompression bombs)"
+    )
+
+    @property
+    def ref_data_path(self) -> Path:
+        return self.data_dir / "ref_data.csv"
+
+    @property
+    def prod_data_path(self) -> Path:
+        return self.data_dir / "prod_data.csv"
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.data_dir / "samples"
+
+    @property
+    def reference_info_path(self) -> Path:
+        return self.data_dir / "reference.json"
+
+    @property
+    def embedding_dir(self) -> Path:
+        return self.artifacts_dir / "embedding"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> CoreSettings:
+    """The process-wide settings, read from the environment on first use."""
+    return CoreSettings()

@@ -1,0 +1,51 @@
+"""Shared fixtures: a reference build and a first model in a temporary folder, built once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from ctloop.config import CoreSettings
+from ctloop.pipeline import train_and_register
+from ctloop.reference import build_reference
+from ctloop.registry import ModelRegistry
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_settings(root: Path, **overrides) -> CoreSettings:
+    return CoreSettings(data_dir=root / "data", artifacts_dir=root / "artifacts", **overrides)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> CoreSettings:
+    """Reference data and v0001 for the digits dataset. Tests must not modify it."""
+    settings = make_settings(tmp_path_factory.mktemp("built"))
+    build_reference(settings)
+    train_and_register(settings, ModelRegistry(settings.artifacts_dir))
+    return settings
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, built: CoreSettings) -> CoreSettings:
+    """A private copy of the built data and artifacts that a test may change."""
+    import shutil
+
+    shutil.copytree(built.data_dir, tmp_path / "data")
+    shutil.copytree(built.artifacts_dir, tmp_path / "artifacts")
+    return make_settings(tmp_path)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With CTLOOP_FAIL_ON_SKIP=1 (set by .ci/run) a skipped test counts as a failed one."""
+    report = yield
+    if (
+        os.environ.get("CTLOOP_FAIL_ON_SKIP") == "1"
+        and report.skipped
+        and not hasattr(report, "wasxfail")
+    ):
+        report.outcome = "failed"
+        report.longrepr = f"skipped, and CTLOOP_FAIL_ON_SKIP=1 forbids skips: {report.longrepr}"
+    return report
