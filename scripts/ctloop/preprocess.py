@@ -1,0 +1,251 @@
+"""Image bytes -> the normalised pixel vector the embedding expects.
+
+This module is the only place an image is decoded, turned grey, cropped, resized and scaled.
+The reference builder, the trainer, the serving API and feedback all call `preprocess`.
+
+The framing reproduces how the digits dataset was made (UCI optdigits: the digit's bounding box
+scaled to fill the frame, then each block's ink counted), so an image from the dataset comes back
+unchanged while a small, off-centre or thin-stroked digit on a large canvas is brought to the same
+framing:
+
+1. decode (PNG, JPEG, BMP, GIF, WebP), refusing empty, unknown, corrupt or oversized input;
+2. grey levels in [0, 1]; transparent pixels take the colour that contrasts with the ink;
+3. polarity: a mostly light border means dark ink on a light background, which is inverted so
+   that ink is bright on dark, like the dataset;
+4. contrast: the border's lower quartile (the background) -> 0, full ink -> 1;
+5. crop: a square window whose side is the ink bounding box's longer side, centred on the box
+   and kept inside the image where it fits;
+6. area-average (box filter) down to `size` x `size`;
+7. faint strokes are brightened so the brightest cell reaches at least `min_peak`.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ACCEPTED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
+
+
+class ImageError(ValueError):
+    """Base class of every reason an image is refused; `code` is a short machine-readable tag."""
+
+    code = "invalid_image"
+
+
+class EmptyImageError(ImageError):
+    code = "empty_image"
+
+
+class NotAnImageError(ImageError):
+    code = "not_an_image"
+
+
+class CorruptImageError(ImageError):
+    code = "corrupt_image"
+
+
+class ImageTooLargeError(ImageError):
+    code = "image_too_large"
+
+
+class BlankImageError(ImageError):
+    code = "blank_image"
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """Parameters of the preprocessing; stored in every model manifest."""
+
+    size: int = 8
+    ink_threshold: float = 0.25  # share of the peak above which a pixel counts for the bounding box
+    min_peak: float = 0.875  # faintest peak in the digits dataset (14/16)
+    min_contrast: float = 0.1  # below this the image is considered blank
+
+    @property
+    def n_pixels(self) -> int:
+        return self.size * self.size
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> PreprocessSpec:
+        return cls(**{key: values[key] for key in cls.__dataclass_fields__ if key in values})
+
+
+def preprocess(
+    data: bytes, spec: PreprocessSpec | None = None, max_pixels: int = 16_777_216
+) -> np.ndarray:
+    """Decode image bytes into a float32 vector of spec.size**2 values in [0, 1], ink bright."""
+    spec = spec or PreprocessSpec()
+    image = _decode(data, spec, max_pixels)
+    grey = _to_grey(image)
+    ink = _normalise_contrast(grey, spec)
+    window = _ink_window(ink, spec)
+    cells = _resample(ink, window, spec.size)
+    peak = float(cells.max())
+    if 0 < peak < spec.min_peak:
+        cells *= spec.min_peak / peak
+    np.minimum(cells, 1.0, out=cells)
+    return cells.reshape(-1)
+
+
+def preprocess_many(
+    images: list[bytes], spec: PreprocessSpec | None = None, max_pixels: int = 16_777_216
+) -> np.ndarray:
+    """Stack `preprocess` over several images into an (n, size**2) float32 matrix."""
+    spec = spec or PreprocessSpec()
+    out = np.empty((len(images), spec.n_pixels), dtype=np.float32)
+    for row, data in enumerate(images):
+        out[row] = preprocess(data, spec, max_pixels)
+    return out
+
+
+def _decode(data: bytes, spec: PreprocessSpec, max_pixels: int) -> Image.Image:
+    if not data:
+        raise EmptyImageError("the image is empty (0 bytes)")
+    try:
+        image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"the image has too many pixels (limit {max_pixels:,})") from exc
+    except UnidentifiedImageError as exc:
+        claimed = _sniff_format(data)
+        if claimed is not None:
+            raise CorruptImageError(
+                f"the data starts like a {claimed} file but is corrupt"
+            ) from exc
+        raise NotAnImageError(
+            "the data is not an image in a supported format (PNG, JPEG, BMP, GIF, WebP)"
+        ) from exc
+    except Exception as exc:  # a header so broken that the format plugin itself fails
+        raise CorruptImageError(f"the image header is corrupt ({exc})") from exc
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"the image is {width}x{height} = {width * height:,} pixels; "
+            f"the limit is {max_pixels:,}"
+        )
+    if width == 0 or height == 0:
+        raise CorruptImageError(f"the image has no pixels ({width}x{height})")
+    if image.format == "JPEG":
+        # Decode large JPEGs at a reduced scale: the result is averaged down to a few cells anyway.
+        image.draft(image.mode, (spec.size * 16, spec.size * 16))
+    try:
+        image.load()
+        if "exif" in image.info:  # phone photos carry their orientation in EXIF
+            image = ImageOps.exif_transpose(image)
+    except Exception as exc:  # truncated data, bad checksums, broken compression streams
+        raise CorruptImageError(f"the image data is corrupt or truncated ({exc})") from exc
+    return image
+
+
+def _sniff_format(data: bytes) -> str | None:
+    """The format a file's first bytes announce, to tell a corrupt image from something else."""
+    signatures = {
+        b"\x89PNG\r\n\x1a\n": "PNG",
+        b"\xff\xd8\xff": "JPEG",
+        b"GIF87a": "GIF",
+        b"GIF89a": "GIF",
+        b"BM": "BMP",
+    }
+    for signature, name in signatures.items():
+        if data.startswith(signature):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return None
+
+
+def _to_grey(image: Image.Image) -> np.ndarray:
+    """Grey levels in [0, 1]; transparent areas take the colour that contrasts with the ink."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        values = np.asarray(image, dtype=np.float32)
+        top = float(values.max())
+        return values / top if top > 0 else values
+    if not (image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info):
+        if image.mode != "L":
+            image = image.convert("L")
+        grey = np.asarray(image, dtype=np.float32)
+        grey *= 1.0 / 255.0
+        return grey
+    rgba = image.convert("RGBA")
+    luminance = np.asarray(rgba.convert("L"), dtype=np.float32) / 255.0
+    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
+    coverage = float(alpha.sum())
+    if coverage == 0:
+        raise BlankImageError("the image is fully transparent")
+    ink_is_light = float((alpha * luminance).sum()) / coverage > 0.5
+    background = 0.0 if ink_is_light else 1.0
+    return alpha * luminance + (1.0 - alpha) * background
+
+
+def _normalise_contrast(grey: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Background -> 0 and full ink -> 1, whatever the polarity of the picture."""
+    border = np.concatenate((grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]))
+    middle, quarter = border.size // 2, border.size // 4
+    if float(np.partition(border, middle)[middle]) > 0.5:  # mostly light border: dark ink on paper
+        grey = 1.0 - grey
+        border = 1.0 - border
+    # The lower quartile, not the median: a digit may touch much of a tight frame's border.
+    background = float(np.partition(border, quarter)[quarter])
+    ink = grey - background
+    ink *= 1.0 / (1.0 - background) if background < 1.0 else 1.0
+    np.maximum(ink, 0.0, out=ink)
+    if float(ink.max()) < spec.min_contrast:
+        raise BlankImageError("the image is blank: no stroke stands out from the background")
+    return ink
+
+
+def _ink_window(ink: np.ndarray, spec: PreprocessSpec) -> tuple[float, float, float]:
+    """(left, top, side) of the square crop around the ink, in pixel coordinates."""
+    mask = ink > spec.ink_threshold * float(ink.max())
+    rows = mask.any(axis=1)
+    cols = mask.any(axis=0)
+    height, width = ink.shape
+    top, bottom = int(rows.argmax()), height - int(rows[::-1].argmax())
+    left, right = int(cols.argmax()), width - int(cols[::-1].argmax())
+    side = float(max(bottom - top, right - left))
+    return _place(left, right, side, width), _place(top, bottom, side, height), side
+
+
+def _place(start: int, stop: int, side: float, extent: int) -> float:
+    """Start of a `side` window centred on [start, stop), kept inside [0, extent) if it fits."""
+    begin = (start + stop - side) / 2.0
+    if side <= extent:
+        begin = min(max(begin, 0.0), extent - side)
+    return begin
+
+
+def _resample(ink: np.ndarray, window: tuple[float, float, float], size: int) -> np.ndarray:
+    """Box-filter the square window down to size x size (Pillow's BOX: pixels whose centre falls
+    in a cell are averaged, so a picture enlarged with NEAREST comes back exactly)."""
+    left, top, side = window
+    height, width = ink.shape
+    if left < 0 or top < 0 or left + side > width or top + side > height:
+        # The window reaches past the image (a wide digit in a short picture): pad with background.
+        pad = int(np.ceil(side))
+        ink = np.pad(ink, pad)
+        left, top = left + pad, top + pad
+    picture = Image.fromarray(ink)  # float32 -> mode "F"
+    resized = picture.resize(
+        (size, size), Image.Resampling.BOX, box=(left, top, left + side, top + side)
+    )
+    return np.array(resized, dtype=np.float32)
+
+
+def encode_png(cells: np.ndarray, scale: int = 1, dark_on_light: bool = False) -> bytes:
+    """Render a square grid of values in [0, 1] as a grey PNG, each cell `scale` pixels wide."""
+    side = round(np.sqrt(cells.size))
+    levels = np.clip(np.rint(cells.reshape(side, side) * 255.0), 0, 255).astype(np.uint8)
+    if dark_on_light:
+        levels = 255 - levels
+    image = Image.fromarray(levels, mode="L")
+    if scale != 1:
+        image = image.resize((side * scale, side * scale), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
