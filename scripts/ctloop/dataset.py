@@ -1,0 +1,129 @@
+"""The image dataset: scikit-learn's bundled digits, or a folder with one sub-folder per class.
+
+Every image is kept as encoded bytes, so the reference builder preprocesses it exactly as the API
+preprocesses an upload. The split into reference and unseen parts is stratified and seeded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from ctloop.preprocess import encode_png
+from ctloop.tables import fsync_dir
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """Encoded images with their class names, in a fixed order."""
+
+    name: str
+    images: list[bytes]
+    labels: list[str]
+    filenames: list[str]  # a file name for each image, unique within its class
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def classes(self) -> list[str]:
+        """Sorted as strings, the order of the classifier's probability columns."""
+        return sorted(set(self.labels))
+
+    def fingerprint(self) -> str:
+        """sha256 over labels and image bytes: equal fingerprints mean the same dataset."""
+        digest = hashlib.sha256()
+        for label, image in zip(self.labels, self.images, strict=True):
+            digest.update(label.encode() + b"\0" + hashlib.sha256(image).digest())
+        return digest.hexdigest()
+
+
+def load_dataset(source: str) -> ImageDataset:
+    """'digits' for scikit-learn's bundled set, otherwise a folder path."""
+    if source == "digits":
+        return load_digits_dataset()
+    return load_folder_dataset(Path(source))
+
+
+def load_digits_dataset() -> ImageDataset:
+    """The 1,797 8x8 digits (grey levels 0..16) as 8x8 PNGs, light ink on a dark background."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return ImageDataset(
+        name="digits",
+        images=[encode_png(row / 16.0) for row in digits.data],
+        labels=[str(int(target)) for target in digits.target],
+        filenames=[f"digit-{index:04d}.png" for index in range(len(digits.target))],
+    )
+
+
+def load_folder_dataset(root: Path) -> ImageDataset:
+    """Images under root/<class>/, in sorted order; hidden files and other suffixes are skipped."""
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"dataset folder {root} does not exist (DATASET=digits or a folder)"
+        )
+    images, labels, filenames = [], [], []
+    for class_dir in sorted(path for path in root.iterdir() if path.is_dir()):
+        if class_dir.name.startswith("."):
+            continue
+        for path in sorted(class_dir.iterdir()):
+            if (
+                path.is_file()
+                and path.suffix.lower() in IMAGE_SUFFIXES
+                and not path.name.startswith(".")
+            ):
+                images.append(path.read_bytes())
+                labels.append(class_dir.name)
+                filenames.append(path.name)
+    classes = set(labels)
+    if len(classes) < 2:
+        raise ValueError(f"dataset folder {root} needs at least two class sub-folders with images")
+    return ImageDataset(name=str(root), images=images, labels=labels, filenames=filenames)
+
+
+def split_reference_unseen(
+    labels: list[str], unseen_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the reference part and of the unseen part, stratified by class, sorted."""
+    indices = np.arange(len(labels))
+    reference, unseen = train_test_split(
+        indices, test_size=unseen_fraction, stratify=labels, random_state=seed
+    )
+    return np.sort(reference), np.sort(unseen)
+
+
+def write_samples(dataset: ImageDataset, indices: np.ndarray, samples_dir: Path) -> None:
+    """Write the unseen images as files under samples_dir/<class>/, replacing the folder whole."""
+    staging = samples_dir.with_name(f".{samples_dir.name}.staging")
+    if staging.exists():
+        shutil.rmtree(staging)
+    for index in indices:
+        class_dir = staging / dataset.labels[index]
+        class_dir.mkdir(parents=True, exist_ok=True)
+        (class_dir / dataset.filenames[index]).write_bytes(dataset.images[index])
+    previous = samples_dir.with_name(f".{samples_dir.name}.previous")
+    if previous.exists():
+        shutil.rmtree(previous)
+    if samples_dir.exists():
+        samples_dir.rename(previous)
+    staging.rename(samples_dir)
+    fsync_dir(samples_dir.parent)
+    if previous.exists():
+        shutil.rmtree(previous)
+
+
+def load_samples(samples_dir: Path) -> ImageDataset:
+    """The unseen images written by `write_samples`."""
+    dataset = load_folder_dataset(samples_dir)
+    return ImageDataset(
+        name="samples", images=dataset.images, labels=dataset.labels, filenames=dataset.filenames
+    )
