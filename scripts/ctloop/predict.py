@@ -1,0 +1,93 @@
+"""Inference with onnxruntime: the embedding and the classifier head of one model version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnxruntime as ort
+
+from ctloop.export import (
+    EMBEDDING_INPUT,
+    EMBEDDING_OUTPUT,
+    LABEL_OUTPUT,
+    PIXELS_INPUT,
+    PROBABILITIES_OUTPUT,
+)
+from ctloop.preprocess import PreprocessSpec
+from ctloop.registry import VersionFiles
+
+
+def make_session(model: bytes, threads: int = 1) -> ort.InferenceSession:
+    """A CPU session; one thread by default, the right choice for one small request at a time."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+class Embedding:
+    """pixels (rows, n_pixels) -> embedding (rows, n) through the exported PCA."""
+
+    def __init__(self, model: bytes, threads: int = 1) -> None:
+        self.session = make_session(model, threads)
+        shape = self.session.get_outputs()[0].shape
+        self.n_components = int(shape[1])
+        self.n_pixels = int(self.session.get_inputs()[0].shape[1])
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        return self.session.run([EMBEDDING_OUTPUT], {PIXELS_INPUT: _as_rows(pixels)})[0]
+
+
+class Classifier:
+    """embedding (rows, n) -> labels (rows,) and probabilities (rows, classes)."""
+
+    def __init__(self, model: bytes, classes: list[str], threads: int = 1) -> None:
+        self.session = make_session(model, threads)
+        self.classes = list(classes)
+
+    def __call__(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        labels, probabilities = self.session.run(
+            [LABEL_OUTPUT, PROBABILITIES_OUTPUT], {EMBEDDING_INPUT: _as_rows(embeddings)}
+        )
+        return labels, probabilities
+
+
+@dataclass
+class Model:
+    """One loaded model version: what the API holds in memory and swaps on promotion."""
+
+    version: str
+    manifest: dict
+    embedding: Embedding
+    classifier: Classifier
+    spec: PreprocessSpec = field(default_factory=PreprocessSpec)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.classifier.classes
+
+    def predict_pixels(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(embeddings, labels, probabilities) for preprocessed pixel rows."""
+        embeddings = self.embedding(pixels)
+        labels, probabilities = self.classifier(embeddings)
+        return embeddings, labels, probabilities
+
+
+def _as_rows(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float32)
+    return values.reshape(1, -1) if values.ndim == 1 else values
+
+
+def load_model(files: VersionFiles, threads: int = 1) -> Model:
+    """Build the in-memory model of a verified registry version."""
+    manifest = files.manifest
+    return Model(
+        version=files.version,
+        manifest=manifest,
+        embedding=Embedding(files.files["embedding.onnx"], threads),
+        classifier=Classifier(files.files["classifier.onnx"], manifest["classes"], threads),
+        spec=PreprocessSpec.from_dict(manifest["preprocessing"]),
+    )

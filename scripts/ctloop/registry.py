@@ -1,0 +1,222 @@
+"""A versioned model registry on the filesystem (artifacts/).
+
+    artifacts/
+      versions/v0001/{embedding.onnx, classifier.onnx, manifest.json}
+      versions/v0002/...
+      current.json        {"version": "v0002", ...}: the served version
+      history.jsonl       one line per move of the pointer
+      .staging/           versions being written
+
+A version is written in .staging/ (every file fsynced) and renamed into versions/ in one step, so
+a crash leaves either no version or a complete one. The pointer is replaced atomically (temporary
+file, fsync, rename). Versions are never modified; loading checks every file's sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from filelock import FileLock
+
+from ctloop.tables import fsync_dir, write_atomic
+
+MANIFEST = "manifest.json"
+CURRENT = "current.json"
+HISTORY = "history.jsonl"
+REQUIRED_FILES = ("embedding.onnx", "classifier.onnx")
+_VERSION = re.compile(r"^v(\d{4,})$")
+
+
+class RegistryError(RuntimeError):
+    """The registry cannot do what was asked."""
+
+
+class VersionNotFoundError(RegistryError):
+    pass
+
+
+class IntegrityError(RegistryError):
+    """A version's files do not match its manifest (tampered, truncated or half-written)."""
+
+
+@dataclass(frozen=True)
+class VersionFiles:
+    """A verified version: its manifest and the bytes of its files."""
+
+    version: str
+    manifest: dict
+    files: dict[str, bytes]
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class ModelRegistry:
+    """Register, load, promote, roll back and list model versions under one folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.versions_dir = self.root / "versions"
+        self.staging_dir = self.root / ".staging"
+        self.current_path = self.root / CURRENT
+        self.history_path = self.root / HISTORY
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(self.root / ".registry.lock"), timeout=60)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def register(self, files: dict[str, bytes], manifest: dict, parent: str | None = None) -> str:
+        """Store a new version (not served yet) and return its id; `parent` defaults to current."""
+        missing = [name for name in REQUIRED_FILES if name not in files]
+        if missing:
+            raise RegistryError(f"a version needs {', '.join(missing)}")
+        with self._lock:
+            version = self._next_version()
+            staging = self.staging_dir / f"{version}.{uuid.uuid4().hex}"
+            staging.mkdir(parents=True)
+            for name, data in files.items():
+                _write_durable(staging / name, data)
+            full_manifest = {
+                "version": version,
+                "parent": parent if parent is not None else self.current_version(),
+                "created_at": utc_now(),
+                **manifest,
+                "files": {name: sha256(data) for name, data in sorted(files.items())},
+            }
+            _write_durable(staging / MANIFEST, _json_bytes(full_manifest))
+            fsync_dir(staging)
+            self.versions_dir.mkdir(exist_ok=True)
+            os.rename(staging, self.versions_dir / version)
+            fsync_dir(self.versions_dir)
+        return version
+
+    def promote(self, version: str, reason: str = "promote") -> None:
+        """Serve `version` from now on (after checking that it loads)."""
+        self.load(version)
+        with self._lock:
+            previous = self.current_version()
+            pointer = {
+                "version": version,
+                "previous": previous,
+                "since": utc_now(),
+                "reason": reason,
+            }
+            write_atomic(self.current_path, _json_bytes(pointer))
+            with self.history_path.open("ab") as history:
+                history.write(json.dumps(pointer).encode() + b"\n")
+                history.flush()
+                os.fsync(history.fileno())
+
+    def rollback(self, to: str | None = None) -> str:
+        """Serve `to`, or by default the current version's parent; return the version now served."""
+        current = self.current_version()
+        if current is None:
+            raise RegistryError("nothing is served yet: there is nothing to roll back")
+        target = to or self.manifest(current).get("parent")
+        if not target:
+            raise RegistryError(f"{current} has no parent version to roll back to")
+        if target == current:
+            raise RegistryError(f"{current} is already served")
+        self.promote(target, reason=f"rollback from {current}")
+        return target
+
+    def prune(self, keep: int) -> list[str]:
+        """Delete all but the newest `keep` versions, never the served one or its parent."""
+        with self._lock:
+            current = self.current_version()
+            protected = {current, self.manifest(current).get("parent") if current else None}
+            names = self.version_ids()
+            doomed = [name for name in names[: max(0, len(names) - keep)] if name not in protected]
+            for name in doomed:
+                shutil.rmtree(self.versions_dir / name)
+            self._clean_staging()
+        return doomed
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def current_version(self) -> str | None:
+        pointer = self.current_pointer()
+        return pointer["version"] if pointer else None
+
+    def current_pointer(self) -> dict | None:
+        try:
+            return json.loads(self.current_path.read_bytes())
+        except FileNotFoundError:
+            return None
+
+    def version_ids(self) -> list[str]:
+        if not self.versions_dir.exists():
+            return []
+        names = [path.name for path in self.versions_dir.iterdir() if _VERSION.match(path.name)]
+        return sorted(names, key=lambda name: int(_VERSION.match(name).group(1)))
+
+    def manifest(self, version: str) -> dict:
+        path = self.versions_dir / version / MANIFEST
+        if not _VERSION.match(version) or not path.exists():
+            raise VersionNotFoundError(f"no model version {version!r} in {self.versions_dir}")
+        return json.loads(path.read_bytes())
+
+    def list_versions(self) -> list[dict]:
+        """Every version's manifest, oldest first, with `current` set on the served one."""
+        current = self.current_version()
+        return [{**self.manifest(name), "current": name == current} for name in self.version_ids()]
+
+    def load(self, version: str | None = None) -> VersionFiles:
+        """Read a version (default: the served one) and verify every file against its manifest."""
+        if version is None:
+            version = self.current_version()
+            if version is None:
+                raise VersionNotFoundError(
+                    f"no model is served yet in {self.root}: train one first"
+                )
+        manifest = self.manifest(version)
+        expected = manifest.get("files", {})
+        missing = [name for name in REQUIRED_FILES if name not in expected]
+        if missing:
+            raise IntegrityError(f"{version}: the manifest lists no {', '.join(missing)}")
+        files = {}
+        for name, digest in expected.items():
+            path = self.versions_dir / version / name
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError as exc:
+                raise IntegrityError(f"{version}: {name} is missing") from exc
+            if sha256(data) != digest:
+                raise IntegrityError(f"{version}: {name} does not match its sha256 in the manifest")
+            files[name] = data
+        return VersionFiles(version=version, manifest=manifest, files=files)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _next_version(self) -> str:
+        ids = self.version_ids()
+        number = int(_VERSION.match(ids[-1]).group(1)) + 1 if ids else 1
+        return f"v{number:04d}"
+
+    def _clean_staging(self) -> None:
+        if self.staging_dir.exists():
+            shutil.rmtree(self.staging_dir)
+
+
+def _write_durable(path: Path, data: bytes) -> None:
+    with path.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _json_bytes(value: dict) -> bytes:
+    return (json.dumps(value, indent=2) + "\n").encode()

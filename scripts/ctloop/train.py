@@ -1,0 +1,189 @@
+"""Train the classifier head (scaler + classifier) on embedding rows and export it to ONNX.
+
+Rows come from ref_data.csv, plus prod_data.csv for a retrain. A fixed part of them is never
+trained on by any version (the held-out set): a seeded, stratified share of the reference rows and
+every `prod_holdout_every`-th production row. Metrics are measured there, on the ONNX graph that
+will be served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from ctloop.config import CoreSettings
+from ctloop.evaluate import classification_metrics
+from ctloop.export import head_to_onnx
+from ctloop.predict import Classifier
+from ctloop.tables import TableError, read_table
+
+PARITY_TOLERANCE = 1e-4
+
+
+class ExportMismatchError(RuntimeError):
+    """The ONNX graph does not reproduce the scikit-learn model."""
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Embedding rows with their class, where they come from, and whether they are held out."""
+
+    embeddings: np.ndarray
+    targets: np.ndarray
+    is_prod: np.ndarray
+    holdout: np.ndarray
+    weights: np.ndarray
+
+    @property
+    def ref_rows(self) -> int:
+        return int((~self.is_prod).sum())
+
+    @property
+    def prod_rows(self) -> int:
+        return int(self.is_prod.sum())
+
+    def fingerprint(self) -> str:
+        """sha256 of the rows, their classes, weights and held-out flags."""
+        digest = hashlib.sha256()
+        for array in (self.embeddings, self.targets.astype("U"), self.weights, self.holdout):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
+
+
+def load_training_set(
+    settings: CoreSettings, include_prod: bool = False, prod_limit: int | None = None
+) -> TrainingSet:
+    """Reference rows (+ the first `prod_limit` production rows) with their held-out flags."""
+    reference = read_table(settings.ref_data_path)
+    if len(reference) == 0:
+        raise TableError(f"{settings.ref_data_path} is missing or empty: run build-reference first")
+    n = reference.embeddings.shape[1]
+    ref_holdout = reference_holdout_mask(
+        reference.targets, settings.holdout_fraction, settings.split_seed
+    )
+    parts = [(reference.embeddings, reference.targets, np.zeros(len(reference), bool), ref_holdout)]
+    if include_prod:
+        production = read_table(settings.prod_data_path, n_components=n)
+        rows = len(production) if prod_limit is None else min(prod_limit, len(production))
+        unknown = set(production.targets[:rows].tolist()) - set(reference.targets.tolist())
+        if unknown:
+            raise TableError(
+                f"{settings.prod_data_path}: classes {sorted(unknown)} are not in the reference"
+            )
+        prod_holdout = production_holdout_mask(rows, settings.prod_holdout_every)
+        parts.append(
+            (
+                production.embeddings[:rows],
+                production.targets[:rows],
+                np.ones(rows, bool),
+                prod_holdout,
+            )
+        )
+    embeddings, targets, is_prod, holdout = (
+        np.concatenate(column) for column in zip(*parts, strict=True)
+    )
+    weights = np.where(is_prod, settings.prod_weight, 1.0)
+    return TrainingSet(embeddings, targets.astype(str), is_prod, holdout, weights)
+
+
+def reference_holdout_mask(targets: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """The seeded, stratified share of reference rows that no model version trains on."""
+    indices = np.arange(len(targets))
+    _, held = train_test_split(indices, test_size=fraction, stratify=targets, random_state=seed)
+    mask = np.zeros(len(targets), dtype=bool)
+    mask[held] = True
+    return mask
+
+
+def production_holdout_mask(rows: int, every: int) -> np.ndarray:
+    """Every `every`-th production row (by position in prod_data.csv) is held out."""
+    return (np.arange(rows) % every) == every - 1
+
+
+def fit_head(
+    embeddings: np.ndarray, targets: np.ndarray, weights: np.ndarray | None = None
+) -> Pipeline:
+    """StandardScaler + RBF SVC with sigmoid-calibrated probabilities (5-fold, one final SVC)."""
+    head = Pipeline(
+        [
+            ("scaler", StandardScaler()),
+            ("classifier", CalibratedClassifierCV(SVC(C=10.0), cv=5, ensemble=False)),
+        ]
+    )
+    head.fit(embeddings, targets, classifier__sample_weight=weights)
+    return head
+
+
+@dataclass(frozen=True)
+class TrainedHead:
+    model: bytes  # classifier.onnx
+    classes: list[str]
+    metrics: dict
+    training: dict
+
+
+def train_head(training_set: TrainingSet) -> TrainedHead:
+    """Fit on the rows not held out, export to ONNX, check parity, measure on the held-out rows."""
+    fit_rows = ~training_set.holdout
+    head = fit_head(
+        training_set.embeddings[fit_rows],
+        training_set.targets[fit_rows],
+        training_set.weights[fit_rows],
+    )
+    model = head_to_onnx(head)
+    classes = [str(label) for label in head.classes_]
+    classifier = Classifier(model, classes)
+    held = training_set.embeddings[training_set.holdout]
+    labels, probabilities = classifier(held)
+    check_parity(head, held, labels, probabilities)
+    truth = training_set.targets[training_set.holdout]
+    held_prod = training_set.is_prod[training_set.holdout]
+    metrics = {
+        "holdout": classification_metrics(truth, labels, classes),
+        "holdout_reference": classification_metrics(truth[~held_prod], labels[~held_prod], classes),
+        "holdout_production": classification_metrics(truth[held_prod], labels[held_prod], classes),
+    }
+    training = {
+        "rows": int(fit_rows.sum()),
+        "reference_rows": int((fit_rows & ~training_set.is_prod).sum()),
+        "production_rows": int((fit_rows & training_set.is_prod).sum()),
+        "holdout_rows": int(training_set.holdout.sum()),
+        "production_rows_read": training_set.prod_rows,
+        "production_weight": float(training_set.weights[training_set.is_prod][0])
+        if training_set.prod_rows
+        else None,
+        "data_sha256": training_set.fingerprint(),
+        "estimator": "StandardScaler + CalibratedClassifierCV(SVC(C=10, rbf), sigmoid, cv=5, "
+        "ensemble=False)",
+    }
+    return TrainedHead(model=model, classes=classes, metrics=metrics, training=training)
+
+
+def check_parity(
+    head: Pipeline, embeddings: np.ndarray, labels: np.ndarray, probabilities: np.ndarray
+) -> None:
+    """Refuse an export whose labels or probabilities differ from scikit-learn's."""
+    if len(embeddings) == 0:
+        return
+    expected = head.predict_proba(embeddings)
+    if not np.array_equal(labels, head.classes_[expected.argmax(axis=1)]):
+        raise ExportMismatchError("ONNX labels differ from scikit-learn's on the held-out rows")
+    gap = float(np.abs(probabilities - expected).max())
+    if gap > PARITY_TOLERANCE:
+        raise ExportMismatchError(f"ONNX probabilities differ from scikit-learn's by {gap:.2e}")
+
+
+def library_versions() -> dict:
+    """Versions of everything that shapes a model's bytes or its predictions."""
+    from importlib.metadata import version
+
+    names = ["numpy", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "pillow", "scipy"]
+    return {"python": platform.python_version(), **{name: version(name) for name in names}}

@@ -1,0 +1,67 @@
+"""The command lines, run as a user runs them: a subprocess with settings from the environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO
+
+
+def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ctloop", *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO / "scripts"), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_init_builds_everything_once_then_reuses_it(tmp_path: Path) -> None:
+    first = run(["init"], tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "reference built from digits" in first.stdout and "1437 rows" in first.stdout
+    assert "trained v0001" in first.stdout and "promoted" in first.stdout
+    assert (tmp_path / "data" / "ref_data.csv").exists()
+    ref_before = (tmp_path / "data" / "ref_data.csv").stat().st_mtime_ns
+
+    second = run(["init"], tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "reference data present" in second.stdout
+    assert "model v0001 present and verified" in second.stdout
+    assert (tmp_path / "data" / "ref_data.csv").stat().st_mtime_ns == ref_before
+
+    listing = run(["registry", "list"], tmp_path)
+    assert listing.returncode == 0 and "* v0001" in listing.stdout
+
+    trained = run(["train", "--no-promote"], tmp_path)
+    assert (
+        trained.returncode == 0
+        and "trained v0002" in trained.stdout
+        and "not promoted" in trained.stdout
+    )
+    promoted = run(["registry", "promote", "v0002"], tmp_path)
+    assert promoted.returncode == 0 and "now serving v0002" in promoted.stdout
+    rolled = run(["registry", "rollback"], tmp_path)
+    assert rolled.returncode == 0 and "now serving v0001" in rolled.stdout
+
+
+def test_settings_come_from_the_environment(tmp_path: Path) -> None:
+    result = run(
+        ["build-reference"], tmp_path, DATA_DIR=str(tmp_path / "elsewhere"), PCA_COMPONENTS="10"
+    )
+    assert result.returncode == 0, result.stderr
+    header = (tmp_path / "elsewhere" / "ref_data.csv").read_text().splitlines()[0]
+    assert header == ",".join([f"PCA_{i}" for i in range(1, 11)] + ["target"])
+
+
+def test_errors_are_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:
+    result = run(["train"], tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and "build-reference" in result.stderr
+    missing = run(["registry", "promote", "v0009"], tmp_path)
+    assert missing.returncode == 1 and "no model version 'v0009'" in missing.stderr

@@ -1,0 +1,182 @@
+"""The model registry: versions, the current pointer, integrity, crashes mid-write."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from ctloop import registry as registry_module
+from ctloop.config import CoreSettings
+from ctloop.predict import load_model
+from ctloop.registry import IntegrityError, ModelRegistry, RegistryError, VersionNotFoundError
+
+
+def copy_of_current(registry: ModelRegistry) -> tuple[dict[str, bytes], dict]:
+    files = registry.load()
+    keep = {
+        k: v
+        for k, v in files.manifest.items()
+        if k not in ("version", "parent", "created_at", "files")
+    }
+    return files.files, keep
+
+
+def test_first_version_is_served(workspace: CoreSettings) -> None:
+    registry = ModelRegistry(workspace.artifacts_dir)
+    assert registry.version_ids() == ["v0001"]
+    assert registry.current_version() == "v0001"
+    manifest = registry.manifest("v0001")
+    assert manifest["parent"] is None
+    assert set(manifest["files"]) == {"embedding.onnx", "classifier.onnx"}
+    for key in (
+        "created_at",
+        "classes",
+        "metrics",
+        "training",
+        "preprocessing",
+        "libraries",
+        "embedding",
+    ):
+        assert key in manifest
+    assert manifest["training"]["data_sha256"] and len(manifest["training"]["data_sha256"]) == 64
+    assert set(manifest["metrics"]["holdout"]) >= {
+        "accuracy",
+        "macro_f1",
+        "balanced_accuracy",
+        "per_class_recall",
+    }
+
+
+def test_register_promote_and_roll_back_move_the_pointer(workspace: CoreSettings) -> None:
+    registry = ModelRegistry(workspace.artifacts_dir)
+    files, manifest = copy_of_current(registry)
+    second = registry.register(files, manifest)
+    assert second == "v0002"
+    assert registry.current_version() == "v0001", "registering must not serve"
+    assert registry.manifest(second)["parent"] == "v0001"
+    registry.promote(second)
+    assert registry.current_version() == "v0002"
+    third = registry.register(files, manifest)
+    registry.promote(third)
+    assert registry.rollback() == "v0002"
+    assert registry.current_version() == "v0002"
+    assert registry.rollback() == "v0001"
+    with pytest.raises(RegistryError, match="no parent"):
+        registry.rollback()
+    assert registry.rollback("v0003") == "v0003"
+    history = [json.loads(line) for line in registry.history_path.read_text().splitlines()]
+    assert [entry["version"] for entry in history] == [
+        "v0001",
+        "v0002",
+        "v0003",
+        "v0002",
+        "v0001",
+        "v0003",
+    ]
+    assert [m["version"] for m in registry.list_versions() if m["current"]] == ["v0003"]
+
+
+def test_unknown_version_is_refused(workspace: CoreSettings) -> None:
+    registry = ModelRegistry(workspace.artifacts_dir)
+    with pytest.raises(VersionNotFoundError):
+        registry.promote("v0042")
+    with pytest.raises(VersionNotFoundError):
+        registry.manifest("../../etc")
+    assert registry.current_version() == "v0001"
+
+
+def test_a_crash_while_writing_a_version_leaves_the_served_model_loadable(
+    workspace: CoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = ModelRegistry(workspace.artifacts_dir)
+    files, manifest = copy_of_current(registry)
+    real_write = registry_module._write_durable
+
+    def crash_on_classifier(path, data):
+        if path.name == "classifier.onnx":
+            real_write(path, data[: len(data) // 2])  # half the file is on disk...
+            raise OSError("disk full")  # ...then the process dies
+        real_write(path, data)
+
+    monkeypatch.setattr(registry_module, "_write_durable", crash_on_classifier)
+    with pytest.raises(OSError, match="disk full"):
+        registry.register(files, manifest)
+    monkeypatch.undo()
+
+    assert registry.version_ids() == ["v0001"], "a half-written version must not appear"
+    assert registry.current_version() == "v0001"
+    model = load_model(registry.load())
+    assert model.version == "v0001"
+    # The next registration works and takes the next number.
+    assert registry.register(files, manifest) == "v0002"
+    registry.prune(keep=5)
+    assert not registry.staging_dir.exists()
+
+
+def test_a_crash_while_moving_the_pointer_keeps_the_old_pointer(
+    workspace: CoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = ModelRegistry(workspace.artifacts_dir)
+    files, manifest = copy_of_current(registry)
+    second = registry.register(files, manifest)
+
+    def crash(*args, **kwargs):
+        raise OSError("killed before the rename")
+
+    monkeypatch.setattr(registry_module.os, "replace", crash)
+    with pytest.raises(OSError, match="killed"):
+        registry.promote(second)
+    monkeypatch.undo()
+    assert registry.current_version() == "v0001"
+    registry.load()
+
+
+def test_a_modified_onnx_file_is_refused(workspace: CoreSettings) -> None:
+    registry = ModelRegistry(workspace.artifacts_dir)
+    path = registry.versions_dir / "v0001" / "classifier.onnx"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=r"classifier\.onnx does not match its sha256"):
+        registry.load()
+
+
+def test_a_missing_file_is_refused(workspace: CoreSettings) -> None:
+    registry = ModelRegistry(workspace.artifacts_dir)
+    (registry.versions_dir / "v0001" / "embedding.onnx").unlink()
+    with pytest.raises(IntegrityError, match=r"embedding\.onnx is missing"):
+        registry.load()
+
+
+def test_promoting_a_tampered_version_is_refused(workspace: CoreSettings) -> None:
+    registry = ModelRegistry(workspace.artifacts_dir)
+    files, manifest = copy_of_current(registry)
+    second = registry.register(files, manifest)
+    (registry.versions_dir / second / "classifier.onnx").write_bytes(b"not onnx")
+    with pytest.raises(IntegrityError):
+        registry.promote(second)
+    assert registry.current_version() == "v0001"
+
+
+def test_prune_keeps_the_served_version_and_its_parent(workspace: CoreSettings) -> None:
+    registry = ModelRegistry(workspace.artifacts_dir)
+    files, manifest = copy_of_current(registry)
+    for _ in range(4):
+        registry.promote(
+            registry.register(files, manifest)
+        )  # v0002..v0005, each the parent of the next
+    registry.promote("v0002")
+    removed = registry.prune(keep=1)
+    assert removed == ["v0003", "v0004"]
+    assert registry.version_ids() == ["v0001", "v0002", "v0005"]
+
+
+def test_loaded_model_predicts_with_its_own_embedding(workspace: CoreSettings) -> None:
+    model = load_model(ModelRegistry(workspace.artifacts_dir).load())
+    pixels = np.zeros((3, 64), dtype=np.float32)
+    embeddings, labels, probabilities = model.predict_pixels(pixels)
+    assert embeddings.shape == (3, 32)
+    assert probabilities.shape == (3, 10)
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert set(labels) <= set(model.classes)

@@ -1,0 +1,155 @@
+"""Model quality, ONNX parity with scikit-learn, and behavioural tests on unseen digits.
+
+Behavioural rates were measured on the 360 unseen digits (v0001): shifting the picture by a
+pixel 100 %, thicker strokes 95.5 %, thinner 98.3 %, dark-on-light 100 % of the correctly
+predicted digits keep their label. Thresholds leave a little room below those figures.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ctloop.config import CoreSettings
+from ctloop.dataset import load_dataset, load_samples, split_reference_unseen
+from ctloop.embed import fit_embedding
+from ctloop.predict import Model, load_model
+from ctloop.preprocess import preprocess, preprocess_many
+from ctloop.registry import ModelRegistry
+from ctloop.tables import read_table
+from ctloop.train import fit_head, load_training_set
+from helpers import digit_image, on_canvas, to_bytes
+from PIL import ImageFilter, ImageOps
+
+
+@pytest.fixture(scope="module")
+def model(built: CoreSettings) -> Model:
+    return load_model(ModelRegistry(built.artifacts_dir).load())
+
+
+@pytest.fixture(scope="module")
+def unseen(built: CoreSettings) -> tuple[np.ndarray, np.ndarray]:
+    samples = load_samples(built.samples_dir)
+    return preprocess_many(samples.images), np.array(samples.labels)
+
+
+def predict(model: Model, images: list[bytes]) -> np.ndarray:
+    return model.predict_pixels(preprocess_many(images))[1]
+
+
+def test_held_out_accuracy_is_at_least_098(built: CoreSettings, model: Model) -> None:
+    training_set = load_training_set(built)
+    held = training_set.holdout
+    labels = model.classifier(training_set.embeddings[held])[0]
+    accuracy = float((labels == training_set.targets[held]).mean())
+    assert accuracy >= 0.98
+    assert model.manifest["metrics"]["holdout"]["accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    assert model.manifest["metrics"]["holdout"]["rows"] == held.sum() == 288
+
+
+def test_accuracy_on_unseen_images(model: Model, unseen: tuple[np.ndarray, np.ndarray]) -> None:
+    pixels, labels = unseen
+    assert float((model.predict_pixels(pixels)[1] == labels).mean()) >= 0.97
+
+
+def test_onnx_head_matches_scikit_learn(built: CoreSettings, model: Model) -> None:
+    training_set = load_training_set(built)
+    fit = ~training_set.holdout
+    head = fit_head(
+        training_set.embeddings[fit], training_set.targets[fit], training_set.weights[fit]
+    )
+    held = training_set.embeddings[training_set.holdout]
+    labels, probabilities = model.classifier(held)
+    assert np.array_equal(labels, head.predict(held))
+    assert np.abs(probabilities - head.predict_proba(held)).max() <= 1e-4
+    assert list(head.classes_) == model.classes
+
+
+def test_onnx_embedding_matches_scikit_learn(built: CoreSettings) -> None:
+    dataset = load_dataset("digits")
+    reference, _ = split_reference_unseen(dataset.labels, built.unseen_fraction, built.split_seed)
+    pixels = preprocess_many([dataset.images[i] for i in reference])
+    pca, _ = fit_embedding(pixels, built.pca_components)
+    stored = read_table(built.ref_data_path).embeddings
+    assert np.abs(pca.transform(pixels) - stored).max() <= 2e-5
+
+
+def test_probabilities_are_a_distribution_and_agree_with_the_label(
+    model: Model, unseen: tuple[np.ndarray, np.ndarray]
+) -> None:
+    _, labels, probabilities = model.predict_pixels(unseen[0])
+    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert np.array_equal(np.array(model.classes)[probabilities.argmax(axis=1)], labels)
+
+
+# -- behaviour ----------------------------------------------------------------------------
+
+
+def kept_label_rate(model: Model, unseen, transform) -> float:
+    pixels, truth = unseen
+    before = model.predict_pixels(pixels)[1]
+    right = before == truth
+    after = predict(model, [transform(cells) for cells in pixels[right]])
+    return float((after == before[right]).mean())
+
+
+@pytest.mark.parametrize("offset", [(1, 0), (-1, 0), (0, 1), (0, -1)])
+def test_invariance_a_picture_shifted_by_one_pixel_keeps_its_label(
+    model: Model, unseen, offset
+) -> None:
+    def shifted(cells):
+        return to_bytes(on_canvas(digit_image(cells, 4), (48, 48), (8 + offset[0], 8 + offset[1])))
+
+    def centred(cells):
+        return to_bytes(on_canvas(digit_image(cells, 4), (48, 48), (8, 8)))
+
+    pixels, _ = unseen
+    assert np.array_equal(
+        predict(model, [shifted(c) for c in pixels]), predict(model, [centred(c) for c in pixels])
+    )
+
+
+def test_invariance_thicker_strokes_keep_the_label(model: Model, unseen) -> None:
+    rate = kept_label_rate(
+        model, unseen, lambda c: to_bytes(digit_image(c, 4).filter(ImageFilter.MaxFilter(3)))
+    )
+    assert rate >= 0.93
+
+
+def test_invariance_thinner_strokes_keep_the_label(model: Model, unseen) -> None:
+    rate = kept_label_rate(
+        model, unseen, lambda c: to_bytes(digit_image(c, 4).filter(ImageFilter.MinFilter(3)))
+    )
+    assert rate >= 0.95
+
+
+def test_invariance_dark_on_light_keeps_the_label(model: Model, unseen) -> None:
+    assert (
+        kept_label_rate(model, unseen, lambda c: to_bytes(ImageOps.invert(digit_image(c, 8))))
+        == 1.0
+    )
+
+
+def test_minimum_functionality_the_typical_digit_of_each_class_is_right(
+    model: Model, unseen
+) -> None:
+    """For each class, the unseen digit nearest to that class's mean image."""
+    pixels, truth = unseen
+    for label in model.classes:
+        members = pixels[truth == label]
+        typical = members[np.linalg.norm(members - members.mean(axis=0), axis=1).argmin()]
+        for scale in (1, 4, 35):
+            assert predict(model, [to_bytes(digit_image(typical, scale))])[0] == label
+
+
+def test_directional_an_erased_digit_loses_confidence(model: Model, unseen) -> None:
+    """Erasing half of a digit must lower the model's confidence in its class on average."""
+    pixels, truth = unseen
+    right = model.predict_pixels(pixels)[1] == truth
+    whole = model.predict_pixels(pixels[right])[2].max(axis=1)
+    halves = pixels[right].reshape(-1, 8, 8).copy()
+    halves[:, :, 4:] = 0
+    erased = model.predict_pixels(np.stack([preprocess(to_bytes(digit_image(h))) for h in halves]))[
+        2
+    ]
+    index = [model.classes.index(label) for label in truth[right]]
+    assert erased[np.arange(len(index)), index].mean() < whole.mean() - 0.2
