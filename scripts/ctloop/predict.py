@@ -42,17 +42,25 @@ class Embedding:
 
 
 class Classifier:
-    """embedding (rows, n) -> labels (rows,) and probabilities (rows, classes)."""
+    """embedding (rows, n) -> labels (rows,) and probabilities (rows, classes).
+
+    The label is the most probable class, so a reply never shows a label that is not its own top
+    probability (an SVC's vote can disagree with its Platt probabilities on a few rows).
+    """
 
     def __init__(self, model: bytes, classes: list[str], threads: int = 1) -> None:
         self.session = make_session(model, threads)
         self.classes = list(classes)
+        self._classes = np.array(self.classes)
 
     def __call__(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        labels, probabilities = self.session.run(
-            [LABEL_OUTPUT, PROBABILITIES_OUTPUT], {EMBEDDING_INPUT: _as_rows(embeddings)}
-        )
-        return labels, probabilities
+        inputs = {EMBEDDING_INPUT: _as_rows(embeddings)}
+        probabilities = self.session.run([PROBABILITIES_OUTPUT], inputs)[0]
+        return self._classes[probabilities.argmax(axis=1)], probabilities
+
+    def votes(self, embeddings: np.ndarray) -> np.ndarray:
+        """The graph's own label output (for an SVC its one-vs-one vote, like sklearn's predict)."""
+        return self.session.run([LABEL_OUTPUT], {EMBEDDING_INPUT: _as_rows(embeddings)})[0]
 
 
 @dataclass

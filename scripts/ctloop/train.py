@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import platform
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -111,14 +111,22 @@ def production_holdout_mask(rows: int, every: int) -> np.ndarray:
 def fit_head(
     embeddings: np.ndarray, targets: np.ndarray, weights: np.ndarray | None = None
 ) -> Pipeline:
-    """StandardScaler + RBF SVC with sigmoid-calibrated probabilities (5-fold, one final SVC)."""
+    """StandardScaler + RBF SVC with Platt-scaled probabilities.
+
+    scikit-learn 1.9 deprecates SVC(probability=True) (removal in 1.11) in favour of
+    CalibratedClassifierCV, but that one exports to a 332-node ONNX graph that takes 224 us per
+    row against 46 us for this 3-node one (measured here), and it is less accurate on digits
+    (held-out 0.983 against 0.986). scikit-learn is pinned at 1.9.1: revisit before 1.11.
+    """
     head = Pipeline(
         [
             ("scaler", StandardScaler()),
-            ("classifier", CalibratedClassifierCV(SVC(C=10.0), cv=5, ensemble=False)),
+            ("classifier", SVC(C=10.0, probability=True, random_state=0)),
         ]
     )
-    head.fit(embeddings, targets, classifier__sample_weight=weights)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*`probability`", category=FutureWarning)
+        head.fit(embeddings, targets, classifier__sample_weight=weights)
     return head
 
 
@@ -161,8 +169,7 @@ def train_head(training_set: TrainingSet) -> TrainedHead:
         if training_set.prod_rows
         else None,
         "data_sha256": training_set.fingerprint(),
-        "estimator": "StandardScaler + CalibratedClassifierCV(SVC(C=10, rbf), sigmoid, cv=5, "
-        "ensemble=False)",
+        "estimator": "StandardScaler + SVC(C=10, rbf, probability=True)",
     }
     return TrainedHead(model=model, classes=classes, metrics=metrics, training=training)
 
@@ -170,15 +177,20 @@ def train_head(training_set: TrainingSet) -> TrainedHead:
 def check_parity(
     head: Pipeline, embeddings: np.ndarray, labels: np.ndarray, probabilities: np.ndarray
 ) -> None:
-    """Refuse an export whose labels or probabilities differ from scikit-learn's."""
+    """Refuse an export whose probabilities, or the labels read from them, differ from sklearn's.
+
+    A label may differ only where scikit-learn's two best classes are tied within the tolerance.
+    """
     if len(embeddings) == 0:
         return
     expected = head.predict_proba(embeddings)
-    if not np.array_equal(labels, head.classes_[expected.argmax(axis=1)]):
-        raise ExportMismatchError("ONNX labels differ from scikit-learn's on the held-out rows")
     gap = float(np.abs(probabilities - expected).max())
     if gap > PARITY_TOLERANCE:
         raise ExportMismatchError(f"ONNX probabilities differ from scikit-learn's by {gap:.2e}")
+    top_two = np.sort(expected, axis=1)[:, -2:]
+    decided = (top_two[:, 1] - top_two[:, 0]) > PARITY_TOLERANCE
+    if not np.array_equal(labels[decided], head.classes_[expected.argmax(axis=1)][decided]):
+        raise ExportMismatchError("ONNX labels differ from scikit-learn's on the held-out rows")
 
 
 def library_versions() -> dict:
