@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from ctloop.config import CoreSettings
 from ctloop.pipeline import train_and_register
 from ctloop.reference import build_reference

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -169,9 +170,9 @@ def _to_grey(image: Image.Image) -> np.ndarray:
     if not (image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info):
         if image.mode != "L":
             image = image.convert("L")
-        grey = np.asarray(image, dtype=np.float32)
+        grey = np.frombuffer(image.tobytes(), dtype=np.uint8).astype(np.float32)
         grey *= 1.0 / 255.0
-        return grey
+        return grey.reshape(image.height, image.width)
     rgba = image.convert("RGBA")
     luminance = np.asarray(rgba.convert("L"), dtype=np.float32) / 255.0
     alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
@@ -186,14 +187,19 @@ def _to_grey(image: Image.Image) -> np.ndarray:
 def _normalise_contrast(grey: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """Background -> 0 and full ink -> 1, whatever the polarity of the picture."""
     border = np.concatenate((grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]))
-    middle, quarter = border.size // 2, border.size // 4
-    if float(np.partition(border, middle)[middle]) > 0.5:  # mostly light border: dark ink on paper
-        grey = 1.0 - grey
-        border = 1.0 - border
-    # The lower quartile, not the median: a digit may touch much of a tight frame's border.
-    background = float(np.partition(border, quarter)[quarter])
-    ink = grey - background
-    ink *= 1.0 / (1.0 - background) if background < 1.0 else 1.0
+    n = border.size
+    lower, median, upper = np.partition(border, (n // 4, n // 2, n - 1 - n // 4))[
+        [n // 4, n // 2, n - 1 - n // 4]
+    ].tolist()
+    # A mostly light border means dark ink on paper: measure ink downwards from the paper.
+    # The background is the border's quartile on the background side, not its median: a digit
+    # may touch much of a tight frame's border.
+    if median > 0.5:
+        ink, span = np.subtract(upper, grey), upper
+    else:
+        ink, span = np.subtract(grey, lower), 1.0 - lower
+    if span > 0:
+        ink *= 1.0 / span
     np.maximum(ink, 0.0, out=ink)
     if float(ink.max()) < spec.min_contrast:
         raise BlankImageError("the image is blank: no stroke stands out from the background")
@@ -203,12 +209,12 @@ def _normalise_contrast(grey: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 def _ink_window(ink: np.ndarray, spec: PreprocessSpec) -> tuple[float, float, float]:
     """(left, top, side) of the square crop around the ink, in pixel coordinates."""
     mask = ink > spec.ink_threshold * float(ink.max())
-    rows = mask.any(axis=1)
-    cols = mask.any(axis=0)
-    height, width = ink.shape
-    top, bottom = int(rows.argmax()), height - int(rows[::-1].argmax())
-    left, right = int(cols.argmax()), width - int(cols[::-1].argmax())
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    top, bottom = int(rows[0]), int(rows[-1]) + 1
+    left, right = int(cols[0]), int(cols[-1]) + 1
     side = float(max(bottom - top, right - left))
+    height, width = ink.shape
     return _place(left, right, side, width), _place(top, bottom, side, height), side
 
 
@@ -221,20 +227,33 @@ def _place(start: int, stop: int, side: float, extent: int) -> float:
 
 
 def _resample(ink: np.ndarray, window: tuple[float, float, float], size: int) -> np.ndarray:
-    """Box-filter the square window down to size x size (Pillow's BOX: pixels whose centre falls
-    in a cell are averaged, so a picture enlarged with NEAREST comes back exactly)."""
+    """Box-filter the square window down to size x size; outside the picture counts as 0."""
     left, top, side = window
     height, width = ink.shape
-    if left < 0 or top < 0 or left + side > width or top + side > height:
-        # The window reaches past the image (a wide digit in a short picture): pad with background.
-        pad = int(np.ceil(side))
-        ink = np.pad(ink, pad)
-        left, top = left + pad, top + pad
-    picture = Image.fromarray(ink)  # float32 -> mode "F"
-    resized = picture.resize(
-        (size, size), Image.Resampling.BOX, box=(left, top, left + side, top + side)
-    )
-    return np.array(resized, dtype=np.float32)
+    return _box_weights(top, side, size, height) @ ink @ _box_weights(left, side, size, width).T
+
+
+@lru_cache(maxsize=1024)
+def _box_weights(start: float, side: float, size: int, extent: int) -> np.ndarray:
+    """(size, extent) weights of Pillow's BOX filter over [start, start + side).
+
+    A pixel counts for an output cell when its centre falls in the cell (or, when enlarging, it
+    is the nearest pixel), so a picture enlarged with NEAREST comes back exactly. Pixels beyond
+    the picture count as background: they weigh in the average but are not in the matrix.
+    """
+    scale = side / size
+    filter_scale = max(scale, 1.0)
+    centres = start + (np.arange(size) + 0.5) * scale
+    first = int(np.floor(min(start, 0.0))) - 1
+    last = int(np.ceil(max(start + side, extent))) + 1
+    pixels = np.arange(first, last) + 0.5
+    offsets = (pixels[None, :] - centres[:, None]) / filter_scale
+    weights = ((offsets > -0.5) & (offsets <= 0.5)).astype(np.float32)  # Pillow's box_filter
+    weights /= weights.sum(axis=1, keepdims=True)
+    inside = weights[:, -first : -first + extent]
+    inside = np.ascontiguousarray(inside)
+    inside.flags.writeable = False
+    return inside
 
 
 def encode_png(cells: np.ndarray, scale: int = 1, dark_on_light: bool = False) -> bytes:

@@ -6,6 +6,7 @@ import ast
 from pathlib import Path
 
 from conftest import REPO
+
 from ctloop.config import CoreSettings
 
 FORBIDDEN_MODULES = {

@@ -7,6 +7,10 @@ import zlib
 
 import numpy as np
 import pytest
+from helpers import digit_image, on_canvas, to_bytes
+from PIL import Image, ImageOps
+from sklearn.datasets import load_digits
+
 from ctloop.preprocess import (
     BlankImageError,
     CorruptImageError,
@@ -17,9 +21,6 @@ from ctloop.preprocess import (
     PreprocessSpec,
     preprocess,
 )
-from helpers import digit_image, on_canvas, to_bytes
-from PIL import Image, ImageOps
-from sklearn.datasets import load_digits
 
 GREY_LEVEL = 1 / 16  # the digits dataset has 17 grey levels, 0..16
 
@@ -223,3 +224,21 @@ def test_every_refusal_is_one_typed_image_error() -> None:
     }
     assert all(issubclass(kind, ImageError) and issubclass(kind, ValueError) for kind in kinds)
     assert len({kind.code for kind in kinds}) == len(kinds)
+
+
+def test_resampling_equals_pillows_box_filter_on_a_padded_picture() -> None:
+    """The cached-matrix resampler is Pillow's BOX resize of the background-padded window."""
+    from ctloop.preprocess import _resample
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        height, width = rng.integers(3, 90, 2)
+        ink = rng.random((height, width)).astype(np.float32)
+        side = float(rng.integers(2, max(height, width) + 1))
+        left = round(rng.uniform(-side / 2, width) * 2) / 2
+        top = round(rng.uniform(-side / 2, height) * 2) / 2
+        pad = int(np.ceil(side))
+        box = (left + pad, top + pad, left + pad + side, top + pad + side)
+        padded = Image.fromarray(np.pad(ink, pad))
+        expected = np.asarray(padded.resize((8, 8), Image.Resampling.BOX, box=box))
+        assert np.abs(_resample(ink, (left, top, side), 8) - expected).max() < 1e-6

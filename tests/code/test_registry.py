@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from ctloop import registry as registry_module
 from ctloop.config import CoreSettings
 from ctloop.predict import load_model
