@@ -1,7 +1,11 @@
 """The CSV contracts: data/ref_data.csv and data/prod_data.csv.
 
 ref_data.csv:  PCA_1,...,PCA_n,target
-prod_data.csv: PCA_1,...,PCA_n,target,prediction,model_version,timestamp,request_id
+prod_data.csv: PCA_1,...,PCA_n,target,prediction,
+               model_version,timestamp,request_id,client_prediction   (one line in the file)
+
+(`prediction` is the serving model's answer when the feedback arrived, `model_version` that
+model; `client_prediction` is what the client says it showed, empty when it did not say.)
 
 Numbers are written with a fixed format so that the same embedding gives the same bytes.
 """
@@ -18,7 +22,7 @@ import numpy as np
 
 TARGET = "target"
 PREDICTION = "prediction"
-PROD_METADATA = ("model_version", "timestamp", "request_id")
+PROD_METADATA = ("model_version", "timestamp", "request_id", "client_prediction")
 
 
 def embedding_columns(n_components: int) -> list[str]:
@@ -60,18 +64,11 @@ def prod_row_bytes(
     model_version: str,
     timestamp: str,
     request_id: str,
+    client_prediction: str = "",
 ) -> bytes:
     """One complete prod_data.csv line."""
-    return format_row(
-        [
-            *map(format_number, embedding.tolist()),
-            target,
-            prediction,
-            model_version,
-            timestamp,
-            request_id,
-        ]
-    )
+    values = [target, prediction, model_version, timestamp, request_id, client_prediction]
+    return format_row([*map(format_number, embedding.tolist()), *values])
 
 
 @dataclass(frozen=True)
