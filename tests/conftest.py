@@ -6,17 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import make_settings
 
 from ctloop.config import CoreSettings
 from ctloop.pipeline import train_and_register
 from ctloop.reference import build_reference
 from ctloop.registry import ModelRegistry
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def make_settings(root: Path, **overrides) -> CoreSettings:
-    return CoreSettings(data_dir=root / "data", artifacts_dir=root / "artifacts", **overrides)
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from ctloop.config import CoreSettings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_settings(root: Path, **overrides) -> CoreSettings:
+    """Settings whose data/ and artifacts/ live under `root`."""
+    return CoreSettings(data_dir=root / "data", artifacts_dir=root / "artifacts", **overrides)
 
 
 def digit_image(cells: np.ndarray, scale: int = 1) -> Image.Image:
@@ -31,3 +41,20 @@ def on_canvas(
     out = Image.new("L", canvas, background)
     out.paste(image, at)
     return out
+
+
+def typical_samples(samples_dir) -> dict[str, bytes]:
+    """For each class, the unseen sample image nearest to its class's mean image."""
+    from ctloop.dataset import load_samples
+    from ctloop.preprocess import preprocess_many
+
+    samples = load_samples(samples_dir)
+    pixels = preprocess_many(samples.images)
+    labels = np.array(samples.labels)
+    chosen = {}
+    for label in sorted(set(samples.labels)):
+        members = np.flatnonzero(labels == label)
+        centre = pixels[members].mean(axis=0)
+        best = members[np.linalg.norm(pixels[members] - centre, axis=1).argmin()]
+        chosen[label] = samples.images[best]
+    return chosen

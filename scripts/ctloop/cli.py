@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
+from filelock import FileLock, Timeout
+
 from ctloop.config import CoreSettings
-from ctloop.pipeline import train_and_register
-from ctloop.reference import build_reference, reference_is_complete
 from ctloop.registry import ModelRegistry, RegistryError
+
+# The ML stages (scikit-learn, skl2onnx, onnxruntime) are imported inside the commands that need
+# them: `retrain` is started by the API on every k-th row and must exit fast when it has nothing
+# to do.
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_build_reference(settings: CoreSettings, args: argparse.Namespace) -> int:
+    from ctloop.reference import build_reference
+
     started = time.perf_counter()
     info = build_reference(settings, force=args.force)
     print(
@@ -49,6 +56,8 @@ def cmd_build_reference(settings: CoreSettings, args: argparse.Namespace) -> int
 
 
 def cmd_train(settings: CoreSettings, args: argparse.Namespace) -> int:
+    from ctloop.pipeline import train_and_register
+
     registry = ModelRegistry(settings.artifacts_dir)
     outcome = train_and_register(
         settings, registry, include_prod=args.with_prod, promote=not args.no_promote
@@ -59,6 +68,9 @@ def cmd_train(settings: CoreSettings, args: argparse.Namespace) -> int:
 
 def cmd_init(settings: CoreSettings, args: argparse.Namespace) -> int:
     """First start: build what is missing, reuse what exists."""
+    from ctloop.pipeline import train_and_register
+    from ctloop.reference import reference_is_complete
+
     if reference_is_complete(settings):
         print(f"reference data present: {settings.ref_data_path}")
     else:
@@ -70,6 +82,32 @@ def cmd_init(settings: CoreSettings, args: argparse.Namespace) -> int:
         print(f"model {current} present and verified in {settings.artifacts_dir}")
         return 0
     _print_outcome(train_and_register(settings, registry))
+    return 0
+
+
+def cmd_retrain(settings: CoreSettings, args: argparse.Namespace) -> int:
+    """Run by the serving API in a separate, lower-priority process; safe to run by hand."""
+    lock = FileLock(str(settings.artifacts_dir / ".trainer.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print("another trainer is running; it takes the new rows into account before it stops")
+        return 0
+    lock.release()
+    from ctloop.logs import configure_json_logging
+    from ctloop.retrain import run_pending
+
+    configure_json_logging("INFO", sys.stderr)
+    os.nice(settings.retrain_nice)
+    outcomes = run_pending(settings)
+    for entry in outcomes:
+        print(
+            f"retrain at {entry['trigger_rows']} rows: {entry['decision']} "
+            f"{entry.get('version', '')} ({entry.get('reason', entry.get('error', ''))}) "
+            f"in {entry['seconds']:.2f} s"
+        )
+    if not outcomes:
+        print("no retrain due (or another trainer is running)")
     return 0
 
 
@@ -146,6 +184,9 @@ def _parser() -> argparse.ArgumentParser:
 
     init = commands.add_parser("init", help="build the reference and the first model if missing")
     init.set_defaults(handler=cmd_init)
+
+    retrain = commands.add_parser("retrain", help="run the retrains due, champion/challenger gated")
+    retrain.set_defaults(handler=cmd_retrain)
 
     registry = commands.add_parser("registry", help="inspect and move the served version")
     registry.add_argument(

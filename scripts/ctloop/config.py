@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +43,22 @@ class CoreSettings(BaseSettings):
     max_image_pixels: int = Field(
         16_777_216, ge=64, description="Larger images are refused (decompression bombs)"
     )
+    retrain_every: int = Field(
+        20, ge=1, description="Retrain each time prod_data.csv reaches a multiple of k rows"
+    )
+    promotion_policy: Literal["gate", "always"] = Field(
+        "gate",
+        description="'gate': promote a retrained model only if not worse; 'always': always",
+    )
+    gate_tolerance: float = Field(
+        0.0, ge=0, le=1, description="A challenger may score this much below and pass"
+    )
+    gate_recent_rows: int = Field(
+        200, ge=1, description="Newest held-out production rows in the gate set"
+    )
+    retrain_nice: int = Field(
+        10, ge=0, le=19, description="Scheduling niceness of the retrain process"
+    )
 
     @property
     def ref_data_path(self) -> Path:
@@ -62,6 +79,10 @@ class CoreSettings(BaseSettings):
     @property
     def embedding_dir(self) -> Path:
         return self.artifacts_dir / "embedding"
+
+    @property
+    def retrain_log_path(self) -> Path:
+        return self.artifacts_dir / "retrains.jsonl"
 
 
 @lru_cache(maxsize=1)

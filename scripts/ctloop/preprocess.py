@@ -82,31 +82,15 @@ def preprocess(
     data: bytes, spec: PreprocessSpec | None = None, max_pixels: int = 16_777_216
 ) -> np.ndarray:
     """Decode image bytes into a float32 vector of spec.size**2 values in [0, 1], ink bright."""
-    spec = spec or PreprocessSpec()
-    image = _decode(data, spec, max_pixels)
-    grey = _to_grey(image)
-    ink = _normalise_contrast(grey, spec)
-    window = _ink_window(ink, spec)
-    cells = _resample(ink, window, spec.size)
-    peak = float(cells.max())
-    if 0 < peak < spec.min_peak:
-        cells *= spec.min_peak / peak
-    np.minimum(cells, 1.0, out=cells)
-    return cells.reshape(-1)
+    return preprocess_image(open_image(data, max_pixels), spec)
 
 
-def preprocess_many(
-    images: list[bytes], spec: PreprocessSpec | None = None, max_pixels: int = 16_777_216
-) -> np.ndarray:
-    """Stack `preprocess` over several images into an (n, size**2) float32 matrix."""
-    spec = spec or PreprocessSpec()
-    out = np.empty((len(images), spec.n_pixels), dtype=np.float32)
-    for row, data in enumerate(images):
-        out[row] = preprocess(data, spec, max_pixels)
-    return out
+def open_image(data: bytes, max_pixels: int = 16_777_216) -> Image.Image:
+    """Read and check the header only (format, size): cheap, nothing decoded yet.
 
-
-def _decode(data: bytes, spec: PreprocessSpec, max_pixels: int) -> Image.Image:
+    Callers that must not block (the API) look at `image.width * image.height` to decide where to
+    run `preprocess_image`, which does the decoding.
+    """
     if not data:
         raise EmptyImageError("the image is empty (0 bytes)")
     try:
@@ -132,6 +116,34 @@ def _decode(data: bytes, spec: PreprocessSpec, max_pixels: int) -> Image.Image:
         )
     if width == 0 or height == 0:
         raise CorruptImageError(f"the image has no pixels ({width}x{height})")
+    return image
+
+
+def preprocess_image(image: Image.Image, spec: PreprocessSpec | None = None) -> np.ndarray:
+    """Steps 2 to 7 on an image returned by `open_image`."""
+    spec = spec or PreprocessSpec()
+    grey = _to_grey(_decode(image, spec))
+    ink = _normalise_contrast(grey, spec)
+    cells = _resample(ink, _ink_window(ink, spec), spec.size)
+    peak = float(cells.max())
+    if 0 < peak < spec.min_peak:
+        cells *= spec.min_peak / peak
+    np.minimum(cells, 1.0, out=cells)
+    return cells.reshape(-1)
+
+
+def preprocess_many(
+    images: list[bytes], spec: PreprocessSpec | None = None, max_pixels: int = 16_777_216
+) -> np.ndarray:
+    """Stack `preprocess` over several images into an (n, size**2) float32 matrix."""
+    spec = spec or PreprocessSpec()
+    out = np.empty((len(images), spec.n_pixels), dtype=np.float32)
+    for row, data in enumerate(images):
+        out[row] = preprocess(data, spec, max_pixels)
+    return out
+
+
+def _decode(image: Image.Image, spec: PreprocessSpec) -> Image.Image:
     if image.format == "JPEG":
         # Decode large JPEGs at a reduced scale: the result is averaged down to a few cells anyway.
         image.draft(image.mode, (spec.size * 16, spec.size * 16))

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO
+from helpers import REPO
 
 
 def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_settings
-from helpers import digit_image, to_bytes
+from helpers import digit_image, make_settings, to_bytes
 from sklearn.datasets import load_digits
 
 from ctloop.config import CoreSettings
@@ -64,7 +63,9 @@ def test_rebuilding_gives_byte_identical_files(built: CoreSettings, tmp_path: Pa
     again = make_settings(tmp_path)
     build_reference(again)
     assert again.ref_data_path.read_bytes() == built.ref_data_path.read_bytes()
-    assert (again.embedding_dir / "embedding.onnx").read_bytes() == (built.embedding_dir / "embedding.onnx").read_bytes()
+    assert (again.embedding_dir / "embedding.onnx").read_bytes() == (
+        built.embedding_dir / "embedding.onnx"
+    ).read_bytes()
     assert again.reference_info_path.read_bytes() == built.reference_info_path.read_bytes()
     first = sorted(p.relative_to(built.samples_dir) for p in built.samples_dir.rglob("*.png"))
     second = sorted(p.relative_to(again.samples_dir) for p in again.samples_dir.rglob("*.png"))
@@ -88,7 +89,9 @@ def test_a_folder_of_images_is_a_dataset(tmp_path: Path) -> None:
         folder = tmp_path / "images" / names[int(digits.target[index])]
         folder.mkdir(parents=True, exist_ok=True)
         extra = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-        (folder / f"{index}.{suffix}").write_bytes(to_bytes(digit_image(digits.data[index] / 16, 4), fmt, **extra))
+        (folder / f"{index}.{suffix}").write_bytes(
+            to_bytes(digit_image(digits.data[index] / 16, 4), fmt, **extra)
+        )
     (tmp_path / "images" / "one" / "notes.txt").write_text("not an image, skipped")
     settings = make_settings(tmp_path, dataset=str(tmp_path / "images"), pca_components=8)
     info = build_reference(settings)
@@ -104,13 +107,20 @@ def test_a_missing_dataset_folder_is_a_clear_error(tmp_path: Path) -> None:
         build_reference(make_settings(tmp_path, dataset=str(tmp_path / "nowhere")))
 
 
-def test_rebuilding_with_another_embedding_refuses_to_orphan_production_rows(workspace: CoreSettings) -> None:
+def test_rebuilding_with_another_embedding_refuses_to_orphan_production_rows(
+    workspace: CoreSettings,
+) -> None:
     workspace.prod_data_path.write_text(
-        ",".join([*EXPECTED_HEADER, "prediction"]) + "\n" + ",".join(["0.1"] * 32 + ["3", "3"]) + "\n"
+        ",".join([*EXPECTED_HEADER, "prediction"])
+        + "\n"
+        + ",".join(["0.1"] * 32 + ["3", "3"])
+        + "\n"
     )
-    other = CoreSettings(data_dir=workspace.data_dir, artifacts_dir=workspace.artifacts_dir, pca_components=16)
+    other = CoreSettings(
+        data_dir=workspace.data_dir, artifacts_dir=workspace.artifacts_dir, pca_components=16
+    )
     before = workspace.ref_data_path.read_bytes()
-    with pytest.raises(ReferenceConflictError, match="prod_data.csv"):
+    with pytest.raises(ReferenceConflictError, match=r"prod_data\.csv"):
         build_reference(other)
     assert workspace.ref_data_path.read_bytes() == before
     build_reference(workspace)  # the same embedding is fine
