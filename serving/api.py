@@ -1,0 +1,90 @@
+"""The serving API (the workshop's serving/api.py): `uvicorn serving.api:app`, or
+`python -m serving` for the production launcher (workers, multiprocess metrics)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.concurrency import run_in_threadpool
+
+from ctloop.embed import EmbeddingError, load_embedding
+from ctloop.registry import ModelRegistry
+from ctloop.retrain import read_retrain_log
+from serving.errors import install_error_handlers
+from serving.feedback_store import FeedbackStore
+from serving.model_store import ModelStore
+from serving.observability import (
+    RequestMiddleware,
+    RetrainCollector,
+    configure_logging,
+    mark_worker_dead,
+)
+from serving.routes import feedback, health, model, predict
+from serving.settings import ServingSettings, get_serving_settings
+from serving.trainer import TrainerLauncher
+
+log = logging.getLogger("serving")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Load the model once, prepare prod_data.csv, start pending retrains, watch for promotions."""
+    settings: ServingSettings = app.state.settings
+    models = ModelStore(ModelRegistry(settings.artifacts_dir), settings.model_poll_seconds)
+    await run_in_threadpool(models.load_current)
+    feedback_store = FeedbackStore(settings.prod_data_path, _n_components(settings))
+    await run_in_threadpool(feedback_store.repair)
+    trainer = TrainerLauncher()
+    app.state.models, app.state.feedback, app.state.trainer = models, feedback_store, trainer
+    app.state.metrics_collector = RetrainCollector(
+        lambda: read_retrain_log(settings.retrain_log_path), feedback_store.rows
+    )
+    await trainer.start()  # retrains that came due while the service was down
+    watcher = asyncio.create_task(models.watch())
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        mark_worker_dead()
+
+
+def _n_components(settings: ServingSettings) -> int:
+    try:
+        return int(load_embedding(settings.embedding_dir).info["n_components"])
+    except EmbeddingError:
+        return settings.pca_components
+
+
+def create_app(settings: ServingSettings | None = None) -> FastAPI:
+    settings = settings or get_serving_settings()
+    configure_logging(settings.log_level)
+    app = FastAPI(
+        title="ctloop serving API",
+        version="1.0",
+        summary="Image classification with feedback, retraining and hot-swapped models",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    for router in (predict.router, feedback.router, model.router, health.router):
+        app.include_router(router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        )
+    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+app = create_app()

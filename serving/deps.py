@@ -1,0 +1,75 @@
+"""Typed dependencies: what a route needs, said in its signature (and overridable in tests)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ctloop.predict import Model
+from ctloop.registry import ModelRegistry
+from serving.errors import ApiError
+from serving.feedback_store import FeedbackStore
+from serving.model_store import ModelStore
+from serving.settings import ServingSettings
+from serving.trainer import TrainerLauncher
+
+
+def get_settings(request: Request) -> ServingSettings:
+    return request.app.state.settings
+
+
+def get_model(request: Request) -> Model:
+    """The model this worker serves right now (503 until the first one is loaded)."""
+    model = request.app.state.models.model
+    if model is None:
+        raise ApiError(
+            503,
+            "model_not_ready",
+            "no model is loaded yet: the first training may still be running",
+        )
+    request.state.model_version = model.version
+    return model
+
+
+def get_model_store(request: Request) -> ModelStore:
+    return request.app.state.models
+
+
+def get_feedback_store(request: Request) -> FeedbackStore:
+    return request.app.state.feedback
+
+
+def get_trainer(request: Request) -> TrainerLauncher:
+    return request.app.state.trainer
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    return request.app.state.models.registry
+
+
+def require_token(request: Request) -> None:
+    """With API_TOKEN set, the route needs 'Authorization: Bearer <token>'."""
+    expected = request.app.state.settings.api_token
+    if not expected:
+        return
+    scheme, _, offered = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(
+        offered.encode(), expected.encode()
+    ):
+        raise ApiError(
+            401,
+            "unauthorized",
+            "this route needs the API token: send 'Authorization: Bearer <API_TOKEN>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+SettingsDep = Annotated[ServingSettings, Depends(get_settings)]
+ModelDep = Annotated[Model, Depends(get_model)]
+ModelStoreDep = Annotated[ModelStore, Depends(get_model_store)]
+FeedbackDep = Annotated[FeedbackStore, Depends(get_feedback_store)]
+TrainerDep = Annotated[TrainerLauncher, Depends(get_trainer)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+TokenDep = Depends(require_token)

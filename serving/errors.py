@@ -1,0 +1,94 @@
+"""Every client error is a 4xx with a JSON body: {"detail": what is wrong, "error": a code}."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+
+from ctloop.preprocess import ImageError, ImageTooLargeError
+from serving.observability import BodyTooLargeError
+
+
+class ApiError(Exception):
+    """An error with its HTTP status, a code and a message a person can act on."""
+
+    def __init__(
+        self, status: int, code: str, detail: str, headers: dict | None = None, **extra: object
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail, self.extra = status, code, detail, extra
+        self.headers = headers
+
+
+def describe_validation(errors: list[dict]) -> str:
+    """'image: Field required; target: ...' from pydantic's error list."""
+    parts = []
+    for error in errors:
+        location = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body",))
+        message = error.get("msg", "invalid")
+        if error.get("type") == "json_invalid":
+            message = f"the body is not valid JSON ({error.get('ctx', {}).get('error', message)})"
+        parts.append(f"{location}: {message}" if location else message)
+    return "; ".join(parts) or "the request is not valid"
+
+
+def _clean(errors: list[dict]) -> list[dict]:
+    """pydantic's errors without the (possibly huge) input and non-JSON context."""
+    return [
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg"), "type": error.get("type")}
+        for error in errors
+    ]
+
+
+def _response(request: Request, status: int, code: str, detail: str, **extra) -> JSONResponse:
+    body = {"detail": detail, "error": code, **extra}
+    request_id = getattr(request.state, "request_id", None)
+    if request_id:
+        body["request_id"] = request_id
+    return JSONResponse(body, status_code=status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        response = _response(request, exc.status, exc.code, exc.detail, **exc.extra)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(ImageError)
+    async def image_error(request: Request, exc: ImageError) -> JSONResponse:
+        status = 413 if isinstance(exc, ImageTooLargeError) else 422
+        return _response(request, status, exc.code, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        return _response(
+            request, 422, "invalid_request", describe_validation(errors), errors=_clean(errors)
+        )
+
+    @app.exception_handler(ValidationError)
+    async def body_invalid(request: Request, exc: ValidationError) -> JSONResponse:
+        errors = exc.errors()
+        return _response(
+            request, 422, "invalid_request", describe_validation(errors), errors=_clean(errors)
+        )
+
+    @app.exception_handler(BodyTooLargeError)
+    async def too_large(request: Request, exc: BodyTooLargeError) -> JSONResponse:
+        return _response(request, 413, "body_too_large", str(exc))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        response = _response(
+            request, exc.status_code, codes.get(exc.status_code, "http_error"), detail
+        )
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response

@@ -1,0 +1,80 @@
+"""Images out of a request (JSON base64 or multipart upload) and into pixel rows."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+import numpy as np
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from ctloop.preprocess import ImageError, PreprocessSpec, open_image, preprocess_image
+from serving.errors import ApiError
+from serving.settings import ServingSettings
+
+DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,")
+
+
+def decode_base64(value: str, field: str) -> bytes:
+    """Bytes of a base64 string (a data: URL prefix is accepted); 422 if it is not base64."""
+    value = DATA_URL.sub("", value.strip(), count=1)
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(422, "invalid_base64", f"{field} is not valid base64 ({exc})") from exc
+    if not data:
+        raise ApiError(422, "empty_image", f"{field} is empty")
+    return data
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_form(request: Request, settings: ServingSettings):
+    """The multipart form; more files than the batch limit is a 422."""
+    try:
+        return await request.form(max_files=settings.max_batch, max_fields=20)
+    except ApiError:
+        raise
+    except Exception as exc:  # python-multipart's and Starlette's parse errors
+        raise ApiError(
+            422, "invalid_form", f"the multipart body could not be read ({exc})"
+        ) from exc
+
+
+async def uploaded_files(form, field: str = "file") -> list[bytes]:
+    files = [item for item in form.getlist(field) if isinstance(item, UploadFile)]
+    if not files:
+        raise ApiError(422, "missing_file", f"the multipart body has no '{field}' file field")
+    contents = []
+    for index, upload in enumerate(files):
+        data = await upload.read()
+        if not data:
+            name = upload.filename or f"{field}[{index}]"
+            raise ApiError(422, "empty_image", f"the uploaded file {name!r} is empty")
+        contents.append(data)
+    return contents
+
+
+async def to_pixels(
+    images: list[bytes], spec: PreprocessSpec, settings: ServingSettings
+) -> np.ndarray:
+    """Preprocess each image; small ones on the event loop (tens of microseconds), big ones in a
+    thread so that a 12-megapixel photo never stalls the other requests."""
+    rows = np.empty((len(images), spec.n_pixels), dtype=np.float32)
+    for index, data in enumerate(images):
+        try:
+            image = open_image(data, settings.max_image_pixels)
+            if image.width * image.height <= settings.inline_pixels:
+                rows[index] = preprocess_image(image, spec)
+            else:
+                rows[index] = await run_in_threadpool(preprocess_image, image, spec)
+        except ImageError as exc:
+            if len(images) == 1:
+                raise
+            raise type(exc)(f"images[{index}]: {exc}") from exc
+    return rows

@@ -1,0 +1,1 @@
+"""Thin routes: validate, call the ML code, shape the reply."""

@@ -1,0 +1,121 @@
+"""POST /feedback: the true class of an image, appended durably to data/prod_data.csv."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from ctloop.predict import Model
+from ctloop.registry import utc_now
+from ctloop.tables import prod_row_bytes
+from serving.deps import FeedbackDep, ModelDep, SettingsDep, TokenDep, TrainerDep
+from serving.errors import ApiError
+from serving.images import decode_base64, media_type, read_form, to_pixels, uploaded_files
+from serving.observability import FEEDBACK_ROWS
+from serving.routes.predict import ERRORS
+from serving.schemas import ErrorResponse, FeedbackRequest, FeedbackResponse
+
+router = APIRouter(tags=["feedback"])
+
+FORM_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "file": {"type": "string", "contentMediaType": "application/octet-stream"},
+        "target": {"type": "string", "description": "The true class"},
+        "prediction": {"type": "string", "description": "The prediction the client showed"},
+    },
+    "required": ["file", "target"],
+}
+
+
+@router.post(
+    "/feedback",
+    response_model=FeedbackResponse,
+    dependencies=[TokenDep],
+    responses={**ERRORS, 401: {"model": ErrorResponse, "description": "API token required"}},
+    summary="Record the true class of an image",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": FeedbackRequest.model_json_schema()},
+                "multipart/form-data": {"schema": FORM_SCHEMA},
+            },
+        }
+    },
+)
+async def feedback(
+    request: Request,
+    model: ModelDep,
+    settings: SettingsDep,
+    store: FeedbackDep,
+    trainer: TrainerDep,
+) -> FeedbackResponse:
+    """The image is embedded with the embedding that produced ref_data.csv, predicted by the
+    serving model, and one row `PCA_1..PCA_n,target,prediction,model_version,timestamp,
+    request_id,client_prediction` is appended to prod_data.csv (fsynced before this reply). Every
+    RETRAIN_EVERY rows a retrain starts in another process."""
+    image, target, shown = await _read_feedback(request, settings)
+    _check_class(model, target, "target")
+    if shown:
+        _check_class(model, shown, "prediction")
+    embeddings, labels, _ = model.predict_pixels(await to_pixels([image], model.spec, settings))
+    request_id = request.state.request_id
+    line = prod_row_bytes(
+        embeddings[0], target, str(labels[0]), model.version, utc_now(), request_id, shown or ""
+    )
+    rows = await run_in_threadpool(store.append, line)
+    FEEDBACK_ROWS.inc()
+    k = settings.retrain_every
+    triggered = rows % k == 0
+    if triggered:
+        await trainer.start()
+    return FeedbackResponse(
+        rows=rows,
+        retrain_triggered=triggered,
+        rows_until_retrain=k - rows % k,
+        retrain_every=k,
+        target=target,
+        prediction=str(labels[0]),
+        model_version=model.version,
+        request_id=request_id,
+    )
+
+
+async def _read_feedback(request: Request, settings: SettingsDep) -> tuple[bytes, str, str | None]:
+    kind = media_type(request)
+    if kind == "application/json":
+        body = FeedbackRequest.model_validate_json(await request.body())
+        return decode_base64(body.image, "image"), body.target.strip(), _blank(body.prediction)
+    if kind == "multipart/form-data":
+        form = await read_form(request, settings)
+        try:
+            files = await uploaded_files(form)
+            target = form.get("target")
+            shown = form.get("prediction")
+        finally:
+            await form.close()
+        if len(files) != 1:
+            raise ApiError(422, "one_image", "send exactly one 'file' with a feedback")
+        if not isinstance(target, str) or not target.strip():
+            raise ApiError(422, "missing_target", "the form needs a 'target' field: the true class")
+        return files[0], target.strip(), _blank(shown if isinstance(shown, str) else None)
+    raise ApiError(
+        415,
+        "unsupported_media_type",
+        'send JSON {"image": "<base64>", "target": "<class>"} or a multipart form',
+    )
+
+
+def _check_class(model: Model, value: str, field: str) -> None:
+    if value not in model.classes:
+        raise ApiError(
+            422,
+            "unknown_class",
+            f"{field} {value!r} is not one of the model's classes: {', '.join(model.classes)}",
+            classes=model.classes,
+        )
+
+
+def _blank(value: str | None) -> str | None:
+    return value.strip() or None if value is not None else None

@@ -1,0 +1,105 @@
+"""GET /model, GET /model/versions, POST /model/rollback (admin)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from ctloop.gate import RULE
+from ctloop.registry import RegistryError
+from ctloop.retrain import read_retrain_log
+from serving.deps import (
+    FeedbackDep,
+    ModelDep,
+    ModelStoreDep,
+    RegistryDep,
+    SettingsDep,
+    TokenDep,
+)
+from serving.errors import ApiError
+from serving.schemas import (
+    ErrorResponse,
+    ModelInfo,
+    RollbackRequest,
+    RollbackResponse,
+    VersionSummary,
+)
+
+router = APIRouter(tags=["model"])
+
+
+@router.get("/model", response_model=ModelInfo, summary="The served model and the retrain state")
+async def model_info(model: ModelDep, settings: SettingsDep, store: FeedbackDep) -> ModelInfo:
+    rows = await run_in_threadpool(store.rows)
+    retrains = await run_in_threadpool(read_retrain_log, settings.retrain_log_path)
+    last = retrains[-1] if retrains else None
+    manifest = model.manifest
+    return ModelInfo(
+        version=model.version,
+        created_at=manifest["created_at"],
+        parent=manifest["parent"],
+        classes=model.classes,
+        metrics=manifest["metrics"],
+        training=manifest["training"],
+        retrain_every=settings.retrain_every,
+        promotion_policy=settings.promotion_policy,
+        gate_rule=RULE,
+        production_rows=rows,
+        rows_since_last_retrain=rows - (last["trigger_rows"] if last else 0),
+        last_retrain=last,
+    )
+
+
+@router.get(
+    "/model/versions",
+    response_model=list[VersionSummary],
+    summary="Every registered version, its gate scores and decision",
+)
+async def model_versions(registry: RegistryDep) -> list[VersionSummary]:
+    manifests = await run_in_threadpool(registry.list_versions)
+    return [
+        VersionSummary(
+            version=m["version"],
+            created_at=m["created_at"],
+            parent=m["parent"],
+            current=m["current"],
+            training_rows=m["training"]["rows"],
+            holdout_accuracy=m["metrics"]["holdout"].get("accuracy"),
+            holdout_macro_f1=m["metrics"]["holdout"].get("macro_f1"),
+            trigger_rows=(m.get("retrain") or {}).get("trigger_rows"),
+            gate=m.get("gate"),
+        )
+        for m in manifests
+    ]
+
+
+@router.post(
+    "/model/rollback",
+    response_model=RollbackResponse,
+    dependencies=[TokenDep],
+    responses={
+        401: {"model": ErrorResponse, "description": "API token required"},
+        409: {"model": ErrorResponse, "description": "Nothing to roll back to"},
+        404: {"model": ErrorResponse, "description": "Unknown version"},
+    },
+    summary="Serve the current version's parent, or a named version",
+)
+async def rollback(
+    request: Request,
+    registry: RegistryDep,
+    models: ModelStoreDep,
+    body: RollbackRequest | None = None,
+) -> RollbackResponse:
+    """Moves the registry pointer; every worker switches to it within MODEL_POLL_SECONDS (this
+    one before it answers)."""
+    previous = registry.current_version()
+    target = body.version if body else None
+    if target is not None and target not in registry.version_ids():
+        raise ApiError(404, "unknown_version", f"there is no model version {target!r}")
+    try:
+        version = await run_in_threadpool(registry.rollback, target)
+    except RegistryError as exc:
+        raise ApiError(409, "cannot_roll_back", str(exc)) from exc
+    await run_in_threadpool(models.load_current)
+    request.state.model_version = version
+    return RollbackResponse(version=version, previous=previous)

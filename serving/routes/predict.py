@@ -1,0 +1,112 @@
+"""POST /predict: one image or a small batch, as JSON base64 or as a multipart upload."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from ctloop.predict import Model
+from serving.deps import ModelDep, SettingsDep
+from serving.errors import ApiError
+from serving.images import decode_base64, media_type, read_form, to_pixels, uploaded_files
+from serving.observability import PREDICTIONS
+from serving.schemas import (
+    BatchPredictResponse,
+    ErrorResponse,
+    Prediction,
+    PredictRequest,
+    PredictResponse,
+)
+
+router = APIRouter(tags=["predict"])
+
+ERRORS = {
+    413: {"model": ErrorResponse, "description": "Body or image too large"},
+    415: {"model": ErrorResponse, "description": "Neither JSON nor multipart"},
+    422: {"model": ErrorResponse, "description": "Not an image, corrupt, blank, bad base64..."},
+    503: {"model": ErrorResponse, "description": "No model loaded yet"},
+}
+MULTIPART_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "file": {
+            "type": "array",
+            "items": {"type": "string", "contentMediaType": "application/octet-stream"},
+            "description": "One image file, or several for a batch",
+        }
+    },
+    "required": ["file"],
+}
+
+
+@router.post(
+    "/predict",
+    response_model=PredictResponse | BatchPredictResponse,
+    responses=ERRORS,
+    summary="Predict the class of an image (or of a small batch)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": PredictRequest.model_json_schema()},
+                "multipart/form-data": {"schema": MULTIPART_SCHEMA},
+            },
+        }
+    },
+)
+async def predict(
+    request: Request, model: ModelDep, settings: SettingsDep
+) -> PredictResponse | BatchPredictResponse:
+    """JSON `{"image": "<base64>"}` or `{"images": [...]}`, or multipart `file` field(s)
+    (`curl -F file=@digit.png`). One image gives the class, the probability of every class, the
+    model version and a request id; several give a list of predictions."""
+    images, batch = await _read_images(request, settings)
+    _, labels, probabilities = model.predict_pixels(await to_pixels(images, model.spec, settings))
+    request_id = request.state.request_id
+    if batch:
+        rows = zip(labels, probabilities, strict=True)
+        predictions = [Prediction(**_fields(model, label, row)) for label, row in rows]
+        return BatchPredictResponse(
+            predictions=predictions, model_version=model.version, request_id=request_id
+        )
+    return PredictResponse(
+        **_fields(model, labels[0], probabilities[0]),
+        model_version=model.version,
+        request_id=request_id,
+    )
+
+
+async def _read_images(request: Request, settings: SettingsDep) -> tuple[list[bytes], bool]:
+    kind = media_type(request)
+    if kind == "application/json":
+        body = PredictRequest.model_validate_json(await request.body())
+        if body.image is not None:
+            return [decode_base64(body.image, "image")], False
+        if len(body.images) > settings.max_batch:
+            raise ApiError(
+                422, "batch_too_large", f"at most {settings.max_batch} images per request"
+            )
+        return [decode_base64(value, f"images[{i}]") for i, value in enumerate(body.images)], True
+    if kind == "multipart/form-data":
+        form = await read_form(request, settings)
+        try:
+            images = await uploaded_files(form)
+        finally:
+            await form.close()
+        return images, len(images) > 1
+    raise ApiError(
+        415,
+        "unsupported_media_type",
+        'send JSON {"image": "<base64>"} or a multipart form with a \'file\' field',
+    )
+
+
+def _fields(model: Model, label: str, row) -> dict:
+    PREDICTIONS.labels(label=label).inc()
+    values = row.tolist()
+    return {
+        "label": str(label),
+        "confidence": round(max(values), 6),
+        "probabilities": {
+            name: round(value, 6) for name, value in zip(model.classes, values, strict=True)
+        },
+    }

@@ -1,0 +1,142 @@
+"""Request and response bodies; they are what /docs shows."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# The digits dataset's first "3", as an 8x8 PNG (any size works).
+EXAMPLE_PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAAAAADhZOFXAAAARElEQVR4nDXGMRGAMBAAsBzHzkuolJeCBHBQ"
+    "B0jAAg4qoRbqoEhgIlNwzB5Q+z4TSvSOxYgyAojW/t3VQs3Mzcp7eU4fVhgPr7VP6z8AAAAASUVORK5CYII="
+)
+
+
+class PredictRequest(BaseModel):
+    """One image (`image`) or a small batch (`images`), base64-encoded PNG/JPEG/BMP/GIF/WebP."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"image": EXAMPLE_PNG}]}
+    )
+
+    image: str | None = Field(None, description="base64 of one image file")
+    images: list[str] | None = Field(None, description="base64 of several image files")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PredictRequest:
+        if (self.image is None) == (self.images is None):
+            raise ValueError("send either 'image' (one base64 image) or 'images' (a list of them)")
+        if self.images is not None and not self.images:
+            raise ValueError("'images' is empty")
+        return self
+
+
+class Prediction(BaseModel):
+    label: str = Field(description="The predicted class")
+    confidence: float = Field(description="Probability of the predicted class")
+    probabilities: dict[str, float] = Field(description="Probability of every class")
+
+
+class PredictResponse(Prediction):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "label": "3",
+                    "confidence": 0.981,
+                    "probabilities": {"0": 0.001, "3": 0.981, "8": 0.011},
+                    "model_version": "v0004",
+                    "request_id": "5f0c6a1e9d2b4c7a8e3f1b2d4c6a8e0f",
+                }
+            ]
+        }
+    )
+    model_version: str = Field(description="The model version that answered")
+    request_id: str
+
+
+class BatchPredictResponse(BaseModel):
+    predictions: list[Prediction]
+    model_version: str
+    request_id: str
+
+
+class FeedbackRequest(BaseModel):
+    """An image and its true class; `prediction` is what the client showed, if it wants to say."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"image": EXAMPLE_PNG, "target": "3", "prediction": "3"}]},
+    )
+
+    image: str = Field(description="base64 of one image file")
+    target: str = Field(min_length=1, max_length=100, description="The true class")
+    prediction: str | None = Field(None, max_length=100, description="The prediction shown")
+
+
+class FeedbackResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "rows": 40,
+                    "retrain_triggered": True,
+                    "rows_until_retrain": 20,
+                    "retrain_every": 20,
+                    "target": "3",
+                    "prediction": "3",
+                    "model_version": "v0004",
+                    "request_id": "5f0c6a1e9d2b4c7a8e3f1b2d4c6a8e0f",
+                }
+            ]
+        }
+    )
+    rows: int = Field(description="Rows in prod_data.csv, this one included (its row number)")
+    retrain_triggered: bool = Field(description="This row reached a multiple of RETRAIN_EVERY")
+    rows_until_retrain: int
+    retrain_every: int
+    target: str
+    prediction: str = Field(description="What the serving model predicted for this image")
+    model_version: str = Field(description="The model that predicted it")
+    request_id: str
+
+
+class VersionSummary(BaseModel):
+    version: str
+    created_at: str
+    parent: str | None
+    current: bool
+    training_rows: int
+    holdout_accuracy: float | None
+    holdout_macro_f1: float | None
+    trigger_rows: int | None = Field(description="The retrain's production row count, if any")
+    gate: dict | None = Field(description="Champion and challenger scores and the decision")
+
+
+class ModelInfo(BaseModel):
+    version: str
+    created_at: str
+    parent: str | None
+    classes: list[str]
+    metrics: dict = Field(description="Held-out metrics recorded when the version was trained")
+    training: dict
+    retrain_every: int
+    promotion_policy: str
+    gate_rule: str
+    production_rows: int
+    rows_since_last_retrain: int
+    last_retrain: dict | None
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: str | None = Field(None, description="Version to serve; default: the current's parent")
+
+
+class RollbackResponse(BaseModel):
+    version: str
+    previous: str | None
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="What is wrong, in words")
+    error: str = Field(description="A short machine-readable code")

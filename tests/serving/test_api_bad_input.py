@@ -1,0 +1,223 @@
+"""Bad input: a clear 4xx with a JSON message, never a 500, and nothing written."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from conftest import b64
+from helpers import to_bytes
+from live_server import LiveServer
+from PIL import Image
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def bomb_png() -> bytes:
+    """A valid PNG header claiming 60000 x 60000 pixels."""
+    header = struct.pack(">IIBBBBB", 60000, 60000, 8, 0, 0, 0, 0)
+    return (
+        PNG_SIGNATURE
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(b"\0" * 100))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture
+def unchanged(server: LiveServer) -> Iterator[None]:
+    """The test's requests must leave prod_data.csv byte for byte as it was."""
+    path = server.settings.prod_data_path
+    before = path.read_bytes()
+    yield
+    assert path.read_bytes() == before, "a refused request wrote to prod_data.csv"
+
+
+def check(reply: httpx.Response, status: int, code: str, words: str) -> dict:
+    assert reply.status_code == status, reply.text
+    assert reply.headers["content-type"].startswith("application/json")
+    body = reply.json()
+    assert body["error"] == code, body
+    assert words in body["detail"], body["detail"]
+    assert body["request_id"] == reply.headers["x-request-id"]
+    return body
+
+
+IMAGE_CASES = [
+    (
+        "not_an_image",
+        lambda s: b"%PDF-1.4 this is a document, not a picture" * 5,
+        422,
+        "not an image",
+    ),
+    ("truncated", lambda s: s["3"][: len(s["3"]) // 2], 422, "corrupt"),
+    ("bomb", lambda s: bomb_png(), 413, "too many pixels"),
+    ("blank", lambda s: to_bytes(Image.new("L", (32, 32), 255)), 422, "blank"),
+]
+CODES = {
+    "not_an_image": "not_an_image",
+    "truncated": "corrupt_image",
+    "bomb": "image_too_large",
+    "blank": "blank_image",
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "make", "status", "words"), IMAGE_CASES, ids=[c[0] for c in IMAGE_CASES]
+)
+@pytest.mark.parametrize("route", ["/predict", "/feedback"])
+@pytest.mark.usefixtures("unchanged")
+def test_bad_images_as_json(client, samples, route, case, make, status, words) -> None:
+    body = {"image": b64(make(samples))} | ({"target": "3"} if route == "/feedback" else {})
+    check(client.post(route, json=body), status, CODES[case], words)
+
+
+@pytest.mark.parametrize(
+    ("case", "make", "status", "words"), IMAGE_CASES, ids=[c[0] for c in IMAGE_CASES]
+)
+@pytest.mark.parametrize("route", ["/predict", "/feedback"])
+@pytest.mark.usefixtures("unchanged")
+def test_bad_images_as_files(client, samples, route, case, make, status, words) -> None:
+    data = {"target": "3"} if route == "/feedback" else None
+    reply = client.post(route, files={"file": ("x.png", make(samples), "image/png")}, data=data)
+    check(reply, status, CODES[case], words)
+
+
+@pytest.mark.parametrize("route", ["/predict", "/feedback"])
+@pytest.mark.usefixtures("unchanged")
+def test_empty_body(client, route) -> None:
+    reply = client.post(route, content=b"", headers={"content-type": "application/json"})
+    check(reply, 422, "invalid_request", "not valid JSON")
+
+
+@pytest.mark.parametrize("route", ["/predict", "/feedback"])
+@pytest.mark.usefixtures("unchanged")
+def test_empty_image(client, route) -> None:
+    body = {"image": ""} | ({"target": "3"} if route == "/feedback" else {})
+    check(client.post(route, json=body), 422, "empty_image", "empty")
+
+
+@pytest.mark.parametrize("route", ["/predict", "/feedback"])
+@pytest.mark.usefixtures("unchanged")
+def test_empty_uploaded_file(client, route) -> None:
+    data = {"target": "3"} if route == "/feedback" else None
+    reply = client.post(route, files={"file": ("empty.png", b"", "image/png")}, data=data)
+    check(reply, 422, "empty_image", "empty")
+
+
+@pytest.mark.parametrize("route", ["/predict", "/feedback"])
+@pytest.mark.usefixtures("unchanged")
+def test_malformed_json(client, route) -> None:
+    reply = client.post(
+        route, content=b'{"image": "abc', headers={"content-type": "application/json"}
+    )
+    check(reply, 422, "invalid_request", "not valid JSON")
+
+
+@pytest.mark.parametrize("route", ["/predict", "/feedback"])
+@pytest.mark.usefixtures("unchanged")
+def test_malformed_base64(client, route) -> None:
+    body = {"image": "iVBOR$$$not-base64***"} | ({"target": "3"} if route == "/feedback" else {})
+    check(client.post(route, json=body), 422, "invalid_base64", "image is not valid base64")
+
+
+@pytest.mark.parametrize("route", ["/predict", "/feedback"])
+@pytest.mark.usefixtures("unchanged")
+def test_body_over_the_size_limit(client, samples, route) -> None:
+    padding = b64(b"\0" * 300_000)  # the test server's MAX_BODY_BYTES is 200,000
+    body = {"image": padding} | ({"target": "3"} if route == "/feedback" else {})
+    check(client.post(route, json=body), 413, "body_too_large", "200,000 bytes")
+
+
+@pytest.mark.usefixtures("unchanged")
+def test_body_over_the_limit_without_a_content_length(client) -> None:
+    def chunks():
+        yield b'{"image": "'
+        for _ in range(50):
+            yield b"A" * 10_000
+        yield b'"}'
+
+    reply = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    check(reply, 413, "body_too_large", "200,000 bytes")
+
+
+@pytest.mark.usefixtures("unchanged")
+def test_unknown_label_lists_the_valid_classes(client, samples) -> None:
+    body = check(
+        client.post("/feedback", json={"image": b64(samples["3"]), "target": "three"}),
+        422,
+        "unknown_class",
+        "'three' is not one of the model's classes: 0, 1, 2",
+    )
+    assert body["classes"] == [str(digit) for digit in range(10)]
+
+
+@pytest.mark.usefixtures("unchanged")
+def test_unknown_shown_prediction(client, samples) -> None:
+    body = {"image": b64(samples["3"]), "target": "3", "prediction": "33"}
+    check(client.post("/feedback", json=body), 422, "unknown_class", "prediction '33'")
+
+
+@pytest.mark.usefixtures("unchanged")
+def test_missing_target(client, samples) -> None:
+    check(
+        client.post("/feedback", json={"image": b64(samples["3"])}),
+        422,
+        "invalid_request",
+        "target: Field required",
+    )
+    reply = client.post("/feedback", files={"file": ("3.png", samples["3"], "image/png")})
+    check(reply, 422, "missing_target", "'target'")
+
+
+def test_batch_over_its_limit(client, samples) -> None:
+    reply = client.post("/predict", json={"images": [b64(samples["1"])] * 9})  # MAX_BATCH=8
+    check(reply, 422, "batch_too_large", "at most 8 images")
+    files = [("file", ("1.png", samples["1"], "image/png"))] * 9
+    check(client.post("/predict", files=files), 422, "invalid_form", "files")
+
+
+def test_a_bad_image_in_a_batch_is_named(client, samples) -> None:
+    reply = client.post("/predict", json={"images": [b64(samples["1"]), b64(b"nonsense" * 10)]})
+    check(reply, 422, "not_an_image", "images[1]")
+
+
+def test_both_or_neither_image_fields(client, samples) -> None:
+    check(client.post("/predict", json={}), 422, "invalid_request", "either 'image'")
+    both = {"image": b64(samples["1"]), "images": [b64(samples["1"])]}
+    check(client.post("/predict", json=both), 422, "invalid_request", "either 'image'")
+
+
+def test_unexpected_fields_are_refused(client, samples) -> None:
+    reply = client.post("/predict", json={"image": b64(samples["1"]), "img": "x"})
+    check(reply, 422, "invalid_request", "img: Extra inputs are not permitted")
+
+
+@pytest.mark.usefixtures("unchanged")
+def test_unsupported_content_type(client, samples) -> None:
+    reply = client.post("/feedback", content=samples["1"], headers={"content-type": "image/png"})
+    check(reply, 415, "unsupported_media_type", "multipart")
+
+
+def test_unknown_route_and_wrong_method(client) -> None:
+    check(client.get("/nowhere"), 404, "not_found", "Not Found")
+    check(client.get("/predict"), 405, "method_not_allowed", "Method Not Allowed")
+
+
+def test_no_client_error_was_ever_a_500(client, server: LiveServer) -> None:
+    """Runs last in this module: the request log holds every reply above."""
+    import json
+
+    statuses = [
+        json.loads(line).get("status")
+        for line in server.logs().splitlines()
+        if line.startswith("{") and '"event": "request"' in line
+    ]
+    assert statuses and all(status < 500 for status in statuses)

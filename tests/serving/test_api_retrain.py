@@ -1,0 +1,266 @@
+"""Retraining through a real 2-worker server: exactly once per k rows, gated, hot-swapped."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import re
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import b64, copy_workspace
+from filelock import FileLock, Timeout
+from live_server import LiveServer, trainer_pids, wait_for
+
+from ctloop.dataset import load_samples
+from ctloop.registry import ModelRegistry
+from ctloop.retrain import read_retrain_log
+
+pytestmark = pytest.mark.slow
+
+
+def feedback_items(settings, count: int, wrong: bool = False) -> list[tuple[bytes, str]]:
+    samples = load_samples(settings.samples_dir)
+    items = list(zip(samples.images, samples.labels, strict=True))[:count]
+    if wrong:  # every label shifted by one class: a challenger that learns these is worse
+        return [(image, str((int(label) + 1) % 10)) for image, label in items]
+    return items
+
+
+async def send_feedback(url: str, items, concurrency: int = 50, token: str | None = None) -> list:
+    limits = httpx.Limits(max_connections=concurrency)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60, headers=headers) as http:
+        return await asyncio.gather(
+            *(http.post("/feedback", json={"image": b64(img), "target": t}) for img, t in items)
+        )
+
+
+async def predict_until(url: str, image: bytes, stop: asyncio.Event) -> list[tuple[int, str]]:
+    """Keep asking for predictions (a new connection each time) until told to stop."""
+    results = []
+    async with httpx.AsyncClient(
+        base_url=url, timeout=30, limits=httpx.Limits(max_keepalive_connections=0)
+    ) as http:
+        while not stop.is_set():
+            reply = await http.post("/predict", json={"image": b64(image)})
+            results.append((reply.status_code, reply.json().get("model_version")))
+            await asyncio.sleep(0.005)
+    return results
+
+
+def served_versions_by_worker(url: str) -> dict[str, str]:
+    """{pid: version} from ctloop_model_info, which every worker sets when it swaps models."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    found = {}
+    for pid, version, value in re.findall(
+        r'ctloop_model_info\{pid="(\d+)",version="(v\d+)"\} ([\d.]+)', text
+    ):
+        if float(value) == 1.0:
+            found[pid] = version
+    return found
+
+
+def tree_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_200_concurrent_feedbacks_on_2_workers_give_10_retrains(built, tmp_path, samples) -> None:
+    settings = copy_workspace(built, tmp_path)
+    with LiveServer(settings, tmp_path / "server.log", workers=2, RETRAIN_EVERY="20") as server:
+
+        async def scenario():
+            stop = asyncio.Event()
+            predicting = asyncio.create_task(predict_until(server.url, samples["4"], stop))
+            replies = await send_feedback(server.url, feedback_items(settings, 200))
+            await asyncio.to_thread(
+                wait_for,
+                lambda: len(read_retrain_log(settings.retrain_log_path)) >= 10,
+                240,
+                0.2,
+                "10 retrain decisions",
+            )
+            stop.set()
+            return replies, await predicting
+
+        replies, predictions = asyncio.run(scenario())
+        wait_for(lambda: not trainer_pids(settings.artifacts_dir), 60, what="trainers to exit")
+
+        assert [reply.status_code for reply in replies] == [200] * 200
+        numbers = sorted(reply.json()["rows"] for reply in replies)
+        assert numbers == list(range(1, 201))
+        assert sum(reply.json()["retrain_triggered"] for reply in replies) == 10
+
+        with settings.prod_data_path.open(newline="") as handle:
+            rows = list(csv.reader(handle))
+        assert len(rows) == 201 and all(len(row) == len(rows[0]) for row in rows)
+        assert {row[-2] for row in rows[1:]} == {reply.json()["request_id"] for reply in replies}
+
+        log = read_retrain_log(settings.retrain_log_path)
+        assert [entry["trigger_rows"] for entry in log] == list(range(20, 201, 20))
+        assert all(entry["decision"] in ("promoted", "rejected") for entry in log), log
+        versions = [int(entry["version"][1:]) for entry in log]
+        assert versions == sorted(versions) and len(set(versions)) == 10
+        assert ModelRegistry(settings.artifacts_dir).version_ids()[-1] == log[-1]["version"]
+
+        assert len(predictions) > 20, "predictions kept coming while retrains ran"
+        assert {status for status, _ in predictions} == {200}
+
+
+def test_a_rejected_challenger_changes_nothing_served(built, tmp_path, samples) -> None:
+    settings = copy_workspace(built, tmp_path)
+    registry = ModelRegistry(settings.artifacts_dir)
+    before = tree_digest(registry.versions_dir / "v0001")
+    env = {"RETRAIN_EVERY": "20", "PROD_WEIGHT": "50"}
+    with LiveServer(settings, tmp_path / "server.log", workers=2, **env) as server:
+        replies = asyncio.run(send_feedback(server.url, feedback_items(settings, 20, wrong=True)))
+        assert all(reply.status_code == 200 for reply in replies)
+        wait_for(
+            lambda: read_retrain_log(settings.retrain_log_path), 120, what="the retrain decision"
+        )
+        (entry,) = read_retrain_log(settings.retrain_log_path)
+        assert entry["decision"] == "rejected", entry
+        assert entry["challenger_score"] < entry["champion_score"]
+        assert registry.current_version() == "v0001"
+        assert tree_digest(registry.versions_dir / "v0001") == before
+        time.sleep(1)  # well past MODEL_POLL_SECONDS: a wrong swap would show now
+        assert set(served_versions_by_worker(server.url).values()) == {"v0001"}
+        versions = httpx.get(f"{server.url}/model/versions").json()
+        rejected = versions[-1]
+        assert rejected["gate"]["decision"] == "rejected" and rejected["current"] is False
+        assert rejected["gate"]["champion"] == "v0001" and rejected["trigger_rows"] == 20
+        model = httpx.get(f"{server.url}/model").json()
+        assert model["version"] == "v0001" and model["last_retrain"]["decision"] == "rejected"
+        assert model["rows_since_last_retrain"] == 0
+
+
+def test_a_promoted_model_is_served_by_every_worker_without_a_failed_request(
+    built, tmp_path, samples
+) -> None:
+    settings = copy_workspace(built, tmp_path)
+    env = {"RETRAIN_EVERY": "20", "PROMOTION_POLICY": "always", "API_TOKEN": "s3cret"}
+    with LiveServer(settings, tmp_path / "server.log", workers=2, **env) as server:
+
+        async def scenario():
+            stop = asyncio.Event()
+            predicting = asyncio.create_task(predict_until(server.url, samples["9"], stop))
+            await send_feedback(server.url, feedback_items(settings, 20), token="s3cret")
+            await asyncio.to_thread(
+                wait_for,
+                lambda: (
+                    set(served_versions_by_worker(server.url).values()) == {"v0002"}
+                    and len(served_versions_by_worker(server.url)) == 2
+                ),
+                120,
+                0.2,
+                "both workers to serve v0002",
+            )
+            # Roll back through the API: every worker follows, still without a failed request.
+            reply = await asyncio.to_thread(
+                httpx.post,
+                f"{server.url}/model/rollback",
+                headers={"Authorization": "Bearer s3cret"},
+            )
+            assert reply.status_code == 200 and reply.json() == {
+                "version": "v0001",
+                "previous": "v0002",
+            }
+            await asyncio.to_thread(
+                wait_for,
+                lambda: set(served_versions_by_worker(server.url).values()) == {"v0001"},
+                30,
+                0.1,
+                "both workers to roll back",
+            )
+            stop.set()
+            return await predicting
+
+        predictions = asyncio.run(scenario())
+        assert {status for status, _ in predictions} == {200}
+        assert {version for _, version in predictions} == {"v0001", "v0002"}
+        (entry,) = read_retrain_log(settings.retrain_log_path)
+        assert entry["decision"] == "promoted" and entry["version"] == "v0002"
+        fresh = [
+            httpx.post(f"{server.url}/predict", json={"image": b64(samples["9"])})
+            for _ in range(20)
+        ]
+        assert {reply.json()["model_version"] for reply in fresh} == {"v0001"}
+
+
+def test_rollback_needs_the_token_and_a_parent(built, tmp_path) -> None:
+    settings = copy_workspace(built, tmp_path)
+    with LiveServer(settings, tmp_path / "server.log", API_TOKEN="s3cret") as server:
+        assert httpx.post(f"{server.url}/model/rollback").status_code == 401
+        wrong = httpx.post(f"{server.url}/model/rollback", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+        auth = {"Authorization": "Bearer s3cret"}
+        reply = httpx.post(f"{server.url}/model/rollback", headers=auth)
+        assert reply.status_code == 409 and "no parent" in reply.json()["detail"]
+        reply = httpx.post(f"{server.url}/model/rollback", headers=auth, json={"version": "v0099"})
+        assert reply.status_code == 404 and reply.json()["error"] == "unknown_version"
+
+
+def test_a_server_killed_mid_retrain_restarts_on_the_last_good_version(
+    built, tmp_path, samples
+) -> None:
+    settings = copy_workspace(built, tmp_path)
+    server = LiveServer(settings, tmp_path / "server.log", RETRAIN_EVERY="20").start()
+    trainer_lock = FileLock(str(settings.artifacts_dir / ".trainer.lock"))
+
+    def trainer_is_working() -> bool:
+        try:
+            trainer_lock.acquire(timeout=0)
+        except Timeout:
+            return True
+        trainer_lock.release()
+        return False
+
+    async def feedback_then_kill():
+        """20 feedbacks (a retrain starts), then 60 more in flight when the machine 'dies'."""
+        first = await send_feedback(server.url, feedback_items(settings, 20))
+        await asyncio.to_thread(wait_for, trainer_is_working, 60, 0.01, "the trainer to start")
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            tasks = [
+                asyncio.create_task(http.post("/feedback", json={"image": b64(img), "target": t}))
+                for img, t in feedback_items(settings, 80)[20:]
+            ]
+            await asyncio.sleep(0.05)
+            for pid in trainer_pids(settings.artifacts_dir):
+                import os
+                import signal
+
+                os.kill(pid, signal.SIGKILL)
+            server.kill()
+            done = await asyncio.gather(*tasks, return_exceptions=True)
+        return first + [reply for reply in done if isinstance(reply, httpx.Response)]
+
+    acknowledged = asyncio.run(feedback_then_kill())
+    acknowledged_ids = {r.json()["request_id"] for r in acknowledged if r.status_code == 200}
+    assert len(acknowledged_ids) >= 20
+
+    with settings.prod_data_path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert all(len(row) == len(rows[0]) for row in rows), "a torn row"
+    assert acknowledged_ids <= {row[-2] for row in rows[1:]}, "an acknowledged row is missing"
+    registry = ModelRegistry(settings.artifacts_dir)
+    assert registry.current_version() == "v0001"
+    assert all(registry.load(version) for version in registry.version_ids())
+
+    with LiveServer(settings, tmp_path / "restart.log", RETRAIN_EVERY="20") as restarted:
+        assert httpx.get(f"{restarted.url}/ready").json()["model_version"] in {"v0001", "v0002"}
+        # The retrain that was killed is done now, once.
+        wait_for(lambda: read_retrain_log(settings.retrain_log_path), 120, what="the retrain")
+        wait_for(lambda: not trainer_pids(settings.artifacts_dir), 60, what="trainers to exit")
+        log = read_retrain_log(settings.retrain_log_path)
+        assert [entry["trigger_rows"] for entry in log] == list(range(20, len(rows), 20))
+        assert (
+            httpx.post(f"{restarted.url}/predict", json={"image": b64(samples["0"])}).status_code
+            == 200
+        )
