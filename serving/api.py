@@ -14,8 +14,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from ctloop.embed import EmbeddingError, load_embedding
+from ctloop.ledger import read_retrain_log
 from ctloop.registry import ModelRegistry
-from ctloop.retrain import read_retrain_log
 from serving.errors import install_error_handlers
 from serving.feedback_store import FeedbackStore
 from serving.model_store import ModelStore

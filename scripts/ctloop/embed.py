@@ -10,12 +10,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.decomposition import PCA
 
-from ctloop.export import embedding_to_onnx
 from ctloop.tables import write_atomic
+
+if TYPE_CHECKING:
+    from sklearn.decomposition import PCA
 
 EMBEDDING_FILE = "embedding.onnx"
 EMBEDDING_INFO = "embedding.json"
@@ -37,6 +39,11 @@ class StoredEmbedding:
 
 def fit_embedding(pixels: np.ndarray, n_components: int) -> tuple[PCA, bytes]:
     """Fit the PCA on preprocessed reference pixels; return it and its ONNX bytes."""
+    # Imported here: the serving workers read the stored embedding and never fit one.
+    from sklearn.decomposition import PCA
+
+    from ctloop.export import embedding_to_onnx
+
     if n_components > min(pixels.shape):
         raise ValueError(
             f"PCA_COMPONENTS={n_components} is more than the data allows ({min(pixels.shape)})"

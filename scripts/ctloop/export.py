@@ -13,12 +13,15 @@ from skl2onnx.common.data_types import FloatTensorType
 from sklearn.decomposition import PCA
 from sklearn.pipeline import Pipeline
 
+from ctloop.predict import (
+    EMBEDDING_INPUT,
+    EMBEDDING_OUTPUT,
+    LABEL_OUTPUT,
+    PIXELS_INPUT,
+    PROBABILITIES_OUTPUT,
+)
+
 TARGET_OPSET = {"": 18, "ai.onnx.ml": 3}
-PIXELS_INPUT = "pixels"
-EMBEDDING_OUTPUT = "embedding"
-EMBEDDING_INPUT = "embedding"
-LABEL_OUTPUT = "label"
-PROBABILITIES_OUTPUT = "probabilities"
 
 
 def embedding_to_onnx(pca: PCA) -> bytes:

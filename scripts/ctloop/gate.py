@@ -9,10 +9,12 @@ what the reference teaches while following production.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ctloop.train import TrainingSet
+if TYPE_CHECKING:  # keeps this module free of scikit-learn: the API imports RULE
+    from ctloop.train import TrainingSet
 
 
 @dataclass(frozen=True)

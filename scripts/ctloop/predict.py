@@ -1,4 +1,7 @@
-"""Inference with onnxruntime: the embedding and the classifier head of one model version."""
+"""Inference with onnxruntime: the embedding and the classifier head of one model version.
+
+Only numpy and onnxruntime: the serving workers import this, never scikit-learn or skl2onnx.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +10,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnxruntime as ort
 
-from ctloop.export import (
-    EMBEDDING_INPUT,
-    EMBEDDING_OUTPUT,
-    LABEL_OUTPUT,
-    PIXELS_INPUT,
-    PROBABILITIES_OUTPUT,
-)
 from ctloop.preprocess import PreprocessSpec
 from ctloop.registry import VersionFiles
+
+# Names of the graphs' inputs and outputs (ctloop.export writes them).
+PIXELS_INPUT = "pixels"
+EMBEDDING_OUTPUT = "embedding"
+EMBEDDING_INPUT = "embedding"
+LABEL_OUTPUT = "label"
+PROBABILITIES_OUTPUT = "probabilities"
 
 
 def make_session(model: bytes, threads: int = 1) -> ort.InferenceSession:

@@ -19,46 +19,19 @@ import json
 import logging
 import os
 import time
-from pathlib import Path
 
 from filelock import FileLock, Timeout
 
 from ctloop.config import CoreSettings
 from ctloop.embed import load_embedding
 from ctloop.gate import RULE, decide, gate_score, gate_set
+from ctloop.ledger import pending_triggers
 from ctloop.pipeline import build_manifest
 from ctloop.predict import Classifier, load_model
 from ctloop.registry import ModelRegistry, utc_now
 from ctloop.train import load_training_set, train_head
 
 log = logging.getLogger("ctloop.retrain")
-
-
-def count_rows(path: Path) -> int:
-    """Complete data rows of a CSV with a header (a torn last line does not count)."""
-    try:
-        with path.open("rb") as handle:
-            newlines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
-    except FileNotFoundError:
-        return 0
-    return max(newlines - 1, 0)
-
-
-def read_retrain_log(path: Path) -> list[dict]:
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return []
-    return [json.loads(line) for line in lines if line.strip()]
-
-
-def pending_triggers(settings: CoreSettings) -> list[int]:
-    """Multiples of k reached by prod_data.csv that have no decision yet, in order."""
-    decided = [entry["trigger_rows"] for entry in read_retrain_log(settings.retrain_log_path)]
-    last = max(decided, default=0)
-    k = settings.retrain_every
-    rows = count_rows(settings.prod_data_path)
-    return list(range((last // k + 1) * k, rows + 1, k))
 
 
 def run_pending(settings: CoreSettings) -> list[dict]:
@@ -161,8 +134,3 @@ def _log_entry(trigger_rows: int, version: str, gate: dict) -> dict:
         "challenger_score": gate["challenger_score"]["score"],
         "reason": gate["reason"],
     }
-
-
-def last_retrain(settings: CoreSettings) -> dict | None:
-    entries = read_retrain_log(settings.retrain_log_path)
-    return entries[-1] if entries else None

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from ctloop.gate import RULE
+from ctloop.ledger import read_retrain_log
 from ctloop.registry import RegistryError
-from ctloop.retrain import read_retrain_log
 from serving.deps import (
     FeedbackDep,
     ModelDep,

@@ -16,8 +16,8 @@ from filelock import FileLock, Timeout
 from live_server import LiveServer, trainer_pids, wait_for
 
 from ctloop.dataset import load_samples
+from ctloop.ledger import read_retrain_log
 from ctloop.registry import ModelRegistry
-from ctloop.retrain import read_retrain_log
 
 pytestmark = pytest.mark.slow
 
