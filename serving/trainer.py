@@ -1,9 +1,11 @@
 """Starts the retrain process (`python -m ctloop retrain`) without waiting for it.
 
 Retraining needs a CPU for seconds, so it runs outside the serving processes, at a lower
-priority, in a single thread. A trainer is started on every k-th row and at startup; a trainer
-started while another runs exits at once, and the running one looks for new rows before it
-stops, so no retrain is lost and none runs twice (see ctloop.retrain).
+priority, in a single thread. Each worker runs at most one trainer at a time: a trigger that
+arrives while its trainer runs is remembered, and one more trainer starts when it exits (a
+process start costs half a second of CPU; at hundreds of feedbacks per second, one per trigger
+would starve the API). Trainers of different workers serialise on a file lock, and each looks for
+new rows before it stops, so no retrain is lost and none runs twice (see ctloop.retrain).
 """
 
 from __future__ import annotations
@@ -20,34 +22,40 @@ SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_T
 
 class TrainerLauncher:
     def __init__(self) -> None:
-        self._tasks: set[asyncio.Task] = set()
+        self._running: asyncio.Task | None = None
+        self._again = False
 
     async def start(self) -> None:
-        """Start a trainer process; its exit is awaited in the background (no zombies)."""
-        try:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "ctloop",
-                "retrain",
-                env={**os.environ, **SINGLE_THREAD},
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                start_new_session=True,  # a worker's restart must not kill a retrain
-            )
-        except OSError:
-            log.exception("could not start the retrain process")
+        """Start a trainer now, or right after the one this worker is running exits."""
+        if self._running is not None and not self._running.done():
+            self._again = True
             return
-        task = asyncio.create_task(self._reap(process))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._running = asyncio.create_task(self._run())
 
-    async def _reap(self, process: asyncio.subprocess.Process) -> None:
-        code = await process.wait()
-        if code != 0:
-            log.error("retrain process exited with %d", code)
+    async def _run(self) -> None:
+        while True:
+            self._again = False
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "ctloop",
+                    "retrain",
+                    env={**os.environ, **SINGLE_THREAD},
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    start_new_session=True,  # a worker's restart must not kill a retrain
+                )
+            except OSError:
+                log.exception("could not start the retrain process")
+                return
+            code = await process.wait()  # reaped: no zombies
+            if code != 0:
+                log.error("retrain process exited with %d", code)
+            if not self._again:
+                return
 
     async def wait(self) -> None:
-        """Wait for the trainers this worker started (tests, graceful shutdown)."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Wait for this worker's trainers (tests, graceful shutdown)."""
+        if self._running is not None:
+            await asyncio.gather(self._running, return_exceptions=True)

@@ -22,12 +22,24 @@ from ctloop.registry import ModelRegistry
 pytestmark = pytest.mark.slow
 
 
-def feedback_items(settings, count: int, wrong: bool = False) -> list[tuple[bytes, str]]:
+def feedback_items(settings, count: int) -> list[tuple[bytes, str]]:
+    """The first `count` unseen images with their true class."""
     samples = load_samples(settings.samples_dir)
-    items = list(zip(samples.images, samples.labels, strict=True))[:count]
-    if wrong:  # every label shifted by one class: a challenger that learns these is worse
-        return [(image, str((int(label) + 1) % 10)) for image, label in items]
-    return items
+    return list(zip(samples.images, samples.labels, strict=True))[:count]
+
+
+def poisoned_items(settings, count: int) -> list[tuple[bytes, str]]:
+    """Images of 1s labelled 7, except the rows the gate holds out (every 5th), labelled 1.
+
+    A challenger that learns "1 looks like 7" from the rows it trains on fails the held-out
+    rows, which the champion gets right: it must be rejected. (Send them one at a time, so that
+    row numbers follow the list.)
+    """
+    samples = load_samples(settings.samples_dir)
+    ones = [
+        image for image, label in zip(samples.images, samples.labels, strict=True) if label == "1"
+    ]
+    return [(image, "1" if index % 5 == 4 else "7") for index, image in enumerate(ones[:count])]
 
 
 async def send_feedback(url: str, items, concurrency: int = 50, token: str | None = None) -> list:
@@ -120,7 +132,11 @@ def test_a_rejected_challenger_changes_nothing_served(built, tmp_path, samples) 
     before = tree_digest(registry.versions_dir / "v0001")
     env = {"RETRAIN_EVERY": "20", "PROD_WEIGHT": "50"}
     with LiveServer(settings, tmp_path / "server.log", workers=2, **env) as server:
-        replies = asyncio.run(send_feedback(server.url, feedback_items(settings, 20, wrong=True)))
+        with httpx.Client(base_url=server.url, timeout=30) as http:  # one by one: rows in order
+            replies = [
+                http.post("/feedback", json={"image": b64(image), "target": target})
+                for image, target in poisoned_items(settings, 20)
+            ]
         assert all(reply.status_code == 200 for reply in replies)
         wait_for(
             lambda: read_retrain_log(settings.retrain_log_path), 120, what="the retrain decision"
