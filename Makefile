@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 REQUIREMENTS := tests/requirements.txt scripts/requirements.txt $(wildcard serving/requirements.txt webapp/requirements.txt reporting/requirements.txt bench/requirements.txt)
 
-.PHONY: venv test lint format lock clean
+.PHONY: venv test lint format lock clean bench
 
 venv: $(VENV)/.installed
 
@@ -22,6 +22,17 @@ lint: venv
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Serving benchmark (see docs/benchmarks.md). Needs wrk (apt-get install wrk); BentoML, only for
+# the comparison, lives in its own environment.
+bench: venv .venv-bench/.installed
+	@command -v wrk >/dev/null || { echo "bench needs wrk: apt-get install wrk"; exit 1; }
+	$(BIN)/python bench/serving.py $(BENCH_ARGS)
+
+.venv-bench/.installed: bench/requirements.txt
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	touch $@
+
 format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
@@ -36,4 +47,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-bench .pytest_cache .ruff_cache

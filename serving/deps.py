@@ -1,4 +1,8 @@
-"""Typed dependencies: what a route needs, said in its signature (and overridable in tests)."""
+"""Typed dependencies: what a route needs, said in its signature (and overridable in tests).
+
+All `async def`: FastAPI runs a plain `def` dependency in its thread pool, a thread hop on every
+request for what is an attribute lookup.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +20,11 @@ from serving.settings import ServingSettings
 from serving.trainer import TrainerLauncher
 
 
-def get_settings(request: Request) -> ServingSettings:
+async def get_settings(request: Request) -> ServingSettings:
     return request.app.state.settings
 
 
-def get_model(request: Request) -> Model:
+async def get_model(request: Request) -> Model:
     """The model this worker serves right now (503 until the first one is loaded)."""
     model = request.app.state.models.model
     if model is None:
@@ -33,23 +37,23 @@ def get_model(request: Request) -> Model:
     return model
 
 
-def get_model_store(request: Request) -> ModelStore:
+async def get_model_store(request: Request) -> ModelStore:
     return request.app.state.models
 
 
-def get_feedback_store(request: Request) -> FeedbackStore:
+async def get_feedback_store(request: Request) -> FeedbackStore:
     return request.app.state.feedback
 
 
-def get_trainer(request: Request) -> TrainerLauncher:
+async def get_trainer(request: Request) -> TrainerLauncher:
     return request.app.state.trainer
 
 
-def get_registry(request: Request) -> ModelRegistry:
+async def get_registry(request: Request) -> ModelRegistry:
     return request.app.state.models.registry
 
 
-def require_token(request: Request) -> None:
+async def require_token(request: Request) -> None:
     """With API_TOKEN set, the route needs 'Authorization: Bearer <token>'."""
     expected = request.app.state.settings.api_token
     if not expected:

@@ -1,0 +1,1 @@
+"""Small apps used only by the benchmark, to compare the product with alternatives."""

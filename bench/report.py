@@ -1,0 +1,141 @@
+"""docs/benchmarks.md from the figures of one benchmark run."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+def write_report(path: Path, results: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines(results)) + "\n")
+
+
+def lines(results: dict) -> list[str]:
+    runs = [run for run in results["runs"] if run["scenario"] != "memory"]
+    at32 = {run["scenario"].split()[0]: run for run in runs if run["connections"] == 32}
+    out = [
+        "# Serving benchmarks",
+        "",
+        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `make bench` "
+        "(`bench/serving.py`), "
+        "every figure from the same run. Server and load generator share the machine: wrk runs one "
+        "thread, the server the rest.",
+        "",
+        "## Machine and versions",
+        "",
+        f"- {results['machine']['cpu']}, {results['machine']['cores']} cores, "
+        f"{results['machine']['memory_gib']} GiB, Linux {results['machine']['kernel']}",
+        "- " + ", ".join(f"{name} {value}" for name, value in results["versions"].items()),
+        f"- Payload: {results['payload']}; each wrk run lasts {results['seconds']:g} s after a "
+        "warm-up; the product runs as in production (`python -m serving`: uvloop, httptools, JSON "
+        "request logs, Prometheus metrics).",
+        "",
+        "## Throughput and latency",
+        "",
+        "| Scenario | Connections | Requests/s | p50 ms | p95 ms | p99 ms | Errors |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        out.append(
+            f"| {run['scenario']} | {run['connections']} | {run['rps']:,.0f} | "
+            f"{run['p50_ms']:.2f} | {run['p95_ms']:.2f} | {run['p99_ms']:.2f} | {run['errors']} |"
+        )
+    out += ["", "## Ratios at 32 connections", ""]
+    out += ratios(at32)
+    out += spread(results)
+    out += retrains(at32, results)
+    out += feedback(results)
+    out += memory(results)
+    out += [
+        "",
+        "## Other figures",
+        "",
+        f"- Start to ready (`python -m serving`, 1 worker, model load and warm-up included): "
+        f"{results['notes'].get('start_to_ready_s')} s.",
+    ]
+    out += [
+        f"- {name}: {note}" for name, note in results["notes"].items() if name != "start_to_ready_s"
+    ]
+    out += [
+        "",
+        "## Command lines",
+        "",
+        "```",
+        *sorted({run["command"].split(" http")[0] + " <url>" for run in runs}),
+        "```",
+    ]
+    return out
+
+
+def ratios(at32: dict) -> list[str]:
+    def ratio(a: str, b: str, field: str = "rps") -> str:
+        if a not in at32 or b not in at32:
+            return "n/a"
+        return f"{at32[a][field] / at32[b][field]:.2f}"
+
+    return [
+        f"- (1)/(3) product / bare constant route, throughput: {ratio('1', '3')} (target >= 0.45)",
+        f"- (1)/(4) product / naive scikit-learn route, throughput: {ratio('1', '4')} "
+        "(target >= 2)",
+        f"- (1)/(5) product / BentoML, throughput: {ratio('1', '5')} (target >= 3); "
+        f"p99 (1)/(5): {ratio('1', '5', 'p99_ms')} (target <= 0.2)",
+        f"- (6b)/(6a) p99 during retrains / at rest: {ratio('6b', '6a', 'p99_ms')} (target <= 2)",
+    ]
+
+
+def spread(results: dict) -> list[str]:
+    out = ["", "## Two workers (the Compose setting): how wrk's connections were spread", ""]
+    for entry in results.get("spread", []):
+        counts = entry["requests_by_worker"]
+        total = sum(counts.values()) or 1
+        shares = ", ".join(
+            f"pid {pid}: {n:,} ({n / total:.0%})" for pid, n in sorted(counts.items())
+        )
+        out.append(f"- {entry['connections']} connections: {shares}")
+    out.append(
+        "- wrk opens its connections once and keeps them; the kernel hands each to one worker, so "
+        "the split is decided at connect time and can be uneven."
+    )
+    return out
+
+
+def retrains(at32: dict, results: dict) -> list[str]:
+    info = results.get("retrains")
+    if not info:
+        return []
+    decided = info["ledger"]
+    seconds = sorted(entry["seconds"] for entry in decided)
+    median = seconds[len(seconds) // 2]
+    return [
+        "",
+        "## /predict while retrains run back to back",
+        "",
+        f"- 600 production rows with RETRAIN_EVERY=20: `ctloop retrain` works through "
+        f"{len(decided)} retrains one after the other (median {median:.2f} s "
+        f"each, nice 10, one thread), promoting and hot-swapping models while wrk runs.",
+        f"- Decisions made during the {results['seconds']:g} s window: {info['during_window']}; "
+        f"trainer still busy at the end of the window: {info['trainer_busy_whole_window']}.",
+        f"- p99 at rest {at32['6a']['p99_ms']:.2f} ms, "
+        f"during retrains {at32['6b']['p99_ms']:.2f} ms.",
+    ]
+
+
+def feedback(results: dict) -> list[str]:
+    out = ["", "## /feedback durable appends", ""]
+    for entry in results.get("feedback_rows", []):
+        out.append(
+            f"- {entry['connections']} connections: {entry['acknowledged']:,} rows acknowledged, "
+            f"{entry['rows_added']:,} rows added to prod_data.csv"
+        )
+    return out
+
+
+def memory(results: dict) -> list[str]:
+    out = ["", "## Memory of each serving worker (resident set)", ""]
+    for entry in results.get("memory", []):
+        out.append(
+            f"- {entry['server']}: at rest {entry['rss_at_rest_mib']} MiB, after "
+            f"{entry['requests']:,} requests {entry['rss_after_mib']} MiB"
+        )
+    return out
