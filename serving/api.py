@@ -71,6 +71,9 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         version="1.0",
         summary="Image classification with feedback, retraining and hot-swapped models",
         lifespan=lifespan,
+        # Metrics go to Prometheus (/metrics); FastAPI's OpenTelemetry hooks cost a provider
+        # lookup per request when nothing is configured. Set them here to trace with OTel.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     install_error_handlers(app)

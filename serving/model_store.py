@@ -9,7 +9,6 @@ started with, new ones get the new model, none fails.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -17,6 +16,7 @@ import time
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
+from ctloop.logs import fields
 from ctloop.predict import Model, load_model
 from ctloop.registry import ModelRegistry, RegistryError
 from serving.observability import MODEL_LOADS, set_model_version
@@ -53,15 +53,12 @@ class ModelStore:
         previous, self.model = self.version, model
         MODEL_LOADS.labels(outcome="loaded").inc()
         set_model_version(previous, model.version)
+        seconds = round(time.perf_counter() - started, 3)
         log.info(
-            json.dumps(
-                {
-                    "event": "model_loaded",
-                    "version": model.version,
-                    "previous": previous,
-                    "seconds": round(time.perf_counter() - started, 3),
-                }
-            )
+            "model_loaded",
+            extra=fields(
+                event="model_loaded", version=model.version, previous=previous, seconds=seconds
+            ),
         )
         return model
 

@@ -28,7 +28,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import REGISTRY
 
-from ctloop.logs import configure_json_logging
+from ctloop.logs import configure_json_logging, fields
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
@@ -114,9 +114,11 @@ class BodyTooLargeError(Exception):
 
 
 class RequestMiddleware:
-    """Request id, body size limit, latency histogram, request counter and one log line.
+    """Request id, body size limit, latency histogram, request counter, one JSON log line.
 
-    A plain ASGI middleware: Starlette's BaseHTTPMiddleware costs far more per request.
+    A plain ASGI middleware: Starlette's BaseHTTPMiddleware costs far more per request. The body
+    limit is ours rather than FastAPI's `max_body_size` because Starlette's limiter answers an
+    over-long Content-Length with a plain-text 413 that replaces the app's JSON error.
     """
 
     def __init__(self, app, max_body_bytes: int) -> None:
@@ -128,9 +130,11 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        headers = dict(scope["headers"])
-        offered = headers.get(b"x-request-id", b"").decode("latin-1")
+        offered = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode(
+            "latin-1"
+        )
         request_id = offered if REQUEST_ID.match(offered) else uuid.uuid4().hex
+        header = (b"x-request-id", request_id.encode())
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         status = 500
@@ -139,11 +143,10 @@ class RequestMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        declared = headers.get(b"content-length")
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         try:
             if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
                 await _too_large(send_with_id, self.max_body_bytes, request_id)
@@ -157,17 +160,16 @@ class RequestMiddleware:
             LATENCY.labels(route=path, status=str(status)).observe(elapsed)
             if log.isEnabledFor(logging.INFO):
                 log.info(
-                    json.dumps(
-                        {
-                            "event": "request",
-                            "request_id": request_id,
-                            "method": scope["method"],
-                            "route": path,
-                            "status": status,
-                            "latency_ms": round(elapsed * 1000, 3),
-                            "model_version": state.get("model_version"),
-                        }
-                    )
+                    "request",
+                    extra=fields(
+                        event="request",
+                        request_id=request_id,
+                        method=scope["method"],
+                        route=path,
+                        status=status,
+                        latency_ms=round(elapsed * 1000, 3),
+                        model_version=state.get("model_version"),
+                    ),
                 )
 
     def _limited(self, receive):
