@@ -20,14 +20,17 @@ FORBIDDEN_MODULES = {
     "marshal",
 }
 FORBIDDEN_CALLS = {"read_pickle", "to_pickle"}
-SKIP_DIRS = {".venv", ".git", "data", "artifacts", "node_modules", ".ruff_cache", ".pytest_cache"}
+SKIP_DIRS = {".git", "data", "artifacts", "node_modules", ".ruff_cache", ".pytest_cache"}
 
 
 def project_python_files() -> list[Path]:
+    """The project's own Python files: not its virtual environments (.venv, .venv-bench...)."""
     return [
         path
         for path in REPO.rglob("*.py")
-        if not SKIP_DIRS.intersection(path.relative_to(REPO).parts)
+        if not any(
+            part in SKIP_DIRS or part.startswith(".venv") for part in path.relative_to(REPO).parts
+        )
     ]
 
 

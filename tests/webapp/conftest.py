@@ -1,0 +1,81 @@
+"""Fixtures for the webapp tests: real serving APIs on loopback and the page under AppTest."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+from helpers import typical_samples
+from streamlit.testing.v1 import AppTest
+from webapp_helpers import APP, WEBAPP_ENV, LiveServer, free_port, private_workspace
+
+from ctloop.config import CoreSettings
+
+
+@pytest.fixture(scope="module")
+def samples(built: CoreSettings) -> dict[str, bytes]:
+    return typical_samples(built.samples_dir)
+
+
+@pytest.fixture(scope="module")
+def api(built: CoreSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A real serving API (one worker) on its own copy of the data; no retrain comes due."""
+    env = {"RETRAIN_EVERY": "1000", "MAX_BODY_BYTES": "300000"}
+    root = tmp_path_factory.mktemp("webapp-api")
+    with LiveServer(private_workspace(built, root), root / "server.log", **env) as server:
+        yield server
+
+
+@pytest.fixture
+def page(monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
+    """`page(api_url, **env)`: the page under AppTest, with these settings in its environment."""
+    for name in WEBAPP_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+    def make(api_url: str, **env: str) -> AppTest:
+        monkeypatch.setenv("API_URL", api_url)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        return AppTest.from_file(APP, default_timeout=30)
+
+    return make
+
+
+@pytest.fixture
+def dead_url() -> str:
+    """A loopback URL where nothing listens."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+def silent_url() -> Iterator[str]:
+    """A loopback server that accepts connections and never answers (a stuck API)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            held.append(connection)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for connection in held:
+            connection.close()
+        listener.close()

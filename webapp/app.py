@@ -1,0 +1,279 @@
+"""The Streamlit page on :8081: give an image (upload or draw), predict it, send its true class.
+
+A script read top to bottom, one section per step. It talks only to the serving API (API_URL).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import streamlit as st
+from pydantic import ValidationError
+from streamlit_drawable_canvas import st_canvas
+
+# `streamlit run webapp/app.py` puts webapp/, not the project root, on sys.path.
+PROJECT_ROOT = str(Path(__file__).resolve().parents[1])
+if PROJECT_ROOT not in sys.path:
+    sys.path.insert(0, PROJECT_ROOT)
+
+from webapp import state  # noqa: E402
+from webapp.api_client import ApiClient, ApiError, ModelSummary, Prediction  # noqa: E402
+from webapp.images import (  # noqa: E402
+    UPLOAD_TYPES,
+    ImageInput,
+    drawing_has_ink,
+    from_drawing,
+    from_upload,
+    preview,
+)
+from webapp.settings import WebappSettings  # noqa: E402
+
+log = logging.getLogger("webapp")
+
+
+@st.cache_resource(show_spinner=False)
+def api_client(base_url: str, token: str | None, timeout: float) -> ApiClient:
+    """One HTTP connection pool per server process and settings."""
+    return ApiClient(base_url, token, timeout)
+
+
+def show_problem(problem: ApiError) -> None:
+    st.error(problem.message, icon=":material/error:")
+    if problem.request_id:
+        st.caption(f"Request id: `{problem.request_id}`")
+
+
+def retrain_report(record: state.SentFeedback, waited: float) -> str:
+    """What became of the retrain a feedback started, in one sentence or two."""
+    retrain, served = record.retrain, record.served_after
+    if retrain is None:
+        return (
+            f"Your feedback started a retrain (at {record.receipt.rows} rows). It was still "
+            f"running after {waited:g} s; the sidebar shows the served model once it is done."
+        )
+    serving = served.version if served is not None else "the previous model"
+    if retrain.decision == "failed":
+        return (
+            f"The retrain at {retrain.trigger_rows} rows failed: {serving} keeps answering "
+            "(the API's logs say why)."
+        )
+    verdict = {
+        "promoted": f"was promoted: {serving} now answers predictions."
+        if serving == retrain.version
+        else "was promoted; the API is switching to it (the sidebar shows the served one).",
+        "rejected": f"was rejected by the quality gate: {serving} keeps answering.",
+    }.get(retrain.decision, f"ended as '{retrain.decision}'.")
+    return f"Retrain at {retrain.trigger_rows} rows: new version **{retrain.version}** {verdict}"
+
+
+# -- Settings and state ---------------------------------------------------------------------------
+
+st.set_page_config(page_title="Digit classifier", page_icon=":material/draw:", layout="centered")
+# An unexpected error shows a short notice, not a traceback; the traceback goes to the logs.
+st.set_option("client.showErrorDetails", "none")
+st.set_option("client.toolbarMode", "viewer")
+try:
+    settings = WebappSettings()
+except ValidationError as exc:
+    wrong = "; ".join(
+        f"{'.'.join(map(str, error['loc'])).upper()}: {error['msg'].removeprefix('Value error, ')}"
+        for error in exc.errors()
+    )
+    st.error(f"The page is misconfigured ({wrong}). Fix its environment and restart it.")
+    st.stop()
+client = api_client(settings.api_url, settings.api_token, settings.request_timeout_seconds)
+session = st.session_state
+state.init(session)
+
+# -- Sidebar: is the API there, which model answers -----------------------------------------------
+
+try:
+    model: ModelSummary | None = client.model_info(timeout=settings.status_timeout_seconds)
+    status_problem = None
+except ApiError as problem:
+    model, status_problem = None, problem
+
+with st.sidebar:
+    st.header("Prediction service")
+    if model is not None:
+        st.success("The API is reachable.", icon=":material/check_circle:")
+        st.metric("Model version", model.version)
+        accuracy = model.holdout_accuracy
+        st.metric("Held-out accuracy", "n/a" if accuracy is None else f"{accuracy:.1%}")
+        until = model.retrain_every - model.production_rows % model.retrain_every
+        st.caption(
+            f"{model.production_rows} feedback rows collected; "
+            f"the next retrain comes in {until} rows."
+        )
+        if model.last_retrain is not None:
+            last = model.last_retrain
+            decided = f"{last.version} {last.decision}" if last.version else last.decision
+            st.caption(f"Last retrain, at {last.trigger_rows} rows: {decided}.")
+    else:
+        headline = {
+            "unreachable": "The API cannot be reached.",
+            "timeout": "The API is not answering.",
+        }.get(status_problem.kind, "The API is not working as expected.")
+        st.error(headline, icon=":material/cloud_off:")
+        st.caption(status_problem.message)
+    st.caption(f"API: `{settings.api_url}`")
+    st.markdown(
+        f"[API documentation]({settings.public_api_url}/docs)  \n"
+        f"[Monitoring dashboard]({settings.dashboard_url})"
+    )
+
+# -- 1. The image: upload one or draw one ---------------------------------------------------------
+
+st.title("Digit classifier")
+st.write("Give the model a handwritten digit, see what it reads, and tell it the truth.")
+st.subheader("1. Your image")
+upload_tab, draw_tab = st.tabs(["Upload an image", "Draw a digit"])
+with upload_tab:
+    uploaded = st.file_uploader(
+        "A PNG, JPEG, BMP, GIF or WebP image of one digit",
+        type=UPLOAD_TYPES,
+        max_upload_size=settings.max_upload_mb,
+        key="upload",
+    )
+with draw_tab:
+    canvas = st_canvas(
+        stroke_width=22,
+        stroke_color="#000000",
+        background_color="#FFFFFF",
+        height=280,
+        width=280,
+        drawing_mode="freedraw",
+        return_image_data=True,
+        key="canvas",
+    )
+    st.caption(
+        "Draw one digit, large, in the middle of the square. "
+        "Hover over the square for undo and clear."
+    )
+
+# The newest input wins: a new upload, or a changed drawing. Removing one forgets it.
+if uploaded is not None and uploaded.file_id != session.upload_id:
+    session.upload_id = uploaded.file_id
+    session.image = from_upload(uploaded.name, uploaded.type, uploaded.getvalue())
+elif uploaded is None and session.upload_id is not None:
+    session.upload_id = None
+    if session.image is not None and session.image.source == "upload":
+        session.image = None
+drawn = canvas.image_bytes if drawing_has_ink(canvas.json_data) else None
+if drawn is not None:
+    drawing = from_drawing(drawn)
+    if drawing.digest != session.drawing_digest:
+        session.drawing_digest = drawing.digest
+        session.image = drawing
+elif session.drawing_digest is not None:
+    session.drawing_digest = None
+    if session.image is not None and session.image.source == "drawing":
+        session.image = None
+
+image: ImageInput | None = session.image
+if image is None:
+    st.info("Upload an image or draw a digit to begin.", icon=":material/arrow_upward:")
+    st.stop()
+
+shown = preview(image.data)
+where = f"uploaded file {image.name}" if image.source == "upload" else "your drawing"
+if shown is not None:
+    st.image(shown, caption=f"In use: {where}", width=140)
+else:
+    st.warning(
+        f"In use: {where}. This file cannot be shown here (it does not look like an image); "
+        "the prediction service will say whether it can read it.",
+        icon=":material/image_not_supported:",
+    )
+
+# -- 2. Predict ---------------------------------------------------------------------------------
+
+st.subheader("2. Prediction")
+if st.button("Predict", type="primary", key="predict"):
+    with st.spinner("Asking the model…"):
+        try:
+            answer: Prediction | ApiError = client.predict(image.data, image.name, image.media_type)
+        except ApiError as problem:
+            log.warning("predict failed: %s (request id %s)", problem.kind, problem.request_id)
+            answer = problem
+    state.remember_prediction(session, image, answer)
+
+predict_problem = session.predict_problems.get(image.digest)
+prediction: Prediction | None = session.predictions.get(image.digest)
+if predict_problem is not None:
+    show_problem(predict_problem)
+if prediction is None:
+    if predict_problem is None:
+        st.caption("Click **Predict** to see what the model reads.")
+    st.stop()
+
+with st.container(key="prediction"):
+    class_column, confidence_column = st.columns(2)
+    class_column.metric("Predicted class", prediction.label)
+    confidence_column.metric("Confidence", f"{prediction.confidence:.1%}")
+    classes = model.classes if model is not None else list(prediction.probabilities)
+    ordered = [c for c in classes if c in prediction.probabilities] or list(
+        prediction.probabilities
+    )
+    st.bar_chart(
+        {"class": ordered, "probability": [prediction.probabilities[c] for c in ordered]},
+        x="class",
+        y="probability",
+        height=220,
+    )
+    st.caption(f"Answered by model **{prediction.model_version}**.")
+
+# -- 3. Feedback: the true class ---------------------------------------------------------------
+
+st.subheader("3. Feedback")
+key = state.feedback_key(image, prediction)
+record = session.sent.get(key)
+with st.container(key="feedback"):
+    target = st.selectbox(
+        "The true class",
+        classes,
+        index=classes.index(prediction.label) if prediction.label in classes else 0,
+        key=f"target:{key}",
+        disabled=record is not None,
+    )
+    clicked = st.button("Send feedback", key="send_feedback", disabled=record is not None)
+
+if clicked:
+    with st.spinner("Sending your feedback…"):
+        outcome = state.send_once(
+            session,
+            key,
+            lambda: client.feedback(
+                image.data, image.name, image.media_type, target, prediction.label
+            ),
+        )
+    if isinstance(outcome, ApiError):
+        log.warning("feedback failed: %s (request id %s)", outcome.kind, outcome.request_id)
+    elif outcome is None:
+        st.info("This feedback was already sent: it is counted once.", icon=":material/info:")
+    elif isinstance(outcome, state.SentFeedback) and outcome.receipt.retrain_triggered:
+        with st.spinner("Your feedback started a retrain; waiting for its outcome…"):
+            outcome.retrain, outcome.served_after = client.wait_for_retrain(
+                outcome.receipt.rows, settings.retrain_wait_seconds
+            )
+    if isinstance(outcome, state.SentFeedback):
+        st.rerun()  # so that the sidebar counts this row and shows the model now served
+
+record = session.sent.get(key)
+feedback_problem = session.feedback_problems.get(key)
+if isinstance(record, state.SentFeedback):
+    receipt = record.receipt
+    st.success(
+        f"Thank you: recorded **{receipt.target}** as the true class "
+        f"(the model said {prediction.label}). "
+        f"Rows collected: **{receipt.rows}**. "
+        f"Rows until the next retrain: **{receipt.rows_until_retrain}**.",
+        icon=":material/check_circle:",
+    )
+    if receipt.retrain_triggered:
+        st.info(retrain_report(record, settings.retrain_wait_seconds), icon=":material/autorenew:")
+    st.caption("Upload or draw another image to send more feedback.")
+elif feedback_problem is not None:
+    show_problem(feedback_problem)

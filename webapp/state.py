@@ -1,0 +1,84 @@
+"""What the page remembers between reruns (st.session_state), and the send-once rule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from webapp.api_client import ApiError, FeedbackReceipt, ModelSummary, Prediction, RetrainOutcome
+from webapp.images import ImageInput
+
+PENDING = "pending"
+KEPT_PREDICTIONS = 32
+
+DEFAULTS: dict[str, Callable[[], Any]] = {
+    "image": lambda: None,  # the ImageInput in use, whichever its source
+    "upload_id": lambda: None,  # file_id of the upload last taken
+    "drawing_digest": lambda: None,  # digest of the drawing last taken
+    "predictions": dict,  # image digest -> Prediction
+    "predict_problems": dict,  # image digest -> ApiError of its last attempt
+    "sent": dict,  # feedback_key -> SentFeedback, or PENDING while the request is in flight
+    "feedback_problems": dict,  # feedback_key -> ApiError of its last attempt
+}
+
+
+@dataclass
+class SentFeedback:
+    """A feedback the API acknowledged, and what became of the retrain it started, if any."""
+
+    receipt: FeedbackReceipt
+    retrain: RetrainOutcome | None = None
+    served_after: ModelSummary | None = None
+
+
+def init(state: MutableMapping[str, Any]) -> None:
+    for key, make in DEFAULTS.items():
+        if key not in state:
+            state[key] = make()
+
+
+def feedback_key(image: ImageInput, shown: Prediction) -> str:
+    """One feedback per image and prediction shown."""
+    return f"{image.digest}:{shown.label}"
+
+
+def remember_prediction(state: MutableMapping[str, Any], image: ImageInput, answer: Any) -> None:
+    """Keep a Prediction (or the ApiError of the attempt) for this image; forget the oldest."""
+    predictions, problems = state["predictions"], state["predict_problems"]
+    if isinstance(answer, ApiError):
+        problems[image.digest] = answer
+        return
+    problems.pop(image.digest, None)
+    predictions[image.digest] = answer
+    while len(predictions) > KEPT_PREDICTIONS:
+        predictions.pop(next(iter(predictions)))
+
+
+def send_once(
+    state: MutableMapping[str, Any],
+    key: str,
+    send: Callable[[], FeedbackReceipt],
+) -> SentFeedback | ApiError | None:
+    """Call `send` unless this feedback was already sent or is in flight (then return None).
+
+    The mark is set before the request and the receipt stored right after it, with no Streamlit
+    call in between: a click that interrupts this run cannot slip a second request through.
+    """
+    sent = state["sent"]
+    if key in sent:
+        return None
+    sent[key] = PENDING
+    try:
+        receipt = send()
+    except ApiError as problem:
+        del sent[key]
+        state["feedback_problems"][key] = problem
+        return problem
+    except Exception:
+        del sent[key]
+        raise
+    record = SentFeedback(receipt)
+    sent[key] = record
+    state["feedback_problems"].pop(key, None)
+    return record
