@@ -16,7 +16,6 @@ import time
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
-from ctloop.logs import fields
 from ctloop.predict import Model, load_model
 from ctloop.registry import ModelRegistry, RegistryError
 from serving.observability import MODEL_LOADS, set_model_version
@@ -56,9 +55,12 @@ class ModelStore:
         seconds = round(time.perf_counter() - started, 3)
         log.info(
             "model_loaded",
-            extra=fields(
-                event="model_loaded", version=model.version, previous=previous, seconds=seconds
-            ),
+            extra={
+                "event": "model_loaded",
+                "version": model.version,
+                "previous": previous,
+                "seconds": seconds,
+            },
         )
         return model
 

@@ -28,7 +28,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import REGISTRY
 
-from ctloop.logs import configure_json_logging, fields
+from ctloop.logs import configure_json_logging
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
@@ -161,15 +161,15 @@ class RequestMiddleware:
             if log.isEnabledFor(logging.INFO):
                 log.info(
                     "request",
-                    extra=fields(
-                        event="request",
-                        request_id=request_id,
-                        method=scope["method"],
-                        route=path,
-                        status=status,
-                        latency_ms=round(elapsed * 1000, 3),
-                        model_version=state.get("model_version"),
-                    ),
+                    extra={
+                        "event": "request",
+                        "request_id": request_id,
+                        "method": scope["method"],
+                        "route": path,
+                        "status": status,
+                        "latency_ms": round(elapsed * 1000, 3),
+                        "model_version": state.get("model_version"),
+                    },
                 )
 
     def _limited(self, receive):

@@ -7,10 +7,13 @@ import logging
 import sys
 import time
 
+# What every LogRecord carries; anything else on a record came from `extra=` and is logged.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
 
 class JsonFormatter(logging.Formatter):
-    """time, level, logger, pid, message, then the record's `fields` (log.info(..., extra=
-    {"fields": {...}})): structured values go straight into the line, no string round trip."""
+    """time, level, logger, pid, message, then the `extra` values of the call
+    (log.info("event", extra={"key": value})): structured values, no string round trip."""
 
     converter = time.gmtime
 
@@ -22,17 +25,12 @@ class JsonFormatter(logging.Formatter):
             "pid": record.process,
         }
         entry["message"] = record.getMessage()
-        fields = getattr(record, "fields", None)
-        if fields:
-            entry.update(fields)
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD:
+                entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def fields(**values: object) -> dict:
-    """`extra` for a structured log line: log.info("event", extra=fields(key=value))."""
-    return {"fields": values}
+        return json.dumps(entry, default=str)
 
 
 def configure_json_logging(level: str = "INFO", stream=None) -> None:

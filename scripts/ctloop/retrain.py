@@ -26,7 +26,6 @@ from ctloop.config import CoreSettings
 from ctloop.embed import load_embedding
 from ctloop.gate import RULE, decide, gate_score, gate_set
 from ctloop.ledger import pending_triggers
-from ctloop.logs import fields
 from ctloop.pipeline import build_manifest
 from ctloop.predict import Classifier, load_model
 from ctloop.registry import ModelRegistry, utc_now
@@ -59,7 +58,7 @@ def retrain(settings: CoreSettings, trigger_rows: int) -> dict:
     registry = ModelRegistry(settings.artifacts_dir)
     entry = _recover(registry, trigger_rows)
     if entry is None:
-        log.info("retrain_start", extra=fields(event="retrain_start", trigger_rows=trigger_rows))
+        log.info("retrain_start", extra={"event": "retrain_start", "trigger_rows": trigger_rows})
         try:
             entry = _train_and_decide(settings, registry, trigger_rows)
         except Exception as exc:  # a failed retrain is a decision too: logged, not retried forever
@@ -70,7 +69,7 @@ def retrain(settings: CoreSettings, trigger_rows: int) -> dict:
         handle.write(json.dumps(entry) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
-    log.info("retrain_done", extra=fields(event="retrain_done", **entry))
+    log.info("retrain_done", extra={"event": "retrain_done", **entry})
     return entry
 
 

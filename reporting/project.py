@@ -1,0 +1,214 @@
+"""Build or update the Evidently project: production against the reference, a snapshot a run.
+
+    python -m reporting.project          (or: python reporting/project.py)
+
+Reads top to bottom: load the two CSVs, define the data, run the report, add the run (and write it
+as a standalone HTML file), set the dashboard. Idempotent: whatever the number of runs, one project
+and one set of panels; each run adds one snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if not __package__:  # run as a script: make the `reporting` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from evidently import DataDefinition, Dataset, MulticlassClassification, Report
+from evidently.metrics import RowCount, ValueDrift
+from evidently.presets import DataDriftPreset
+from evidently.ui.workspace import Project, Workspace
+from filelock import FileLock
+
+from ctloop.tables import PREDICTION, TARGET
+from reporting.dashboard import dashboard_model, status_text
+from reporting.data import ReferenceMissingError, load_monitoring_data
+from reporting.logs import configure_logging, log
+from reporting.metrics import (
+    AccuracyScore,
+    BalancedAccuracy,
+    MacroF1,
+    MacroPrecision,
+    MacroRecall,
+)
+from reporting.settings import ReportingSettings
+from reporting.snapshots import (
+    drop_duplicate_widgets,
+    headline_values,
+    prune_runs,
+    quiet_numerics,
+    utc_now,
+    write_html_report,
+)
+
+# Target and prediction are class labels: chi-square against the reference class counts.
+LABEL_DRIFT_METHOD = "chisquare"
+LABEL_DRIFT_THRESHOLD = 0.05
+PROJECT_DESCRIPTION = (
+    "Data drift of the embeddings and classification quality of the served model, "
+    "from data/ref_data.csv (reference) and data/prod_data.csv (feedback)."
+)
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    """What one update did."""
+
+    outcome: str  # "snapshot", "waiting" (too few production rows) or "no-reference"
+    project_id: uuid.UUID
+    snapshot_id: uuid.UUID | None = None
+    feedback_rows: int = 0
+    html_report: Path | None = None
+    seconds: float = 0.0
+    values: dict[str, float] = field(default_factory=dict)
+
+
+def update(settings: ReportingSettings) -> UpdateResult:
+    """Add one snapshot of reference vs production to the project, then set the dashboard."""
+    started = time.perf_counter()
+    with open_project(settings) as (workspace, project):
+        # 1. Load the two CSVs (same columns: PCA_1..PCA_n, target, prediction).
+        try:
+            data = load_monitoring_data(settings.ref_data_path, settings.prod_data_path)
+        except ReferenceMissingError as error:
+            status = status_text(settings, reference_missing=str(error))
+            workspace.save_dashboard(project.id, dashboard_model(project.id, settings, status))
+            return UpdateResult("no-reference", project.id, seconds=time.perf_counter() - started)
+
+        # 2. Data definition: embeddings are numbers, target and prediction class labels.
+        definition = DataDefinition(
+            numerical_columns=data.embedding_columns,
+            categorical_columns=[TARGET, PREDICTION],
+            classification=[MulticlassClassification(target=TARGET, prediction_labels=PREDICTION)],
+        )
+        with quiet_numerics():  # column statistics of an empty frame divide by zero
+            current = Dataset.from_pandas(data.production, data_definition=definition)
+            reference = Dataset.from_pandas(data.reference, data_definition=definition)
+
+        # 3. Report: every metric once enough feedback has arrived, the row count until then.
+        rows = len(data.production)
+        ready = rows >= settings.min_rows
+        metrics = monitoring_metrics(settings, data.embedding_columns) if ready else [RowCount()]
+        timestamp = utc_now()
+        report = Report(
+            metrics,
+            tags=["complete" if ready else "waiting-for-feedback"],
+            metadata={
+                "feedback_rows": str(rows),
+                "reference_rows": str(len(data.reference)),
+                "dropped_rows": str(data.dropped_rows),
+                "model_versions": " ".join(data.model_versions),
+            },
+        )
+        with quiet_numerics():
+            snapshot = report.run(
+                current, reference, timestamp=timestamp, name=f"{rows} feedback rows"
+            )
+
+        # 4. Add the run; the same snapshot as a standalone HTML file for people who want one.
+        html_report = write_html_report(
+            snapshot, settings.reports_path, timestamp, settings.keep_reports
+        )
+        values = headline_values(snapshot)
+        drop_duplicate_widgets(snapshot)
+        run = workspace.add_run(project.id, snapshot)
+        prune_runs(workspace, project.id, settings.keep_snapshots)
+
+        # 5. Dashboard: saved whole with fixed panel ids, so re-running never duplicates panels.
+        status = status_text(settings, data, timestamp, ready, values)
+        workspace.save_dashboard(project.id, dashboard_model(project.id, settings, status))
+
+    return UpdateResult(
+        "snapshot" if ready else "waiting",
+        project.id,
+        snapshot_id=run.id,
+        feedback_rows=rows,
+        html_report=html_report,
+        seconds=time.perf_counter() - started,
+        values=values,
+    )
+
+
+def monitoring_metrics(settings: ReportingSettings, embedding_columns: list[str]) -> list:
+    """The report's metrics; their configuration never changes between runs (one series each)."""
+    return [
+        RowCount(),
+        MacroF1(),
+        MacroPrecision(),
+        MacroRecall(),
+        AccuracyScore(),
+        BalancedAccuracy(),
+        DataDriftPreset(
+            columns=embedding_columns,
+            method=settings.drift_method,
+            threshold=settings.drift_threshold,
+        ),
+        ValueDrift(column=TARGET, method=LABEL_DRIFT_METHOD, threshold=LABEL_DRIFT_THRESHOLD),
+        ValueDrift(column=PREDICTION, method=LABEL_DRIFT_METHOD, threshold=LABEL_DRIFT_THRESHOLD),
+    ]
+
+
+@contextlib.contextmanager
+def open_project(settings: ReportingSettings) -> Iterator[tuple[Workspace, Project]]:
+    """The workspace and its project, under a lock: the service and a manual run may overlap."""
+    settings.workspace_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(settings.workspace_dir / ".update.lock"):
+        workspace = Workspace(str(settings.workspace_dir))
+        yield workspace, ensure_project(workspace, settings)
+
+
+def ensure_project(workspace: Workspace, settings: ReportingSettings) -> Project:
+    """The project named settings.project, created on the first run only."""
+    found = sorted(workspace.search_project(settings.project), key=lambda project: project.id)
+    if len(found) > 1:
+        log.warning(
+            "several projects share the name; using the oldest", extra={"count": len(found)}
+        )
+    if found:
+        # Never re-saved: `evidently ui` reloads a project whose metadata.json changes, and a
+        # half-written file there stops its file watcher.
+        return found[0]
+    project = workspace.create_project(settings.project, description=PROJECT_DESCRIPTION)
+    log.info("project created", extra={"project_id": str(project.id), "project": settings.project})
+    return project
+
+
+def prepare(settings: ReportingSettings) -> uuid.UUID:
+    """Create the workspace and project if needed, before `evidently ui` loads the workspace."""
+    return save_status(settings, "Starting: computing a snapshot of the current data.")
+
+
+def save_status(settings: ReportingSettings, text: str) -> uuid.UUID:
+    """Show `text` in the dashboard's status panel (creating the project if needed)."""
+    with open_project(settings) as (workspace, project):
+        workspace.save_dashboard(project.id, dashboard_model(project.id, settings, text))
+    return project.id
+
+
+def main() -> int:
+    """Run one update and print what it did."""
+    configure_logging()
+    settings = ReportingSettings()
+    result = update(settings)
+    log.info(
+        "update done",
+        extra={
+            "outcome": result.outcome,
+            "project_id": str(result.project_id),
+            "snapshot_id": str(result.snapshot_id) if result.snapshot_id else None,
+            "html_report": str(result.html_report) if result.html_report else None,
+            "seconds": round(result.seconds, 3),
+            **result.values,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

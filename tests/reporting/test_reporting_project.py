@@ -1,0 +1,190 @@
+"""reporting/project.py: idempotent runs, bad or missing data, retention, the refresher."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from evidently.core.report import Snapshot
+from evidently.ui.workspace import Workspace
+from reporting_support import (
+    REPO,
+    child_environment,
+    copy_reference,
+    reporting_settings,
+    served_feedback,
+    write_prod,
+)
+
+from ctloop.config import CoreSettings
+from ctloop.tables import TableError, format_row, prod_header
+from reporting.project import update
+from reporting.refresher import Refresher
+from reporting.settings import ReportingSettings
+from reporting.snapshots import metric_values
+
+
+def projects(settings: ReportingSettings) -> list:
+    return Workspace(str(settings.workspace_dir)).list_projects()
+
+
+def snapshots(settings: ReportingSettings) -> list:
+    workspace = Workspace(str(settings.workspace_dir))
+    (project,) = workspace.list_projects()
+    return [
+        Snapshot.load_model(workspace.get_run(project.id, run))
+        for run in sorted(workspace.list_runs(project.id))
+    ]
+
+
+def status(settings: ReportingSettings) -> str:
+    workspace = Workspace(str(settings.workspace_dir))
+    (project,) = workspace.list_projects()
+    panels = workspace.get_dashboard(project.id).panels
+    return next(panel.subtitle for panel in panels if panel.title == "Status")
+
+
+@pytest.fixture
+def feedback(built: CoreSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return served_feedback(built)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, built: CoreSettings) -> Path:
+    copy_reference(built, tmp_path / "data")
+    return tmp_path / "data"
+
+
+@pytest.mark.slow
+def test_two_runs_give_one_project_one_set_of_panels_two_snapshots(
+    data_dir: Path, feedback
+) -> None:
+    settings = reporting_settings(data_dir)
+    write_prod(settings.prod_data_path, *feedback)
+
+    first = update(settings)
+    dashboard_file = next(settings.workspace_dir.glob("*/dashboard.json"))
+    panels_after_first = json.loads(dashboard_file.read_text())["panels"]
+    second = update(settings)
+
+    assert first.project_id == second.project_id
+    assert len(projects(settings)) == 1
+    panels = json.loads(dashboard_file.read_text())["panels"]
+    assert [p["id"] for p in panels] == [p["id"] for p in panels_after_first]
+    assert len(panels) == len({p["id"] for p in panels}) == 11
+    titles = {p["title"] for p in panels}
+    assert {"Feedback rows", "F1 (macro)", "Balanced accuracy", "Recall (macro)"} <= titles
+    assert {"Precision (macro)", "Share of drifted embedding columns"} <= titles
+    first_snapshot, second_snapshot = snapshots(settings)
+    # The same metrics with the same configuration in both, so the dashboard has one series each.
+    assert [(k, c) for k, c, _ in metric_values(first_snapshot)] == [
+        (k, c) for k, c, _ in metric_values(second_snapshot)
+    ]
+    reports = sorted(settings.reports_path.glob("report-*.html"))
+    assert [first.html_report, second.html_report] == reports
+    latest = (settings.reports_path / "latest.html").read_text()
+    assert latest == second.html_report.read_text()
+    assert "Balanced accuracy" in latest and "Drifted Columns" in latest
+
+
+@pytest.mark.parametrize("prod", ["missing", "empty", "header only", "5 rows"])
+def test_too_little_feedback_waits_without_crashing(data_dir: Path, feedback, prod: str) -> None:
+    settings = reporting_settings(data_dir, min_rows=30)
+    if prod == "empty":
+        settings.prod_data_path.write_bytes(b"")
+    elif prod == "header only":
+        settings.prod_data_path.write_bytes(format_row(prod_header(32)))
+    elif prod == "5 rows":
+        write_prod(settings.prod_data_path, *(column[:5] for column in feedback))
+
+    result = update(settings)
+
+    rows = 5 if prod == "5 rows" else 0
+    assert result.outcome == "waiting"
+    assert result.values == {"feedback_rows": rows}
+    (snapshot,) = snapshots(settings)
+    assert [(kind, value) for kind, _, value in metric_values(snapshot)] == [("RowCount", rows)]
+    assert status(settings).startswith(f"Waiting for feedback: {rows} of the 30 production rows")
+    assert result.html_report.exists()
+
+
+def test_without_reference_there_is_a_project_but_no_snapshot(tmp_path: Path) -> None:
+    settings = reporting_settings(tmp_path / "data")
+
+    result = update(settings)
+
+    assert result.outcome == "no-reference"
+    assert len(projects(settings)) == 1
+    assert snapshots(settings) == []
+    assert "Waiting for the reference data" in status(settings)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [["reporting/project.py"], ["-m", "reporting.project"]])
+def test_runs_as_a_script(data_dir: Path, feedback, command: list[str]) -> None:
+    settings = reporting_settings(data_dir)
+    write_prod(settings.prod_data_path, *feedback)
+    environment = child_environment(
+        # A row-count snapshot is enough here (the full report is covered above) and fast.
+        DATA_DIR=str(data_dir),
+        REPORTING_MIN_ROWS="1000",
+        REPORTING_PROJECT="from a script",
+    )
+
+    done = subprocess.run(
+        [sys.executable, *command],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr.decode()
+    logs = [json.loads(line) for line in done.stderr.decode().splitlines() if line.startswith("{")]
+    assert logs[-1]["message"] == "update done" and logs[-1]["outcome"] == "waiting"
+    assert logs[-1]["feedback_rows"] == len(feedback[0])
+    (project,) = projects(settings)
+    assert project.name == "from a script"
+    assert len(snapshots(settings)) == 1
+
+
+def test_old_snapshots_and_reports_are_pruned(data_dir: Path, feedback) -> None:
+    settings = reporting_settings(data_dir, min_rows=1000, keep_snapshots=2, keep_reports=1)
+    write_prod(settings.prod_data_path, *(column[:10] for column in feedback))
+
+    results = [update(settings) for _ in range(3)]
+
+    workspace = Workspace(str(settings.workspace_dir))
+    kept = sorted(workspace.list_runs(results[0].project_id))
+    assert kept == [results[1].snapshot_id, results[2].snapshot_id]
+    assert list(settings.reports_path.glob("report-*.html")) == [results[2].html_report]
+
+
+def test_the_refresher_follows_the_file_and_survives_bad_data(data_dir: Path, feedback) -> None:
+    settings = reporting_settings(data_dir, min_rows=1000)  # row counts only: fast
+    write_prod(settings.prod_data_path, *(column[:10] for column in feedback))
+    refresher = Refresher(settings)
+
+    assert refresher.tick().values == {"feedback_rows": 10}
+    assert refresher.tick() is None  # nothing changed: no new snapshot
+
+    write_prod(settings.prod_data_path, *(column[10:12] for column in feedback), header=False)
+    assert refresher.tick().values == {"feedback_rows": 12}
+
+    with settings.prod_data_path.open("ab") as handle:
+        handle.write(b"1.0,2.0,not,a,row\n")
+    with pytest.raises(TableError):
+        update(settings)
+    assert refresher.tick() is None  # logged, shown, not raised
+    assert status(settings).startswith("The last refresh failed: TableError")
+    assert len(snapshots(settings)) == 2
+
+    write_prod(settings.prod_data_path, *feedback)  # the file repaired
+    assert refresher.tick().values == {"feedback_rows": len(feedback[0])}
+    assert len(snapshots(settings)) == 3
+    assert status(settings).startswith("Waiting for feedback")
