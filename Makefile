@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 REQUIREMENTS := tests/requirements.txt scripts/requirements.txt $(wildcard serving/requirements.txt webapp/requirements.txt reporting/requirements.txt bench/requirements.txt)
 
-.PHONY: venv test lint format lock clean bench
+.PHONY: venv test lint format lock clean bench e2e
 
 venv: $(VENV)/.installed
 
@@ -18,9 +18,14 @@ $(VENV)/.installed: $(REQUIREMENTS) constraints.txt pyproject.toml
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint serving/Dockerfile webapp/Dockerfile reporting/Dockerfile
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The whole stack through Docker Compose (needs a Docker engine); prints start times and sizes.
+e2e: venv
+	$(BIN)/python -m pytest tests/e2e -m docker -s $(PYTEST_ARGS)
 
 # Serving benchmark (see docs/benchmarks.md). Needs wrk (apt-get install wrk); BentoML, only for
 # the comparison, lives in its own environment.

@@ -13,6 +13,30 @@ from ctloop.config import CoreSettings
 REPO = Path(__file__).resolve().parents[1]
 
 
+# Chromium's flags for headless runs on a closed network (see ../shared/ENVIRONMENT.md).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def find_chromium() -> str | None:
+    """CHROMIUM_PATH if set, else Debian's chromium (Playwright drives it; never its download)."""
+    import os
+    import shutil
+
+    configured = os.environ.get("CHROMIUM_PATH")
+    if configured:
+        return configured if Path(configured).exists() else None
+    found = shutil.which("chromium")
+    if found:
+        return found
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+
+
 def make_settings(root: Path, **overrides) -> CoreSettings:
     """Settings whose data/ and artifacts/ live under `root`."""
     return CoreSettings(data_dir=root / "data", artifacts_dir=root / "artifacts", **overrides)

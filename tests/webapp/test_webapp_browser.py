@@ -7,7 +7,6 @@ download is never used). Without them the tests skip, which CI (CTLOOP_FAIL_ON_S
 from __future__ import annotations
 
 import json
-import shutil
 import statistics
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from helpers import CHROMIUM_ARGS, find_chromium
 from webapp_helpers import (
     ARTIFACTS,
     LiveServer,
@@ -30,13 +30,6 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PREDICTED = ".st-key-prediction [data-testid='stMetricValue']"
 # Armed just before a click on Predict: the time of that click and of the first moment the
 # predicted class is in the page, both from the page's own clock.
@@ -53,13 +46,6 @@ ARM_PREDICT_TIMER = """() => {
   document.addEventListener("click", () => { timing.click ??= performance.now(); },
                             {capture: true, once: true});
 }"""
-
-
-def find_chromium() -> str | None:
-    found = shutil.which("chromium")
-    if found:
-        return found
-    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,143 @@
+"""A copy of the repository brought up with Docker Compose on free ports, for end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def compose_command() -> list[str] | None:
+    """`docker compose` (v2) if present, else `docker-compose` (v1.29), None without an engine."""
+    if shutil.which("docker") is None:
+        return None
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        return None
+    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+def copy_repository(target: Path) -> Path:
+    """The checkout's tracked files (what a fresh clone has), with empty data/ and artifacts/."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for name in filter(None, listed):
+        source = REPO / name.decode()
+        if source.is_file():
+            destination = target / name.decode()
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination)
+    for folder in ("data", "artifacts"):
+        (target / folder).mkdir(exist_ok=True)
+    return target
+
+
+class Stack:
+    """`compose up --build` in a copy of the repository, on its own ports and network."""
+
+    def __init__(self, root: Path, compose: list[str], free_port, **settings: str) -> None:
+        self.root, self.compose = root, compose
+        self.project = f"ctloop-e2e-{uuid.uuid4().hex[:8]}"
+        self.ports = {"serving": free_port(), "webapp": free_port(), "reporting": free_port()}
+        self.env = {
+            **os.environ,
+            "COMPOSE_PROJECT_NAME": self.project,
+            "NETWORK_NAME": f"{self.project}-net",
+            "SERVING_PORT": str(self.ports["serving"]),
+            "WEBAPP_PORT": str(self.ports["webapp"]),
+            "REPORTING_PORT": str(self.ports["reporting"]),
+            "PUBLIC_API_URL": f"http://localhost:{self.ports['serving']}",
+            "DASHBOARD_URL": f"http://localhost:{self.ports['reporting']}",
+            **settings,
+        }
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def run(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*self.compose, *args],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def up(self, build: bool) -> float:
+        """Start the stack and wait until every service answers; return the seconds it took."""
+        started = time.perf_counter()
+        result = self.run("up", "-d", *(["--build"] if build else []))
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"compose up failed:\n{result.stdout}\n{result.stderr}\n{self.logs()}"
+            )
+        self.wait_ready()
+        return time.perf_counter() - started
+
+    def wait_ready(self, timeout: float = 300) -> None:
+        checks = {
+            "serving": "/ready",
+            "webapp": "/_stcore/health",
+            "reporting": "/api/version",
+        }
+        deadline = time.monotonic() + timeout
+        pending = dict(checks)
+        while pending and time.monotonic() < deadline:
+            for service, path in list(pending.items()):
+                try:
+                    if httpx.get(self.url(service) + path, timeout=2).status_code == 200:
+                        del pending[service]
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.5)
+        if pending:
+            raise RuntimeError(f"not ready after {timeout} s: {sorted(pending)}\n{self.logs()}")
+
+    def down(self) -> None:
+        self.run("down", "--remove-orphans", timeout=300)
+
+    def logs(self) -> str:
+        result = self.run("logs", "--no-color", "--tail", "80", timeout=120)
+        return result.stdout[-20000:]
+
+    def container_user(self, service: str) -> str:
+        """The uid the service's main process runs as (from the running container)."""
+        result = self.run("exec", "-T", service, "id", "-u", timeout=60)
+        return result.stdout.strip()
+
+    def image_sizes(self) -> dict[str, str]:
+        sizes = {}
+        for image in ("ctloop-serving", "ctloop-webapp", "ctloop-reporting"):
+            found = subprocess.run(
+                ["docker", "image", "inspect", "-f", "{{.Size}}", image],
+                capture_output=True,
+                text=True,
+            )
+            if found.returncode == 0:
+                sizes[image] = f"{int(found.stdout.strip()) / 1e6:.0f} MB"
+        return sizes
+
+
+def write_figures(figures: dict, name: str = "e2e-figures.json") -> Path:
+    folder = REPO / "tests" / "artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(json.dumps(figures, indent=2) + "\n")
+    return path

@@ -1,0 +1,217 @@
+"""The whole stack through Docker Compose, driven only through its published ports.
+
+`make e2e` runs this module (`.ci/run` runs it after `make test`). It builds and starts a copy of
+the repository (a fresh clone's files, empty data/ and artifacts/) on free ports, with its own
+project and network names, so it runs beside a stack that is up.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import os
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from helpers import CHROMIUM_ARGS, typical_samples
+from stack import Stack, compose_command, copy_repository, write_figures
+
+pytestmark = pytest.mark.docker
+
+K = 10  # RETRAIN_EVERY for this run: k feedbacks start one retrain
+CLASSES = [str(digit) for digit in range(10)]
+PROJECT = "ctloop: production monitoring"
+FIGURES: dict = {}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def compose() -> list[str]:
+    found = compose_command()
+    if found is None:
+        pytest.skip("no Docker engine answers `docker info` (or no Compose): this test needs both")
+    return found
+
+
+@pytest.fixture(scope="module")
+def stack(compose, tmp_path_factory) -> Stack:
+    root = copy_repository(tmp_path_factory.mktemp("clone"))
+    if os.geteuid() == 0:  # a laptop: data/ and artifacts/ belong to an ordinary user, uid 1000
+        for folder in ("data", "artifacts"):
+            os.chown(root / folder, 1000, 1000)
+    running = Stack(
+        root,
+        compose,
+        free_port,
+        RETRAIN_EVERY=str(K),
+        REPORTING_REFRESH_SECONDS="3",
+        REPORTING_MIN_ROWS=str(K),
+    )
+    try:
+        FIGURES["cold_start_seconds"] = round(running.up(build=True), 1)
+        yield running
+    finally:
+        FIGURES["image_sizes"] = running.image_sizes()
+        running.down()
+        path = write_figures(FIGURES)
+        print(f"\nend-to-end figures ({path}): {FIGURES}")
+
+
+@pytest.fixture(scope="module")
+def samples(stack: Stack) -> dict[str, bytes]:
+    return typical_samples(stack.root / "data" / "samples")
+
+
+def test_first_start_built_the_reference_and_the_first_model(stack: Stack) -> None:
+    header = (stack.root / "data" / "ref_data.csv").read_text().splitlines()[0]
+    assert header == ",".join([f"PCA_{i}" for i in range(1, 33)] + ["target"])
+    assert (stack.root / "artifacts" / "versions" / "v0001" / "classifier.onnx").exists()
+    assert (stack.root / "data").stat().st_uid == 1000, "the folder keeps its owner"
+
+
+def test_predict_as_json_and_as_a_file(stack: Stack, samples) -> None:
+    for label in ("0", "3", "7"):
+        png = samples[label]
+        as_json = httpx.post(
+            stack.url("serving") + "/predict", json={"image": base64.b64encode(png).decode()}
+        )
+        as_file = httpx.post(
+            stack.url("serving") + "/predict", files={"file": ("digit.png", png, "image/png")}
+        )
+        for reply in (as_json, as_file):
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["label"] == label
+            assert reply.json()["model_version"] == "v0001"
+
+
+def test_the_webapp_answers_with_its_page(stack: Stack) -> None:
+    page = httpx.get(stack.url("webapp") + "/")
+    assert page.status_code == 200 and "<title>Streamlit</title>" in page.text
+    chromium = shutil.which("chromium") or (
+        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+    )
+    if chromium is None:
+        pytest.skip("no Chromium to render the page (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            view = browser.new_page()
+            view.goto(stack.url("webapp") + "/", wait_until="domcontentloaded")
+            # Rendered by the page's server process, which reached the API at serving-api:8080.
+            view.get_by_text("Digit classifier").first.wait_for(timeout=60_000)
+            view.get_by_text("The API is reachable.").first.wait_for(timeout=60_000)
+            assert view.get_by_text("v0001").count() >= 1
+        finally:
+            browser.close()
+
+
+def test_k_feedbacks_are_k_rows_on_the_host_and_start_a_retrain(stack: Stack, samples) -> None:
+    prod = stack.root / "data" / "prod_data.csv"
+    before = len(prod.read_text().splitlines()) - 1 if prod.exists() else 0
+    labels = [CLASSES[i % 10] for i in range(K)]
+    for label in labels:
+        reply = httpx.post(
+            stack.url("serving") + "/feedback",
+            json={"image": base64.b64encode(samples[label]).decode(), "target": label},
+        )
+        assert reply.status_code == 200, reply.text
+    assert reply.json()["retrain_triggered"] is True
+
+    with prod.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert len(rows) - 1 == before + K
+    assert all(len(row) == len(rows[0]) for row in rows)
+    assert [row[32] for row in rows[-K:]] == labels
+
+    deadline = time.monotonic() + 180
+    model = {}
+    while time.monotonic() < deadline:
+        model = httpx.get(stack.url("serving") + "/model").json()
+        if (model.get("last_retrain") or {}).get("trigger_rows") == K:
+            break
+        time.sleep(1)
+    retrain = model["last_retrain"]
+    assert retrain["trigger_rows"] == K and retrain["decision"] in ("promoted", "rejected"), model
+    FIGURES["retrain"] = {key: retrain.get(key) for key in ("decision", "version", "seconds")}
+    if retrain["decision"] == "promoted":
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and model["version"] != retrain["version"]:
+            time.sleep(0.5)
+            model = httpx.get(stack.url("serving") + "/model").json()
+        assert model["version"] == retrain["version"]
+        answer = httpx.post(
+            stack.url("serving") + "/predict",
+            json={"image": base64.b64encode(samples["5"]).decode()},
+        )
+        assert answer.json()["model_version"] == retrain["version"]
+    else:
+        assert model["version"] == "v0001"
+
+
+def test_the_dashboard_lists_snapshots_with_the_feedback_rows(stack: Stack) -> None:
+    api = stack.url("reporting") + "/api"
+    deadline = time.monotonic() + 120
+    names: list[str] = []
+    while time.monotonic() < deadline:
+        projects = [p for p in httpx.get(api + "/projects").json() if p["name"] == PROJECT]
+        assert len(projects) == 1
+        snapshots = httpx.get(f"{api}/projects/{projects[0]['id']}/snapshots").json()
+        names = [snapshot["name"] for snapshot in snapshots]
+        if f"{K} feedback rows" in names:
+            break
+        time.sleep(2)
+    assert f"{K} feedback rows" in names, names
+
+
+def test_every_service_runs_as_a_non_root_user(stack: Stack) -> None:
+    for service in ("serving-api", "webapp", "reporting"):
+        uid = stack.container_user(service)
+        assert uid.isdigit() and uid != "0", f"{service} runs as uid {uid!r}"
+
+
+def test_down_and_up_keep_the_model_and_the_feedback(stack: Stack) -> None:
+    before = httpx.get(stack.url("serving") + "/model").json()
+    rows = (stack.root / "data" / "prod_data.csv").read_bytes()
+    stack.down()
+    FIGURES["warm_start_seconds"] = round(stack.up(build=False), 1)
+    after = httpx.get(stack.url("serving") + "/model").json()
+    assert after["version"] == before["version"]
+    assert after["production_rows"] == before["production_rows"] == K
+    assert (stack.root / "data" / "prod_data.csv").read_bytes() == rows
+    assert sorted(p.name for p in (stack.root / "artifacts" / "versions").iterdir()) == [
+        v["version"] for v in httpx.get(stack.url("serving") + "/model/versions").json()
+    ]
+
+
+def test_root_owned_folders_work_too(compose, stack: Stack, tmp_path) -> None:
+    """CI's case: data/ and artifacts/ owned by root; the containers still run as uid 10001."""
+    root = copy_repository(tmp_path / "clone")
+    other = Stack(root, compose, free_port)
+    try:
+        init = other.run("run", "--rm", "init", timeout=600)
+        assert init.returncode == 0, init.stdout + init.stderr
+        assert (root / "data" / "ref_data.csv").exists() and (root / "data").stat().st_uid == 0
+        script = (
+            "id -u && touch /app/data/prod_probe /app/artifacts/probe"
+            " && python -m ctloop registry verify"
+        )
+        probe = other.run(
+            "run", "--rm", "--no-deps", "serving-api", "sh", "-c", script, timeout=300
+        )
+        assert probe.returncode == 0, probe.stdout + probe.stderr
+        assert probe.stdout.splitlines()[0] == "10001"
+        assert "v0001: 2 files match their sha256" in probe.stdout
+    finally:
+        other.run("down", "--remove-orphans", timeout=300)
