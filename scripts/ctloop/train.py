@@ -90,8 +90,24 @@ def load_training_set(
     embeddings, targets, is_prod, holdout = (
         np.concatenate(column) for column in zip(*parts, strict=True)
     )
-    weights = np.where(is_prod, settings.prod_weight, 1.0)
-    return TrainingSet(embeddings, targets.astype(str), is_prod, holdout, weights)
+    return TrainingSet(
+        embeddings,
+        targets.astype(str),
+        is_prod,
+        holdout,
+        row_weights(is_prod, settings.prod_weight),
+    )
+
+
+def row_weights(is_prod: np.ndarray, prod_weight: float) -> np.ndarray:
+    """Production rows count `prod_weight` times as much as reference rows.
+
+    Scaled so that the largest weight is 1: an SVC's sample weight multiplies C, and on data it
+    fits without error no bound is active, so raising weights changes nothing; lowering the
+    reference rows' weight (their C) is what lets production rows move the boundary.
+    """
+    weights = np.where(is_prod, prod_weight, 1.0)
+    return weights / max(prod_weight, 1.0)
 
 
 def reference_holdout_mask(targets: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -165,13 +181,19 @@ def train_head(training_set: TrainingSet) -> TrainedHead:
         "production_rows": int((fit_rows & training_set.is_prod).sum()),
         "holdout_rows": int(training_set.holdout.sum()),
         "production_rows_read": training_set.prod_rows,
-        "production_weight": float(training_set.weights[training_set.is_prod][0])
-        if training_set.prod_rows
-        else None,
+        "production_weight": _relative_weight(training_set),
         "data_sha256": training_set.fingerprint(),
         "estimator": "StandardScaler + SVC(C=10, rbf, probability=True)",
     }
     return TrainedHead(model=model, classes=classes, metrics=metrics, training=training)
+
+
+def _relative_weight(training_set: TrainingSet) -> float | None:
+    """How much a production row counts against a reference row in this training set."""
+    if not training_set.prod_rows:
+        return None
+    weights = training_set.weights
+    return round(float(weights[training_set.is_prod][0] / weights[~training_set.is_prod][0]), 6)
 
 
 def check_parity(

@@ -156,3 +156,32 @@ def test_directional_an_erased_digit_loses_confidence(model: Model, unseen) -> N
     ]
     index = [model.classes.index(label) for label in truth[right]]
     assert erased[np.arange(len(index)), index].mean() < whole.mean() - 0.2
+
+
+def test_the_production_weight_changes_what_the_head_learns(workspace: CoreSettings) -> None:
+    """Production rows that contradict the reference (1s labelled 7) win more often when they
+    weigh more. (Raising weights alone would do nothing: the SVC fits its rows without error.)"""
+    from ctloop.tables import format_row, prod_header, prod_row_bytes
+    from ctloop.train import row_weights
+
+    reference = read_table(workspace.ref_data_path)
+    ones = reference.embeddings[reference.targets == "1"][:40]
+    lines = [format_row(prod_header(ones.shape[1]))]
+    lines += [
+        prod_row_bytes(vector, "7", "1", "v0001", "t", f"r{i}") for i, vector in enumerate(ones)
+    ]
+    workspace.prod_data_path.write_bytes(b"".join(lines))
+
+    def sevens(weight: float) -> int:
+        settings = workspace.model_copy(update={"prod_weight": weight})
+        training_set = load_training_set(settings, include_prod=True)
+        fit = ~training_set.holdout
+        head = fit_head(
+            training_set.embeddings[fit], training_set.targets[fit], training_set.weights[fit]
+        )
+        return int((head.predict(ones) == "7").sum())
+
+    assert sevens(20.0) > sevens(1.0)
+    weights = row_weights(np.array([False, True]), 4.0)
+    assert weights.tolist() == [0.25, 1.0]
+    assert row_weights(np.array([False, True]), 0.5).tolist() == [1.0, 0.5]
