@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 REQUIREMENTS := tests/requirements.txt scripts/requirements.txt $(wildcard serving/requirements.txt webapp/requirements.txt reporting/requirements.txt bench/requirements.txt)
 
-.PHONY: venv test lint format lock clean bench e2e
+.PHONY: venv test lint format lock clean bench e2e traffic-docs
 
 venv: $(VENV)/.installed
 
@@ -32,6 +32,10 @@ e2e: venv
 bench: venv .venv-bench/.installed
 	@command -v wrk >/dev/null || { echo "bench needs wrk: apt-get install wrk"; exit 1; }
 	$(BIN)/python bench/serving.py $(BENCH_ARGS)
+
+# docs/traffic.md: the drift scenario (python -m traffic) on fresh local stacks.
+traffic-docs: venv
+	$(BIN)/python bench/traffic.py $(TRAFFIC_ARGS)
 
 .venv-bench/.installed: bench/requirements.txt
 	$(PYTHON) -m venv .venv-bench

@@ -22,12 +22,12 @@ if not __package__:  # run as a script: make the `reporting` package importable
 
 from evidently import DataDefinition, Dataset, MulticlassClassification, Report
 from evidently.metrics import RowCount, ValueDrift
-from evidently.presets import DataDriftPreset
 from evidently.ui.workspace import Project, Workspace
 from filelock import FileLock
 
 from ctloop.tables import PREDICTION, TARGET
 from reporting.dashboard import dashboard_model, status_text
+from reporting.drift import embedding_drift_preset
 from reporting.data import ReferenceMissingError, load_monitoring_data
 from reporting.logs import configure_logging, log
 from reporting.metrics import (
@@ -144,11 +144,7 @@ def monitoring_metrics(settings: ReportingSettings, embedding_columns: list[str]
         MacroRecall(),
         AccuracyScore(),
         BalancedAccuracy(),
-        DataDriftPreset(
-            columns=embedding_columns,
-            method=settings.drift_method,
-            threshold=settings.drift_threshold,
-        ),
+        embedding_drift_preset(settings, embedding_columns),
         ValueDrift(column=TARGET, method=LABEL_DRIFT_METHOD, threshold=LABEL_DRIFT_THRESHOLD),
         ValueDrift(column=PREDICTION, method=LABEL_DRIFT_METHOD, threshold=LABEL_DRIFT_THRESHOLD),
     ]

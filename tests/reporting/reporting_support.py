@@ -9,7 +9,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +24,6 @@ from ctloop.registry import ModelRegistry
 from ctloop.tables import format_row, prod_header, prod_row_bytes, read_table
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # `pytest` run without `python -m`: make `reporting` importable
-    sys.path.insert(0, str(REPO))
 
 from reporting.settings import ReportingSettings  # noqa: E402
 

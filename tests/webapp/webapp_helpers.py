@@ -13,15 +13,13 @@ from pathlib import Path
 
 import httpx
 from helpers import make_settings
+from live_server import LiveServer, free_port  # a real `python -m serving` on a free port
 
 from ctloop.config import CoreSettings
 
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "webapp" / "app.py"
 ARTIFACTS = REPO / "tests" / "artifacts"
-# The serving tests' LiveServer (a real `python -m serving` on a free loopback port).
-sys.path.insert(0, str(REPO / "tests" / "serving"))
-from live_server import LiveServer, free_port  # noqa: E402
 
 __all__ = ["LiveServer", "free_port", "private_workspace", "prod_rows"]
 

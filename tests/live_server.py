@@ -14,7 +14,7 @@ import httpx
 
 from ctloop.config import CoreSettings
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:

@@ -1,0 +1,1 @@
+"""Production traffic simulator: unseen images, then drifted ones, against a running stack."""

@@ -1,0 +1,81 @@
+"""`python -m traffic`: play production traffic with a drift against a running stack.
+
+    PYTHONPATH=scripts:. .venv/bin/python -m traffic --url http://localhost:8080 --data-dir data
+
+Prints each window as it ends and writes traffic.csv and traffic.png to --output-dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from traffic.drift import TRANSFORMS
+from traffic.report import describe, plot, summary, write_csv
+from traffic.scenario import Scenario, TrafficError, run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m traffic", description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default="http://localhost:8080", help="the serving API")
+    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="the stack's data/")
+    parser.add_argument("--transform", default="slant", choices=sorted(set(TRANSFORMS) - {"clean"}))
+    parser.add_argument("--clean-windows", type=int, default=3)
+    parser.add_argument("--drift-windows", type=int, default=10)
+    parser.add_argument("--window", type=int, help="requests per window (default: the API's k)")
+    parser.add_argument(
+        "--evaluation-size", type=int, default=100, help="images never sent as feedback"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reporting-url", help="the Evidently UI, e.g. http://localhost:8082")
+    parser.add_argument("--output-dir", type=Path, default=Path("data/traffic"))
+    args = parser.parse_args(argv)
+    scenario = Scenario(
+        url=args.url.rstrip("/"),
+        data_dir=args.data_dir,
+        transform=args.transform,
+        clean_windows=args.clean_windows,
+        drift_windows=args.drift_windows,
+        window=args.window,
+        evaluation_size=args.evaluation_size,
+        seed=args.seed,
+        token=os.environ.get("API_TOKEN") or None,
+        reporting_url=args.reporting_url,
+    )
+    print(f"{'win':>3} {'phase':7} {'rows':>5} {'served':>6} {'clean':>6} {'drifted':>7} "
+          f"{'drift':>5} {'retrains':>8}  version")  # fmt: skip
+
+    def show(record) -> None:
+        print(
+            f"{record.window:3} {record.phase:7} {record.rows:5} {record.served_accuracy:6.2f} "
+            f"{record.clean_accuracy:6.2f} {record.drifted_accuracy:7.2f} "
+            f"{describe(record.drift_share):>5} {record.retrains:3} "
+            f"({record.promoted}p {record.rejected}r)"
+            f"  {record.version_after} {'; '.join(record.decisions)}",
+            flush=True,
+        )
+
+    try:
+        records = run(scenario, on_window=show)
+    except TrafficError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    write_csv(records, args.output_dir / "traffic.csv")
+    plot(
+        records,
+        args.output_dir / "traffic.png",
+        f"drift '{args.transform}' after {args.clean_windows} clean windows",
+    )
+    figures = summary(
+        records, records[1].rows - records[0].rows if len(records) > 1 else records[0].rows
+    )
+    for name, value in figures.items():
+        print(f"{name}: {describe(value, percent=name.startswith('won'))}")
+    print(f"written: {args.output_dir / 'traffic.csv'}, {args.output_dir / 'traffic.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""Play production traffic against a serving URL, window by window, and measure what happens.
+
+The unseen images (data/samples/, never in ref_data.csv) are split once: an evaluation set that is
+never sent as feedback, and the traffic. Each window sends its images to /predict, then to
+/feedback with their true class, like a real client. The first windows are clean, then every image
+goes through a named drift transformation. After each window (and the retrain it may start) the
+served model is scored on the evaluation set, clean and drifted, through /predict; the drift share
+of the latest production rows is computed with the project's drift check.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from ctloop.dataset import load_samples
+from ctloop.preprocess import preprocess_many
+from ctloop.tables import embedding_columns, read_table
+from traffic.drift import transformed_png
+
+
+@dataclass
+class Scenario:
+    url: str = "http://localhost:8080"
+    data_dir: Path = Path("data")
+    transform: str = "slant"
+    clean_windows: int = 3
+    drift_windows: int = 10
+    window: int | None = None  # None: the API's RETRAIN_EVERY, so each window ends on a retrain
+    evaluation_size: int = 100
+    recent_rows: int = 40  # production rows the per-window drift share looks at
+    seed: int = 0
+    token: str | None = None
+    reporting_url: str | None = None
+    retrain_timeout: float = 120.0
+
+
+@dataclass
+class WindowRecord:
+    window: int
+    phase: str  # "clean" or the transformation's name
+    rows: int  # production rows after this window
+    served_accuracy: float  # of the predictions this window's traffic received
+    served_versions: str
+    version_after: str
+    clean_accuracy: float  # of the model served after the window, on the clean evaluation set
+    drifted_accuracy: float  # same model, on the drifted evaluation set
+    retrains: int
+    promoted: int
+    rejected: int
+    drift_share: float | None  # the latest `recent_rows` production rows against the reference
+    dashboard_drift_share: float | None = None
+    decisions: list[str] = field(default_factory=list)
+
+
+class TrafficError(RuntimeError):
+    """The stack did not answer as a production client needs."""
+
+
+def run(scenario: Scenario, on_window=None) -> list[WindowRecord]:
+    """Play the whole scenario; `on_window(record)` is called as each window ends."""
+    samples = load_samples(scenario.data_dir / "samples")
+    cells = preprocess_many(samples.images)  # the 8x8 digits, as the dataset stores them
+    labels = np.array(samples.labels)
+    rng = np.random.default_rng(scenario.seed)
+    order = rng.permutation(len(samples))
+    evaluation, traffic = order[: scenario.evaluation_size], order[scenario.evaluation_size :]
+    headers = {"Authorization": f"Bearer {scenario.token}"} if scenario.token else {}
+    with httpx.Client(base_url=scenario.url, timeout=60, headers=headers) as api:
+        model = _get(api, "/model")
+        window = scenario.window or model["retrain_every"]
+        needed = window * (scenario.clean_windows + scenario.drift_windows)
+        if needed > len(traffic):
+            raise TrafficError(
+                f"{needed} traffic images needed, {len(traffic)} unseen images available "
+                f"(after {scenario.evaluation_size} kept for evaluation)"
+            )
+        eval_truth = labels[evaluation]
+        eval_clean = [transformed_png("clean", cells[i], rng) for i in evaluation]
+        eval_drifted = [transformed_png(scenario.transform, cells[i], rng) for i in evaluation]
+        records: list[WindowRecord] = []
+        for number in range(scenario.clean_windows + scenario.drift_windows):
+            phase = "clean" if number < scenario.clean_windows else scenario.transform
+            batch = traffic[number * window : (number + 1) * window]
+            served, versions, rows, triggered = _play_window(api, batch, cells, labels, phase, rng)
+            decisions = _wait_for_retrain(api, rows, scenario.retrain_timeout) if triggered else []
+            version = _served_version(api)
+            ledger = _get(api, "/model/versions")
+            record = WindowRecord(
+                window=number + 1,
+                phase=phase,
+                rows=rows,
+                served_accuracy=served,
+                served_versions=" ".join(sorted(set(versions))),
+                version_after=version,
+                clean_accuracy=_accuracy(api, eval_clean, eval_truth),
+                drifted_accuracy=_accuracy(api, eval_drifted, eval_truth),
+                retrains=sum(1 for v in ledger if v.get("trigger_rows")),
+                promoted=sum(
+                    1 for v in ledger if (v.get("gate") or {}).get("decision") == "promoted"
+                ),
+                rejected=sum(
+                    1 for v in ledger if (v.get("gate") or {}).get("decision") == "rejected"
+                ),
+                drift_share=_recent_drift_share(scenario),
+                dashboard_drift_share=_dashboard_drift_share(scenario.reporting_url),
+                decisions=decisions,
+            )
+            records.append(record)
+            if on_window is not None:
+                on_window(record)
+    return records
+
+
+def _play_window(api, batch, cells, labels, phase, rng) -> tuple[float, list[str], int, bool]:
+    """Predict, then give feedback for, every image of the window, as a client would."""
+    correct, versions, rows, triggered = 0, [], 0, False
+    for index in batch:
+        encoded = base64.b64encode(transformed_png(phase, cells[index], rng)).decode()
+        answer = _post(api, "/predict", {"image": encoded})
+        correct += answer["label"] == labels[index]
+        versions.append(answer["model_version"])
+        receipt = _post(
+            api,
+            "/feedback",
+            {"image": encoded, "target": str(labels[index]), "prediction": answer["label"]},
+        )
+        rows, triggered = receipt["rows"], triggered or receipt["retrain_triggered"]
+    return correct / len(batch), versions, rows, triggered
+
+
+def _wait_for_retrain(api, rows: int, timeout: float) -> list[str]:
+    """Wait until the retrain this window started is decided, and its model served if promoted."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        model = _get(api, "/model")
+        last = model.get("last_retrain") or {}
+        decided = last.get("trigger_rows", 0) >= rows - rows % model["retrain_every"]
+        swapped = last.get("decision") != "promoted" or _served_version(api) == last.get("version")
+        if decided and swapped:
+            return [f"{last.get('version')} {last.get('decision')}"]
+        time.sleep(0.25)
+    raise TrafficError(f"no retrain decision for {rows} rows within {timeout:g} s")
+
+
+def _served_version(api, settle: float = 5.0) -> str:
+    """The version every request gets: the registry's current one once workers have swapped."""
+    current = next(v["version"] for v in _get(api, "/model/versions") if v["current"])
+    deadline = time.monotonic() + settle
+    while time.monotonic() < deadline and _get(api, "/model")["version"] != current:
+        time.sleep(0.1)
+    return current
+
+
+def _accuracy(api, images: list[bytes], truth: np.ndarray, batch: int = 50) -> float:
+    predicted = []
+    for start in range(0, len(images), batch):
+        encoded = [base64.b64encode(image).decode() for image in images[start : start + batch]]
+        predicted += [
+            p["label"] for p in _post(api, "/predict", {"images": encoded})["predictions"]
+        ]
+    return float(np.mean(np.array(predicted) == truth))
+
+
+def _recent_drift_share(scenario: Scenario) -> float | None:
+    """The project's drift check (reporting.drift) on the newest production rows."""
+    try:
+        from reporting.drift import embedding_drift
+        from reporting.settings import ReportingSettings
+    except ImportError:  # the reporting service's dependencies are not installed here
+        return None
+    reference = read_table(scenario.data_dir / "ref_data.csv")
+    production = read_table(scenario.data_dir / "prod_data.csv")
+    if len(production) < scenario.recent_rows:
+        return None
+    import pandas as pd
+
+    columns = embedding_columns(reference.embeddings.shape[1])
+    current = pd.DataFrame(production.embeddings[-scenario.recent_rows :], columns=columns)
+    values = embedding_drift(pd.DataFrame(reference.embeddings, columns=columns), current, columns,
+                             ReportingSettings(data_dir=scenario.data_dir))  # fmt: skip
+    return round(values["drift_share"], 4)
+
+
+def _dashboard_drift_share(url: str | None) -> float | None:
+    """The dashboard's latest drift share (all production rows), if the reporting UI answers."""
+    if not url:
+        return None
+    try:
+        projects = httpx.get(f"{url}/api/projects", timeout=5).json()
+        project = next(p for p in projects if p["name"].startswith("ctloop"))
+        wanted = {
+            "metric": "evidently:metric_v2:DriftedColumnsCount",
+            "metric_labels": {"value_type": "share"},
+            "tags": [],
+            "metadata": {},
+        }
+        reply = httpx.post(
+            f"{url}/api/v2/snapshots/{project['id']}/data_series_batch",
+            json={"series_filter": [wanted]},
+            timeout=10,
+        )
+        values = [v for serie in reply.json().get("series", []) for v in serie.get("values", [])]
+        return round(float(values[-1]), 4) if values else None
+    except (httpx.HTTPError, StopIteration, ValueError, KeyError, TypeError):
+        return None
+
+
+def _get(api: httpx.Client, path: str):
+    reply = api.get(path)
+    if reply.status_code != 200:
+        raise TrafficError(f"GET {path}: {reply.status_code} {reply.text[:200]}")
+    return reply.json()
+
+
+def _post(api: httpx.Client, path: str, body: dict) -> dict:
+    reply = api.post(path, json=body)
+    if reply.status_code != 200:
+        raise TrafficError(f"POST {path}: {reply.status_code} {reply.text[:200]}")
+    return reply.json()
+
+
+def as_rows(records: list[WindowRecord]) -> list[dict]:
+    return [{**asdict(r), "decisions": "; ".join(r.decisions)} for r in records]

@@ -1,0 +1,75 @@
+"""A short drift scenario against a live server: the claims the simulator's report makes hold."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from helpers import make_settings
+from live_server import LiveServer
+
+from ctloop.registry import ModelRegistry
+from traffic.report import plot, summary, write_csv
+from traffic.scenario import Scenario, run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def played(built, tmp_path_factory):
+    root = tmp_path_factory.mktemp("traffic")
+    shutil.copytree(built.data_dir, root / "data")
+    shutil.copytree(built.artifacts_dir, root / "artifacts")
+    settings = make_settings(root)
+    with LiveServer(settings, root / "server.log", RETRAIN_EVERY="20") as server:
+        scenario = Scenario(
+            url=server.url,
+            data_dir=settings.data_dir,
+            transform="slant",
+            clean_windows=2,
+            drift_windows=5,
+            evaluation_size=80,
+        )
+        records = run(scenario)
+    return settings, records, root
+
+
+def test_the_drift_takes_accuracy_away_from_the_initial_model(played) -> None:
+    _, records, _ = played
+    first = records[0]  # scored after one clean window
+    assert first.clean_accuracy >= 0.95
+    assert first.drifted_accuracy < first.clean_accuracy - 0.2
+
+
+def test_the_drift_share_rises_above_its_pre_drift_value(played) -> None:
+    _, records, _ = played
+    before = records[1].drift_share  # the last clean window: 40 clean rows
+    after = [record.drift_share for record in records if record.phase != "clean"]
+    assert before is not None and before < 0.5
+    assert max(after) >= 0.5 > before
+
+
+def test_retraining_on_feedback_wins_back_accuracy_on_the_drifted_stream(played) -> None:
+    _, records, _ = played
+    right_after = records[1].drifted_accuracy
+    assert records[-1].drifted_accuracy > right_after + 0.15
+    assert records[-1].retrains == 7 and records[-1].promoted >= 1
+
+
+def test_no_promoted_model_is_worse_than_its_predecessor_on_the_gate_set(played) -> None:
+    settings, _, _ = played
+    for manifest in ModelRegistry(settings.artifacts_dir).list_versions():
+        gate = manifest.get("gate")
+        if gate and gate["decision"] == "promoted":
+            assert gate["challenger_score"]["score"] >= gate["champion_score"]["score"]
+
+
+def test_the_report_files(played) -> None:
+    _, records, root = played
+    write_csv(records, root / "out" / "traffic.csv")
+    plot(records, root / "out" / "traffic.png", "test")
+    lines = (root / "out" / "traffic.csv").read_text().splitlines()
+    assert len(lines) == 1 + len(records) and lines[0].startswith("window,phase,rows")
+    assert (root / "out" / "traffic.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    figures = summary(records, 20)
+    assert figures["rows_to_flag_drift"] is not None and figures["rows_to_flag_drift"] <= 60
