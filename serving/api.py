@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from ctloop.embed import EmbeddingError, load_embedding
-from ctloop.ledger import read_retrain_log
+from ctloop.ledger import pending_triggers, read_retrain_log
 from ctloop.registry import ModelRegistry
 from serving.errors import install_error_handlers
 from serving.feedback_store import FeedbackStore
@@ -45,7 +45,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.metrics_collector = RetrainCollector(
         lambda: read_retrain_log(settings.retrain_log_path), feedback_store.rows
     )
-    await trainer.start()  # retrains that came due while the service was down
+    if await run_in_threadpool(pending_triggers, settings):  # due while the service was down
+        await trainer.start()
     watcher = asyncio.create_task(models.watch())
     try:
         yield

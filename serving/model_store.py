@@ -88,6 +88,6 @@ class ModelStore:
 
 def _warm_up(model: Model) -> None:
     """First runs allocate onnxruntime's buffers: do them before real requests arrive."""
-    pixels = np.zeros((1, model.embedding.n_pixels), dtype=np.float32)
+    pixels = np.zeros((1, model.pipeline.n_pixels), dtype=np.float32)
     for _ in range(3):
         model.predict_pixels(pixels)

@@ -12,8 +12,8 @@ import json
 import logging
 import os
 import re
+import secrets
 import time
-import uuid
 from collections import Counter as Tally
 from collections.abc import Callable
 
@@ -28,15 +28,17 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import REGISTRY
 
-from ctloop.logs import configure_json_logging
+from ctloop.logs import JsonLineWriter, configure_json_logging
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
-REQUESTS = Counter("ctloop_http_requests_total", "HTTP requests", ["route", "method", "status"])
+# One histogram: its _count series is the number of requests by route, method and status (a
+# separate counter would cost another locked write per request in multiprocess mode).
 LATENCY = Histogram(
     "ctloop_http_request_duration_seconds",
-    "Time from the first byte of a request to the last byte of its response",
-    ["route", "status"],
+    "Time from the first byte of a request to the last byte of its response (the _count series "
+    "counts requests)",
+    ["route", "method", "status"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 PREDICTIONS = Counter("ctloop_predictions_total", "Predictions served, by class", ["label"])
@@ -49,7 +51,7 @@ MODEL_INFO = Gauge(
     multiprocess_mode="liveall",
 )
 
-log = logging.getLogger("serving.request")
+ACCESS_LOG = "serving.request"
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -101,6 +103,7 @@ def mark_worker_dead() -> None:
 
 def configure_logging(level: str) -> None:
     configure_json_logging(level)
+    logging.getLogger(ACCESS_LOG).setLevel(level.upper())
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
@@ -124,6 +127,8 @@ class RequestMiddleware:
     def __init__(self, app, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self._latency: dict[tuple[str, str, int], object] = {}  # labelled children, looked up once
+        self._access: JsonLineWriter | None = None  # made in the worker, after logging is set up
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -133,7 +138,7 @@ class RequestMiddleware:
         offered = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode(
             "latin-1"
         )
-        request_id = offered if REQUEST_ID.match(offered) else uuid.uuid4().hex
+        request_id = offered if REQUEST_ID.match(offered) else secrets.token_hex(16)
         header = (b"x-request-id", request_id.encode())
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
@@ -156,12 +161,17 @@ class RequestMiddleware:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             path = route.path if route is not None else "unmatched"
-            REQUESTS.labels(route=path, method=scope["method"], status=str(status)).inc()
-            LATENCY.labels(route=path, status=str(status)).observe(elapsed)
-            if log.isEnabledFor(logging.INFO):
-                log.info(
+            key = (path, scope["method"], status)
+            child = self._latency.get(key)
+            if child is None:
+                child = self._latency[key] = LATENCY.labels(path, scope["method"], str(status))
+            child.observe(elapsed)
+            if self._access is None:
+                self._access = JsonLineWriter(ACCESS_LOG)
+            if self._access.enabled:
+                self._access.info(
                     "request",
-                    extra={
+                    {
                         "event": "request",
                         "request_id": request_id,
                         "method": scope["method"],

@@ -66,14 +66,30 @@ class Classifier:
         return self.session.run([LABEL_OUTPUT], {EMBEDDING_INPUT: _as_rows(embeddings)})[0]
 
 
+class Pipeline:
+    """pixels (rows, n_pixels) -> embeddings, labels, probabilities in one onnxruntime call
+    (pipeline.onnx: the embedding and the head merged)."""
+
+    def __init__(self, model: bytes, classes: list[str], threads: int = 1) -> None:
+        self.session = make_session(model, threads)
+        self.n_pixels = int(self.session.get_inputs()[0].shape[1])
+        self._classes = np.array(classes)
+
+    def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        embeddings, probabilities = self.session.run(
+            [EMBEDDING_OUTPUT, PROBABILITIES_OUTPUT], {PIXELS_INPUT: _as_rows(pixels)}
+        )
+        return embeddings, self._classes[probabilities.argmax(axis=1)], probabilities
+
+
 @dataclass
 class Model:
     """One loaded model version: what the API holds in memory and swaps on promotion."""
 
     version: str
     manifest: dict
-    embedding: Embedding
-    classifier: Classifier
+    pipeline: Pipeline  # images: what the API runs
+    classifier: Classifier  # embedding rows: what the gate scores
     spec: PreprocessSpec = field(default_factory=PreprocessSpec)
 
     @property
@@ -82,9 +98,7 @@ class Model:
 
     def predict_pixels(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(embeddings, labels, probabilities) for preprocessed pixel rows."""
-        embeddings = self.embedding(pixels)
-        labels, probabilities = self.classifier(embeddings)
-        return embeddings, labels, probabilities
+        return self.pipeline(pixels)
 
 
 def _as_rows(values: np.ndarray) -> np.ndarray:
@@ -98,7 +112,7 @@ def load_model(files: VersionFiles, threads: int = 1) -> Model:
     return Model(
         version=files.version,
         manifest=manifest,
-        embedding=Embedding(files.files["embedding.onnx"], threads),
+        pipeline=Pipeline(files.files["pipeline.onnx"], manifest["classes"], threads),
         classifier=Classifier(files.files["classifier.onnx"], manifest["classes"], threads),
         spec=PreprocessSpec.from_dict(manifest["preprocessing"]),
     )

@@ -78,6 +78,9 @@ class PreprocessSpec:
         return cls(**{key: values[key] for key in cls.__dataclass_fields__ if key in values})
 
 
+DEFAULT_SPEC = PreprocessSpec()
+
+
 def preprocess(
     data: bytes, spec: PreprocessSpec | None = None, max_pixels: int = 16_777_216
 ) -> np.ndarray:
@@ -121,13 +124,12 @@ def open_image(data: bytes, max_pixels: int = 16_777_216) -> Image.Image:
 
 def preprocess_image(image: Image.Image, spec: PreprocessSpec | None = None) -> np.ndarray:
     """Steps 2 to 7 on an image returned by `open_image`."""
-    spec = spec or PreprocessSpec()
-    grey = _to_grey(_decode(image, spec))
-    ink = _normalise_contrast(grey, spec)
-    cells = _resample(ink, _ink_window(ink, spec), spec.size)
-    peak = float(cells.max())
-    if 0 < peak < spec.min_peak:
-        cells *= spec.min_peak / peak
+    spec = spec or DEFAULT_SPEC
+    ink, peak = _normalise_contrast(_to_grey(_decode(image, spec)), spec)
+    cells = _resample(ink, _ink_window(ink, peak, spec), spec.size)
+    top = float(cells.max())
+    if 0 < top < spec.min_peak:
+        cells *= spec.min_peak / top
     np.minimum(cells, 1.0, out=cells)
     return cells.reshape(-1)
 
@@ -174,7 +176,9 @@ def _sniff_format(data: bytes) -> str | None:
 
 
 def _to_grey(image: Image.Image) -> np.ndarray:
-    """Grey levels in [0, 1]; transparent areas take the colour that contrasts with the ink."""
+    """Grey levels: uint8 (0..255) for an opaque 8-bit picture, the common case, kept as is so
+    that the next step converts once; float32 in [0, 1] otherwise. Transparent areas take the
+    colour that contrasts with the ink."""
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         values = np.asarray(image, dtype=np.float32)
         top = float(values.max())
@@ -182,9 +186,7 @@ def _to_grey(image: Image.Image) -> np.ndarray:
     if not (image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info):
         if image.mode != "L":
             image = image.convert("L")
-        grey = np.frombuffer(image.tobytes(), dtype=np.uint8).astype(np.float32)
-        grey *= 1.0 / 255.0
-        return grey.reshape(image.height, image.width)
+        return np.frombuffer(image.tobytes(), dtype=np.uint8).reshape(image.height, image.width)
     rgba = image.convert("RGBA")
     luminance = np.asarray(rgba.convert("L"), dtype=np.float32) / 255.0
     alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
@@ -196,31 +198,32 @@ def _to_grey(image: Image.Image) -> np.ndarray:
     return alpha * luminance + (1.0 - alpha) * background
 
 
-def _normalise_contrast(grey: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """Background -> 0 and full ink -> 1, whatever the polarity of the picture."""
+def _normalise_contrast(grey: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray, float]:
+    """(ink, its peak): background -> 0 and full ink -> 1, whatever the polarity of the picture."""
+    full = 255.0 if grey.dtype == np.uint8 else 1.0
     border = np.concatenate((grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]))
     n = border.size
-    lower, median, upper = np.partition(border, (n // 4, n // 2, n - 1 - n // 4))[
-        [n // 4, n // 2, n - 1 - n // 4]
-    ].tolist()
+    quartiles = np.partition(border, (n // 4, n // 2, n - 1 - n // 4))
+    lower, median, upper = (float(quartiles[i]) for i in (n // 4, n // 2, n - 1 - n // 4))
     # A mostly light border means dark ink on paper: measure ink downwards from the paper.
     # The background is the border's quartile on the background side, not its median: a digit
     # may touch much of a tight frame's border.
-    if median > 0.5:
-        ink, span = np.subtract(upper, grey), upper
+    if median > full / 2:
+        ink, span = np.subtract(upper, grey, dtype=np.float32), upper
     else:
-        ink, span = np.subtract(grey, lower), 1.0 - lower
+        ink, span = np.subtract(grey, lower, dtype=np.float32), full - lower
     if span > 0:
         ink *= 1.0 / span
     np.maximum(ink, 0.0, out=ink)
-    if float(ink.max()) < spec.min_contrast:
+    peak = float(ink.max())
+    if peak < spec.min_contrast:
         raise BlankImageError("the image is blank: no stroke stands out from the background")
-    return ink
+    return ink, peak
 
 
-def _ink_window(ink: np.ndarray, spec: PreprocessSpec) -> tuple[float, float, float]:
+def _ink_window(ink: np.ndarray, peak: float, spec: PreprocessSpec) -> tuple[float, float, float]:
     """(left, top, side) of the square crop around the ink, in pixel coordinates."""
-    mask = ink > spec.ink_threshold * float(ink.max())
+    mask = ink > spec.ink_threshold * peak
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     top, bottom = int(rows[0]), int(rows[-1]) + 1

@@ -1,7 +1,7 @@
 """A versioned model registry on the filesystem (artifacts/).
 
     artifacts/
-      versions/v0001/{embedding.onnx, classifier.onnx, manifest.json}
+      versions/v0001/{embedding.onnx, classifier.onnx, pipeline.onnx, manifest.json}
       versions/v0002/...
       current.json        {"version": "v0002", ...}: the served version
       history.jsonl       one line per move of the pointer
@@ -31,7 +31,7 @@ from ctloop.tables import fsync_dir, write_atomic
 MANIFEST = "manifest.json"
 CURRENT = "current.json"
 HISTORY = "history.jsonl"
-REQUIRED_FILES = ("embedding.onnx", "classifier.onnx")
+REQUIRED_FILES = ("embedding.onnx", "classifier.onnx", "pipeline.onnx")
 _VERSION = re.compile(r"^v(\d{4,})$")
 
 

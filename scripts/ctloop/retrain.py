@@ -26,7 +26,7 @@ from ctloop.config import CoreSettings
 from ctloop.embed import load_embedding
 from ctloop.gate import RULE, decide, gate_score, gate_set
 from ctloop.ledger import pending_triggers
-from ctloop.pipeline import build_manifest
+from ctloop.pipeline import build_manifest, version_files
 from ctloop.predict import Classifier, load_model
 from ctloop.registry import ModelRegistry, utc_now
 from ctloop.train import load_training_set, train_head
@@ -103,9 +103,7 @@ def _train_and_decide(settings: CoreSettings, registry: ModelRegistry, trigger_r
     manifest = build_manifest(head, embedding.info, gate=gate_record)
     manifest["retrain"] = {"trigger_rows": trigger_rows, "retrain_every": settings.retrain_every}
     version = registry.register(
-        files={"embedding.onnx": embedding.model, "classifier.onnx": head.model},
-        manifest=manifest,
-        parent=champion_version,
+        files=version_files(embedding.model, head.model), manifest=manifest, parent=champion_version
     )
     if decision == "promoted":
         registry.promote(version, reason=f"retrain at {trigger_rows} rows")

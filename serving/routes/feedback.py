@@ -8,12 +8,13 @@ from starlette.concurrency import run_in_threadpool
 from ctloop.predict import Model
 from ctloop.registry import utc_now
 from ctloop.tables import prod_row_bytes
-from serving.deps import FeedbackDep, ModelDep, SettingsDep, TokenDep, TrainerDep
+from serving.deps import TokenDep, current_model
 from serving.errors import ApiError
 from serving.images import decode_base64, media_type, read_form, to_pixels, uploaded_files
 from serving.observability import FEEDBACK_ROWS
 from serving.routes.predict import ERRORS
 from serving.schemas import ErrorResponse, FeedbackRequest, FeedbackResponse
+from serving.settings import ServingSettings
 
 router = APIRouter(tags=["feedback"])
 
@@ -44,17 +45,13 @@ FORM_SCHEMA = {
         }
     },
 )
-async def feedback(
-    request: Request,
-    model: ModelDep,
-    settings: SettingsDep,
-    store: FeedbackDep,
-    trainer: TrainerDep,
-) -> FeedbackResponse:
+async def feedback(request: Request) -> FeedbackResponse:
     """The image is embedded with the embedding that produced ref_data.csv, predicted by the
     serving model, and one row `PCA_1..PCA_n,target,prediction,model_version,timestamp,
     request_id,client_prediction` is appended to prod_data.csv (fsynced before this reply). Every
     RETRAIN_EVERY rows a retrain starts in another process."""
+    model, state = current_model(request), request.app.state
+    settings, store, trainer = state.settings, state.feedback, state.trainer
     image, target, shown = await _read_feedback(request, settings)
     _check_class(model, target, "target")
     if shown:
@@ -82,7 +79,9 @@ async def feedback(
     )
 
 
-async def _read_feedback(request: Request, settings: SettingsDep) -> tuple[bytes, str, str | None]:
+async def _read_feedback(
+    request: Request, settings: ServingSettings
+) -> tuple[bytes, str, str | None]:
     kind = media_type(request)
     if kind == "application/json":
         body = FeedbackRequest.model_validate_json(await request.body())

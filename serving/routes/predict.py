@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from ctloop.predict import Model
-from serving.deps import ModelDep, SettingsDep
+from serving.deps import current_model
 from serving.errors import ApiError
 from serving.images import decode_base64, media_type, read_form, to_pixels, uploaded_files
 from serving.observability import PREDICTIONS
@@ -16,6 +16,7 @@ from serving.schemas import (
     PredictRequest,
     PredictResponse,
 )
+from serving.settings import ServingSettings
 
 router = APIRouter(tags=["predict"])
 
@@ -53,12 +54,11 @@ MULTIPART_SCHEMA = {
         }
     },
 )
-async def predict(
-    request: Request, model: ModelDep, settings: SettingsDep
-) -> PredictResponse | BatchPredictResponse:
+async def predict(request: Request) -> PredictResponse | BatchPredictResponse:
     """JSON `{"image": "<base64>"}` or `{"images": [...]}`, or multipart `file` field(s)
     (`curl -F file=@digit.png`). One image gives the class, the probability of every class, the
     model version and a request id; several give a list of predictions."""
+    model, settings = current_model(request), request.app.state.settings
     images, batch = await _read_images(request, settings)
     _, labels, probabilities = model.predict_pixels(await to_pixels(images, model.spec, settings))
     request_id = request.state.request_id
@@ -75,7 +75,7 @@ async def predict(
     )
 
 
-async def _read_images(request: Request, settings: SettingsDep) -> tuple[list[bytes], bool]:
+async def _read_images(request: Request, settings: ServingSettings) -> tuple[list[bytes], bool]:
     kind = media_type(request)
     if kind == "application/json":
         body = PredictRequest.model_validate_json(await request.body())
@@ -100,8 +100,14 @@ async def _read_images(request: Request, settings: SettingsDep) -> tuple[list[by
     )
 
 
+_PREDICTED: dict[str, object] = {}  # the counter's child per class, looked up once
+
+
 def _fields(model: Model, label: str, row) -> dict:
-    PREDICTIONS.labels(label=label).inc()
+    counter = _PREDICTED.get(label)
+    if counter is None:
+        counter = _PREDICTED[label] = PREDICTIONS.labels(label=label)
+    counter.inc()
     values = row.tolist()
     return {
         "label": str(label),

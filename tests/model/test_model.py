@@ -185,3 +185,19 @@ def test_the_production_weight_changes_what_the_head_learns(workspace: CoreSetti
     weights = row_weights(np.array([False, True]), 4.0)
     assert weights.tolist() == [0.25, 1.0]
     assert row_weights(np.array([False, True]), 0.5).tolist() == [1.0, 0.5]
+
+
+def test_the_serving_pipeline_equals_embedding_then_head(
+    built: CoreSettings, model: Model, unseen
+) -> None:
+    """pipeline.onnx (one call) gives what embedding.onnx then classifier.onnx give."""
+    from ctloop.predict import Embedding
+
+    files = ModelRegistry(built.artifacts_dir).load()
+    pixels, _ = unseen
+    embeddings = Embedding(files.files["embedding.onnx"])(pixels)
+    labels, probabilities = model.classifier(embeddings)
+    merged_embeddings, merged_labels, merged_probabilities = model.predict_pixels(pixels)
+    assert np.allclose(merged_embeddings, embeddings, atol=1e-6)
+    assert np.array_equal(merged_labels, labels)
+    assert np.allclose(merged_probabilities, probabilities, atol=1e-6)

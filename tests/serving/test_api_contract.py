@@ -178,11 +178,12 @@ def test_metrics_count_requests_predictions_and_feedback(client: httpx.Client, s
     client.post("/feedback", json={"image": b64(samples["2"]), "target": "2"})
     client.post("/predict", json={"image": "not base64!"})
     text = client.get("/metrics").text
-    assert 'ctloop_http_requests_total{method="POST",route="/predict",status="200"}' in text
-    assert 'ctloop_http_requests_total{method="POST",route="/predict",status="422"}' in text
+    # The latency histogram's _count series is the request count by route, method and status.
+    count = 'ctloop_http_request_duration_seconds_count{method="POST",route="/predict",status="%s"}'
+    assert count % "200" in text and count % "422" in text
     assert (
-        'ctloop_http_request_duration_seconds_bucket{le="0.01",route="/predict",status="200"}'
-        in text
+        'ctloop_http_request_duration_seconds_bucket{le="0.01",method="POST",route="/predict",'
+        'status="200"}' in text
     )
     assert 'ctloop_predictions_total{label="2"}' in text
     assert "ctloop_feedback_rows_total" in text
