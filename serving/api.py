@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -48,6 +49,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if await run_in_threadpool(pending_triggers, settings):  # due while the service was down
         await trainer.start()
     watcher = asyncio.create_task(models.watch())
+    # Everything loaded so far (libraries, the model) lives as long as the worker: move it out of
+    # the garbage collector's way, so that its full collections stop scanning it mid-request.
+    gc.freeze()
     try:
         yield
     finally:
