@@ -35,7 +35,7 @@ bench: venv .venv-bench/.installed
 
 # docs/traffic.md: the drift scenario (python -m traffic) on fresh local stacks.
 traffic-docs: venv
-	$(BIN)/python bench/traffic.py $(TRAFFIC_ARGS)
+	$(BIN)/python bench/traffic_docs.py $(TRAFFIC_ARGS)
 
 .venv-bench/.installed: bench/requirements.txt
 	$(PYTHON) -m venv .venv-bench

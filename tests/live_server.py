@@ -23,54 +23,39 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-class LiveServer:
-    """`python -m serving` (the production launcher) or plain uvicorn, with its own settings."""
+class ServerProcess:
+    """A server in its own process group, logging to a file, ready when `health` answers 200."""
 
-    def __init__(
-        self, settings: CoreSettings, log_path: Path, workers: int = 1, **env: str
-    ) -> None:
-        self.settings = settings
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'scripts'}",
-            "DATA_DIR": str(settings.data_dir),
-            "ARTIFACTS_DIR": str(settings.artifacts_dir),
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-            "WORKERS": str(workers),
-            "MODEL_POLL_SECONDS": "0.2",
-            "PROMETHEUS_MULTIPROC_DIR": str(log_path.parent / f"metrics-{self.port}"),
-            **env,
-        }
+    name = "server"
+    health = "/"
+
+    def __init__(self, command: list[str], env: dict, log_path: Path) -> None:
+        self.command, self.env, self.log_path = command, env, log_path
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60) -> LiveServer:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "serving"],
-            cwd=REPO,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    def start(self, timeout: float = 60):
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command,
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"the server exited with {self.process.returncode}:\n{self.logs()}"
-                )
+                code = self.process.returncode
+                raise RuntimeError(f"{self.name} exited with {code}:\n{self.logs()}")
             try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{self.health}", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"the server was not ready within {timeout} s:\n{self.logs()}")
+        raise RuntimeError(f"{self.name} was not ready within {timeout} s:\n{self.logs()}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -83,17 +68,47 @@ class LiveServer:
             self.process.wait(timeout=15)
 
     def kill(self) -> None:
-        """SIGKILL the whole server (master and workers), as a crash would."""
+        """SIGKILL the whole process group (a launcher and its workers), as a crash would."""
         self.stop(signal.SIGKILL)
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def __enter__(self) -> LiveServer:
+    def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class LiveServer(ServerProcess):
+    """`python -m serving` (the production launcher) with its own settings."""
+
+    name = "the serving API"
+    health = "/ready"
+
+    def __init__(
+        self, settings: CoreSettings, log_path: Path, workers: int = 1, **env: str
+    ) -> None:
+        self.settings = settings
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            [sys.executable, "-m", "serving"],
+            {
+                **os.environ,
+                "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'scripts'}",
+                "DATA_DIR": str(settings.data_dir),
+                "ARTIFACTS_DIR": str(settings.artifacts_dir),
+                "HOST": "127.0.0.1",
+                "PORT": str(self.port),
+                "WORKERS": str(workers),
+                "MODEL_POLL_SECONDS": "0.2",
+                "PROMETHEUS_MULTIPROC_DIR": str(log_path.parent / f"metrics-{self.port}"),
+                **env,
+            },
+            log_path,
+        )
 
 
 def trainer_pids(artifacts_dir: Path) -> list[int]:

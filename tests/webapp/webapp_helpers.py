@@ -5,15 +5,11 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 from helpers import make_settings
-from live_server import LiveServer, free_port  # a real `python -m serving` on a free port
+from live_server import LiveServer, ServerProcess, free_port
 
 from ctloop.config import CoreSettings
 
@@ -50,57 +46,19 @@ def prod_rows(settings: CoreSettings) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-class StreamlitServer:
+class StreamlitServer(ServerProcess):
     """`streamlit run webapp/app.py` in its own process group on a free loopback port."""
+
+    name = "streamlit"
+    health = "/_stcore/health"
 
     def __init__(self, log_path: Path, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.env = {**os.environ, "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none", **env}
-        self.process: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 60) -> StreamlitServer:
         command = [
             sys.executable, "-m", "streamlit", "run", str(APP),
             "--server.port", str(self.port), "--server.address", "127.0.0.1",
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
         ]  # fmt: skip
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"streamlit exited with {self.process.returncode}:\n{self.logs()}"
-                )
-            try:
-                if httpx.get(f"{self.url}/_stcore/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"streamlit did not answer within {timeout} s:\n{self.logs()}")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=15)
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def __enter__(self) -> StreamlitServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        env = {**os.environ, "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none", **env}
+        super().__init__(command, env, log_path)

@@ -1,6 +1,6 @@
 """docs/traffic.md: the drift scenario on fresh local stacks, the default and every transformation.
 
-    make traffic-docs           # or: .venv/bin/python bench/traffic.py [--transforms slant,rotate]
+    make traffic-docs           # or: .venv/bin/python bench/traffic_docs.py [--transforms slant,rotate]
 
 Each transformation gets a fresh stack (reference data, first model, `python -m serving` with the
 Compose settings: 2 workers, RETRAIN_EVERY=20); the default one also runs the dashboard
@@ -114,7 +114,7 @@ def report(results: dict) -> list[str]:
         "# The drift scenario: production traffic, drift, feedback, retraining",
         "",
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `make traffic-docs` "
-        "(`bench/traffic.py`, which runs `python -m traffic` against fresh local stacks: "
+        "(`bench/traffic_docs.py`, which runs `python -m traffic` against fresh local stacks: "
         "2 workers, RETRAIN_EVERY=20, the gate on, PROD_WEIGHT=1).",
         "",
         "The 360 unseen digits (never in `ref_data.csv`) are split once: 100 for evaluation, never "
