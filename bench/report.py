@@ -41,6 +41,7 @@ def lines(results: dict) -> list[str]:
             f"| {run['scenario']} | {run['connections']} | {run['rps']:,.0f} | "
             f"{run['p50_ms']:.2f} | {run['p95_ms']:.2f} | {run['p99_ms']:.2f} | {run['errors']} |"
         )
+    out += targets(at32, results)
     out += ["", "## Ratios at 32 connections", ""]
     out += ratios(at32)
     out += spread(results)
@@ -65,6 +66,57 @@ def lines(results: dict) -> list[str]:
         *sorted({run["command"].split(" http")[0] + " <url>" for run in runs}),
         "```",
     ]
+    return out
+
+
+def targets(at32: dict, results: dict) -> list[str]:
+    """The issue's targets for this machine, each with the figure measured in this run."""
+
+    def row(name: str, measured: str, met: bool) -> str:
+        return f"| {name} | {measured} | {'met' if met else '**missed**'} |"
+
+    product, bare = at32["1"], at32["3"]
+    out = [
+        "",
+        "## Targets",
+        "",
+        "Why the missed ones are missed, what was measured and changed: "
+        "[performance.md](performance.md).",
+        "",
+        "| Target | Measured | |",
+        "|---|---|---|",
+        row(
+            "/predict JSON, 1 worker, 32 connections: >= 4,000 req/s, p99 < 15 ms",
+            f"{product['rps']:,.0f} req/s, p99 {product['p99_ms']:.1f} ms",
+            product["rps"] >= 4000 and product["p99_ms"] < 15,
+        ),
+        row("(1) >= 0.45 x (3), the bare route", f"{product['rps'] / bare['rps']:.2f}",
+            product["rps"] / bare["rps"] >= 0.45),
+    ]  # fmt: skip
+    if "4" in at32:
+        ratio = product["rps"] / at32["4"]["rps"]
+        out.append(row("(1) >= 2 x (4), the naive scikit-learn route", f"{ratio:.2f}", ratio >= 2))
+    if "5" in at32:
+        ratio, tail = product["rps"] / at32["5"]["rps"], product["p99_ms"] / at32["5"]["p99_ms"]
+        measured = f"{ratio:.2f}, p99 ratio {tail:.2f}"
+        out.append(row("(1) >= 3 x (5) BentoML, p99 <= 1/5 of BentoML's", measured,
+                       ratio >= 3 and tail <= 0.2))  # fmt: skip
+    if "6a" in at32 and "6b" in at32:
+        ratio = at32["6b"]["p99_ms"] / at32["6a"]["p99_ms"]
+        out.append(row("p99 during retrains <= 2 x p99 at rest", f"{ratio:.2f}", ratio <= 2))
+    feedback = [run for run in results["runs"] if run["scenario"].startswith("7")]
+    if feedback:
+        slowest = min(run["rps"] for run in feedback)
+        out.append(row("/feedback >= 300 durable rows/s", f"{slowest:,.0f} rows/s", slowest >= 300))
+    errors = sum(run["errors"] for run in results["runs"])
+    out.append(row("no error responses in any run", f"{errors} errors", errors == 0))
+    growth = max(
+        (after - rest)
+        for entry in results.get("memory", [])
+        for rest, after in zip(entry["rss_at_rest_mib"], entry["rss_after_mib"], strict=True)
+    ) if results.get("memory") else 0.0  # fmt: skip
+    out.append(row("worker memory stable over 10,000 requests", f"+{growth:.1f} MiB at most",
+                   growth <= 5))  # fmt: skip
     return out
 
 

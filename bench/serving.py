@@ -38,12 +38,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10, help="length of each wrk run")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--report-only", action="store_true", help="re-render from the .json")
     args = parser.parse_args()
+    if args.report_only:
+        write_report(args.output, json.loads(args.output.with_suffix(".json").read_text()))
+        return
     with tempfile.TemporaryDirectory(prefix="ctloop-bench-") as tmp:
         bench = Bench(Path(tmp), args.seconds)
         results = bench.run_all()
+    args.output.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
     write_report(args.output, results)
-    print(f"\nwritten to {args.output}")
+    print(f"\nwritten to {args.output} and {args.output.with_suffix('.json')}")
 
 
 class Bench:

@@ -1,6 +1,6 @@
 """docs/traffic.md: the drift scenario on fresh local stacks, the default and every transformation.
 
-    make traffic-docs           # or: .venv/bin/python bench/traffic_docs.py [--transforms slant,rotate]
+    make traffic-docs     # or: .venv/bin/python bench/traffic_docs.py [--transforms slant,rotate]
 
 Each transformation gets a fresh stack (reference data, first model, `python -m serving` with the
 Compose settings: 2 workers, RETRAIN_EVERY=20); the default one also runs the dashboard
