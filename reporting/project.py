@@ -27,8 +27,8 @@ from filelock import FileLock
 
 from ctloop.tables import PREDICTION, TARGET
 from reporting.dashboard import dashboard_model, status_text
-from reporting.drift import embedding_drift_preset
 from reporting.data import ReferenceMissingError, load_monitoring_data
+from reporting.drift import embedding_drift_preset
 from reporting.logs import configure_logging, log
 from reporting.metrics import (
     AccuracyScore,
