@@ -17,7 +17,6 @@ from serving.errors import ApiError
 from serving.feedback_store import FeedbackStore
 from serving.model_store import ModelStore
 from serving.settings import ServingSettings
-from serving.trainer import TrainerLauncher
 
 
 async def get_settings(request: Request) -> ServingSettings:
@@ -53,10 +52,6 @@ async def get_feedback_store(request: Request) -> FeedbackStore:
     return request.app.state.feedback
 
 
-async def get_trainer(request: Request) -> TrainerLauncher:
-    return request.app.state.trainer
-
-
 async def get_registry(request: Request) -> ModelRegistry:
     return request.app.state.models.registry
 
@@ -82,6 +77,5 @@ SettingsDep = Annotated[ServingSettings, Depends(get_settings)]
 ModelDep = Annotated[Model, Depends(get_model)]
 ModelStoreDep = Annotated[ModelStore, Depends(get_model_store)]
 FeedbackDep = Annotated[FeedbackStore, Depends(get_feedback_store)]
-TrainerDep = Annotated[TrainerLauncher, Depends(get_trainer)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 TokenDep = Depends(require_token)

@@ -54,8 +54,3 @@ class TrainerLauncher:
                 log.error("retrain process exited with %d", code)
             if not self._again:
                 return
-
-    async def wait(self) -> None:
-        """Wait for this worker's trainers (tests, graceful shutdown)."""
-        if self._running is not None:
-            await asyncio.gather(self._running, return_exceptions=True)
