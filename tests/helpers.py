@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +42,17 @@ def find_chromium() -> str | None:
 def make_settings(root: Path, **overrides) -> CoreSettings:
     """Settings whose data/ and artifacts/ live under `root`."""
     return CoreSettings(data_dir=root / "data", artifacts_dir=root / "artifacts", **overrides)
+
+
+def copy_workspace(built: CoreSettings, root: Path) -> CoreSettings:
+    """A private copy of a built data/ and artifacts/ under `root`."""
+    shutil.copytree(built.data_dir, root / "data")
+    shutil.copytree(built.artifacts_dir, root / "artifacts")
+    return make_settings(root)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def digit_image(cells: np.ndarray, scale: int = 1) -> Image.Image:

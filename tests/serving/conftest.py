@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-from helpers import make_settings, typical_samples
+from helpers import copy_workspace, typical_samples
 from live_server import LiveServer
 
 from ctloop.config import CoreSettings
-
-
-def copy_workspace(built: CoreSettings, root: Path) -> CoreSettings:
-    shutil.copytree(built.data_dir, root / "data")
-    shutil.copytree(built.artifacts_dir, root / "artifacts")
-    return make_settings(root)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +33,3 @@ def server(built: CoreSettings, tmp_path_factory: pytest.TempPathFactory) -> Ite
 def client(server: LiveServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=30) as http:
         yield http
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()

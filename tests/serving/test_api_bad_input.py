@@ -8,8 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import b64
-from helpers import to_bytes
+from helpers import b64, to_bytes
 from live_server import LiveServer
 from PIL import Image
 

@@ -7,8 +7,7 @@ import json
 
 import httpx
 import numpy as np
-from conftest import b64
-from helpers import digit_image, to_bytes
+from helpers import b64, digit_image, to_bytes
 from live_server import LiveServer
 from PIL import Image
 

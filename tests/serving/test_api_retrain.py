@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import b64, copy_workspace
 from filelock import FileLock, Timeout
+from helpers import b64, copy_workspace
 from live_server import LiveServer, trainer_pids, wait_for
 
 from ctloop.dataset import load_samples

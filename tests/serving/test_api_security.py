@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import b64, copy_workspace
+from helpers import b64, copy_workspace
 from live_server import LiveServer
 
 
