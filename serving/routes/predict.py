@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from ctloop.predict import Model
 from serving.deps import current_model
 from serving.errors import ApiError
 from serving.images import decode_base64, media_type, read_form, to_pixels, uploaded_files
 from serving.observability import PREDICTIONS
+from serving.routes.direct import DirectRoute, json_response
 from serving.schemas import (
     BatchPredictResponse,
     ErrorResponse,
@@ -18,7 +19,8 @@ from serving.schemas import (
 )
 from serving.settings import ServingSettings
 
-router = APIRouter(tags=["predict"])
+# The hot route: it validates its own body and sends its own JSON (see serving.routes.direct).
+router = APIRouter(tags=["predict"], route_class=DirectRoute)
 
 ERRORS = {
     413: {"model": ErrorResponse, "description": "Body or image too large"},
@@ -54,7 +56,7 @@ MULTIPART_SCHEMA = {
         }
     },
 )
-async def predict(request: Request) -> PredictResponse | BatchPredictResponse:
+async def predict(request: Request) -> Response:
     """JSON `{"image": "<base64>"}` or `{"images": [...]}`, or multipart `file` field(s)
     (`curl -F file=@digit.png`). One image gives the class, the probability of every class, the
     model version and a request id; several give a list of predictions."""
@@ -65,13 +67,17 @@ async def predict(request: Request) -> PredictResponse | BatchPredictResponse:
     if batch:
         rows = zip(labels, probabilities, strict=True)
         predictions = [Prediction(**_fields(model, label, row)) for label, row in rows]
-        return BatchPredictResponse(
-            predictions=predictions, model_version=model.version, request_id=request_id
+        return json_response(
+            BatchPredictResponse(
+                predictions=predictions, model_version=model.version, request_id=request_id
+            )
         )
-    return PredictResponse(
-        **_fields(model, labels[0], probabilities[0]),
-        model_version=model.version,
-        request_id=request_id,
+    return json_response(
+        PredictResponse(
+            **_fields(model, labels[0], probabilities[0]),
+            model_version=model.version,
+            request_id=request_id,
+        )
     )
 
 
