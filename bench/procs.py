@@ -1,65 +1,25 @@
-"""Start and stop the servers under test; read their workers' memory."""
+"""The servers under test (started and stopped as the tests do) and their workers' memory."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import time
+import sys
 from pathlib import Path
 
-import httpx
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from live_server import ServerProcess, free_port
+
+__all__ = ["Server", "descendants", "free_port", "rss_mib"]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+class Server(ServerProcess):
+    """A server process (group) on `port`, ready when `ready` answers 200; it logs to `log`."""
 
-
-class Server:
-    """A server process (group) with a readiness URL; its log goes to a file."""
+    start_timeout = 120.0  # BentoML and two-worker launches on a loaded machine
 
     def __init__(self, name: str, command: list[str], env: dict, port: int, log: Path, ready: str):
-        self.name, self.command, self.env, self.port, self.log = name, command, env, port, log
+        super().__init__(command, env, log)
+        self.name, self.port, self.health = name, port, ready
         self.url = f"http://127.0.0.1:{port}"
-        self.ready_path = ready
-        self.process: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 120) -> float:
-        """Start and wait until ready; return the seconds it took."""
-        started = time.perf_counter()
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: see {self.log}")
-            try:
-                if httpx.get(self.url + self.ready_path, timeout=1).status_code == 200:
-                    return time.perf_counter() - started
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"{self.name} was not ready in {timeout} s: see {self.log}")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
 
     def worker_pids(self) -> list[int]:
         """The processes that serve requests: uvicorn's spawned workers, or the launcher itself
@@ -67,13 +27,6 @@ class Server:
         children = descendants(self.process.pid)
         workers = [pid for pid in children if b"spawn_main" in _cmdline(pid)]
         return workers or [self.process.pid]
-
-    def __enter__(self) -> Server:
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def descendants(root: int) -> list[int]:

@@ -188,7 +188,7 @@ class Bench:
             self.warm(server, body, content_type)
             self.memory(server, body, content_type, "2 workers")
             for connections in (32, 64):
-                offset = server.log.stat().st_size
+                offset = server.log_path.stat().st_size
                 run = wrk(
                     "1b product /predict JSON (2 workers, Compose)",
                     server.url + "/predict",
@@ -201,7 +201,7 @@ class Bench:
                 self.results.setdefault("spread", []).append(
                     {
                         "connections": connections,
-                        "requests_by_worker": requests_by_pid(server.log, offset),
+                        "requests_by_worker": requests_by_pid(server.log_path, offset),
                     }
                 )
 
@@ -300,7 +300,7 @@ class Bench:
     def time_to_ready(self, workers: int) -> float:
         server = self.product(workers=workers)
         try:
-            return server.start()
+            return server.start().ready_seconds
         finally:
             server.stop()
 

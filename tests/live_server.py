@@ -1,4 +1,7 @@
-"""A real serving API in a subprocess on a free loopback port, for integration tests."""
+"""A real serving API in a subprocess on a free loopback port, for integration tests.
+
+ServerProcess also starts the servers of the benchmarks (bench/procs.py).
+"""
 
 from __future__ import annotations
 
@@ -28,12 +31,16 @@ class ServerProcess:
 
     name = "server"
     health = "/"
+    start_timeout = 60.0
 
     def __init__(self, command: list[str], env: dict, log_path: Path) -> None:
         self.command, self.env, self.log_path = command, env, log_path
         self.process: subprocess.Popen | None = None
+        self.ready_seconds: float | None = None  # start to first 200 from `health`
 
-    def start(self, timeout: float = 60):
+    def start(self, timeout: float | None = None):
+        timeout = timeout or self.start_timeout
+        started = time.perf_counter()
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 self.command,
@@ -50,6 +57,7 @@ class ServerProcess:
                 raise RuntimeError(f"{self.name} exited with {code}:\n{self.logs()}")
             try:
                 if httpx.get(f"{self.url}{self.health}", timeout=1).status_code == 200:
+                    self.ready_seconds = time.perf_counter() - started
                     return self
             except httpx.HTTPError:
                 pass
