@@ -1,14 +1,10 @@
-"""Classification quality on the feedback rows as Evidently metrics, computed by scikit-learn.
+"""Classification quality on the feedback rows as Evidently metrics, computed by `ctloop.evaluate`.
 
 Evidently 0.7 has no balanced accuracy, and its F1, precision, recall and accuracy switch to
 binary scores (with pos_label=1, which fails on string labels) as soon as the production rows hold
-only two classes. These metrics give scikit-learn's values on every row set instead:
-
-- MacroF1, MacroPrecision, MacroRecall: `average="macro"` over the labels that occur in the
-  target or the prediction (scikit-learn's default label set), 0 where a ratio is undefined;
-- BalancedAccuracy: `balanced_accuracy_score`, the mean recall over the classes that occur in
-  the target, so classes absent from production are left out rather than counted as 0;
-- AccuracyScore: the share of rows whose prediction equals the target.
+only two classes. These metrics give the project's own definitions (`ctloop.evaluate`, the ones
+the manifests and the gate use) on every row set instead: MacroF1, MacroPrecision, MacroRecall,
+AccuracyScore and BalancedAccuracy.
 
 They read the target and prediction columns from the data definition's classification, like
 Evidently's own metrics, and return a SingleValue, so `evidently ui` stores and plots them without
@@ -18,7 +14,6 @@ importing this module.
 from __future__ import annotations
 
 import abc
-import warnings
 from typing import ClassVar, Generic, TypeVar
 
 import numpy as np
@@ -32,14 +27,9 @@ from evidently.core.metric_types import (
 )
 from evidently.core.report import Context
 from evidently.legacy.renderers.html_widgets import WidgetSize, table_data
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    f1_score,
-    precision_recall_fscore_support,
-    precision_score,
-    recall_score,
-)
+from sklearn.metrics import precision_recall_fscore_support
+
+from ctloop import evaluate
 
 
 class FeedbackQuality(SingleValueMetric):
@@ -56,9 +46,10 @@ class FeedbackQualityCalculation(SingleValueCalculation[TQuality], Generic[TQual
 
     title: ClassVar[str]
 
+    @staticmethod
     @abc.abstractmethod
-    def score(self, target: np.ndarray, prediction: np.ndarray) -> float:
-        """The scikit-learn value on these labels."""
+    def score(target: np.ndarray, prediction: np.ndarray) -> float:
+        """The metric's value on these labels (a function of `ctloop.evaluate`)."""
 
     def calculate(
         self, context: Context, current_data: Dataset, reference_data: Dataset | None
@@ -66,10 +57,7 @@ class FeedbackQualityCalculation(SingleValueCalculation[TQuality], Generic[TQual
         target, prediction = labels(context, current_data, self.metric.classification_name)
         if len(target) == 0:
             raise ValueError(f"{self.title}: no feedback rows to score")
-        # scikit-learn warns about classes that occur in one column only; that case is expected.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            value = float(self.score(target, prediction))
+        value = float(self.score(target, prediction))
         result = self.result(value)
         result.widget = self.widgets(result, context, target, prediction, reference_data)
         return result
@@ -105,14 +93,12 @@ def labels(context: Context, data: Dataset, classification_name: str) -> tuple[n
 
 
 class MacroF1(FeedbackQuality):
-    """Macro F1 of the served predictions on the feedback rows (scikit-learn's f1_score)."""
+    """Macro F1 of the served predictions on the feedback rows (ctloop.evaluate.macro_f1)."""
 
 
 class MacroF1Calculation(FeedbackQualityCalculation[MacroF1]):
     title = "F1 (macro)"
-
-    def score(self, target: np.ndarray, prediction: np.ndarray) -> float:
-        return f1_score(target, prediction, average="macro", zero_division=0)
+    score = staticmethod(evaluate.macro_f1)
 
 
 class MacroPrecision(FeedbackQuality):
@@ -121,9 +107,7 @@ class MacroPrecision(FeedbackQuality):
 
 class MacroPrecisionCalculation(FeedbackQualityCalculation[MacroPrecision]):
     title = "Precision (macro)"
-
-    def score(self, target: np.ndarray, prediction: np.ndarray) -> float:
-        return precision_score(target, prediction, average="macro", zero_division=0)
+    score = staticmethod(evaluate.macro_precision)
 
 
 class MacroRecall(FeedbackQuality):
@@ -132,9 +116,7 @@ class MacroRecall(FeedbackQuality):
 
 class MacroRecallCalculation(FeedbackQualityCalculation[MacroRecall]):
     title = "Recall (macro)"
-
-    def score(self, target: np.ndarray, prediction: np.ndarray) -> float:
-        return recall_score(target, prediction, average="macro", zero_division=0)
+    score = staticmethod(evaluate.macro_recall)
 
 
 class AccuracyScore(FeedbackQuality):
@@ -143,9 +125,7 @@ class AccuracyScore(FeedbackQuality):
 
 class AccuracyScoreCalculation(FeedbackQualityCalculation[AccuracyScore]):
     title = "Accuracy"
-
-    def score(self, target: np.ndarray, prediction: np.ndarray) -> float:
-        return accuracy_score(target, prediction)
+    score = staticmethod(evaluate.accuracy)
 
 
 class BalancedAccuracy(FeedbackQuality):
@@ -154,9 +134,7 @@ class BalancedAccuracy(FeedbackQuality):
 
 class BalancedAccuracyCalculation(FeedbackQualityCalculation[BalancedAccuracy]):
     title = "Balanced accuracy"
-
-    def score(self, target: np.ndarray, prediction: np.ndarray) -> float:
-        return balanced_accuracy_score(target, prediction)
+    score = staticmethod(evaluate.balanced_accuracy)
 
     def widgets(
         self,

@@ -1,28 +1,90 @@
-"""Quality metrics of a classifier on labelled rows (scikit-learn's definitions)."""
+"""The one definition of every quality metric, used by manifests, the gate, the dashboard, the
+exporter and the traffic simulator's reports.
+
+scikit-learn's definitions, on class labels as strings:
+
+- accuracy: the share of rows whose prediction equals the target;
+- macro F1, macro precision, macro recall: the unweighted mean over the labels that occur in the
+  target or in the prediction (scikit-learn's default label set), 0 where a ratio is undefined;
+- balanced accuracy: the mean recall over the classes that occur in the target
+  (`balanced_accuracy_score`), so a class absent from the rows is left out, not counted as 0;
+- per-class recall: the recall of each class that occurs in the target.
+"""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, recall_score
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    precision_score,
+    recall_score,
+)
+
+# The names under which manifests, the exporter and the dashboard store each figure.
+METRICS = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "balanced_accuracy")
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
-    """Accuracy, macro F1, balanced accuracy and per-class recall, rounded for the manifest."""
-    y_true = np.asarray(y_true, dtype=str)
-    y_pred = np.asarray(y_pred, dtype=str)
-    if len(y_true) == 0:
+def _labels(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(y_true, dtype=str), np.asarray(y_pred, dtype=str)
+
+
+def accuracy(y_true, y_pred) -> float:
+    """Share of rows predicted right."""
+    return float(accuracy_score(*_labels(y_true, y_pred)))
+
+
+def macro_f1(y_true, y_pred) -> float:
+    """Mean F1 over the labels in the target or the prediction."""
+    return float(f1_score(*_labels(y_true, y_pred), average="macro", zero_division=0))
+
+
+def macro_precision(y_true, y_pred) -> float:
+    """Mean precision over the labels in the target or the prediction."""
+    return float(precision_score(*_labels(y_true, y_pred), average="macro", zero_division=0))
+
+
+def macro_recall(y_true, y_pred) -> float:
+    """Mean recall over the labels in the target or the prediction."""
+    return float(recall_score(*_labels(y_true, y_pred), average="macro", zero_division=0))
+
+
+def balanced_accuracy(y_true, y_pred) -> float:
+    """Mean recall over the classes present in the target."""
+    with warnings.catch_warnings():  # "y_pred contains classes not in y_true": expected here
+        warnings.simplefilter("ignore", UserWarning)
+        return float(balanced_accuracy_score(*_labels(y_true, y_pred)))
+
+
+def per_class_recall(y_true, y_pred) -> dict[str, float]:
+    """Recall of each class present in the target, in sorted order."""
+    truth, predicted = _labels(y_true, y_pred)
+    present = sorted(set(truth.tolist()))
+    recalls = recall_score(truth, predicted, labels=present, average=None, zero_division=0)
+    return {label: float(value) for label, value in zip(present, recalls, strict=True)}
+
+
+SCORERS = {
+    "accuracy": accuracy,
+    "macro_f1": macro_f1,
+    "macro_precision": macro_precision,
+    "macro_recall": macro_recall,
+    "balanced_accuracy": balanced_accuracy,
+}
+
+
+def classification_metrics(y_true, y_pred) -> dict:
+    """Every metric above on these rows, rounded to 6 digits (what a manifest stores)."""
+    truth, predicted = _labels(y_true, y_pred)
+    if len(truth) == 0:
         return {"rows": 0}
-    present = [label for label in classes if label in set(y_true)]
-    recalls = recall_score(y_true, y_pred, labels=present, average=None, zero_division=0)
     return {
-        "rows": len(y_true),
-        "accuracy": round(float(accuracy_score(y_true, y_pred)), 6),
-        "macro_f1": round(
-            float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)), 6
-        ),
-        # scikit-learn's balanced_accuracy_score: the mean recall over the classes present.
-        "balanced_accuracy": round(float(recalls.mean()), 6),
+        "rows": len(truth),
+        **{name: round(score(truth, predicted), 6) for name, score in SCORERS.items()},
         "per_class_recall": {
-            label: round(float(r), 6) for label, r in zip(present, recalls, strict=True)
+            label: round(value, 6) for label, value in per_class_recall(truth, predicted).items()
         },
     }

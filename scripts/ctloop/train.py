@@ -171,9 +171,9 @@ def train_head(training_set: TrainingSet) -> TrainedHead:
     truth = training_set.targets[training_set.holdout]
     held_prod = training_set.is_prod[training_set.holdout]
     metrics = {
-        "holdout": classification_metrics(truth, labels, classes),
-        "holdout_reference": classification_metrics(truth[~held_prod], labels[~held_prod], classes),
-        "holdout_production": classification_metrics(truth[held_prod], labels[held_prod], classes),
+        "holdout": classification_metrics(truth, labels),
+        "holdout_reference": classification_metrics(truth[~held_prod], labels[~held_prod]),
+        "holdout_production": classification_metrics(truth[held_prod], labels[held_prod]),
     }
     training = {
         "rows": int(fit_rows.sum()),

@@ -25,6 +25,7 @@ from sklearn.metrics import (
 )
 
 from ctloop.config import CoreSettings
+from ctloop.evaluate import classification_metrics
 from ctloop.tables import ref_csv_bytes, write_atomic
 from reporting.project import update
 from reporting.snapshots import metric_values
@@ -106,6 +107,37 @@ def test_snapshot_scores_equal_sklearn_macro_values(
     for kind, value in expected.items():
         assert stored[kind] == pytest.approx(value, abs=1e-6), kind
     assert result.values["balanced_accuracy"] == pytest.approx(expected["BalancedAccuracy"])
+
+
+# The dashboard's metric -> the key under which a manifest stores the same figure.
+MANIFEST_KEYS = {
+    "MacroF1": "macro_f1",
+    "MacroPrecision": "macro_precision",
+    "MacroRecall": "macro_recall",
+    "BalancedAccuracy": "balanced_accuracy",
+    "AccuracyScore": "accuracy",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["all classes", "classes missing from production"])
+def test_dashboard_and_manifest_agree_on_the_same_rows(
+    tmp_path: Path, built: CoreSettings, case: str
+) -> None:
+    """One definition: a manifest's held-out figures and the dashboard's, on the same rows."""
+    data_dir = tmp_path / "data"
+    copy_reference(built, data_dir)
+    embeddings, targets, predictions = feedback_case(built, case)
+    settings = reporting_settings(data_dir, min_rows=30)
+    write_prod(settings.prod_data_path, embeddings, targets, predictions)
+
+    stored = snapshot_scores(settings, update(settings))
+
+    # What train_head writes into a manifest for these (truth, prediction) rows.
+    manifest = classification_metrics(*prod_labels(settings.prod_data_path))
+    assert stored.keys() == MANIFEST_KEYS.keys()
+    for kind, key in MANIFEST_KEYS.items():
+        assert stored[kind] == pytest.approx(manifest[key], abs=1e-6), kind
 
 
 @pytest.mark.slow
