@@ -14,14 +14,12 @@ import os
 import sys
 import time
 
-from filelock import FileLock, Timeout
-
 from ctloop.config import CoreSettings
 from ctloop.registry import ModelRegistry, RegistryError
+from ctloop.tables import TableError
 
 # The ML stages (scikit-learn, skl2onnx, onnxruntime) are imported inside the commands that need
-# them: `retrain` is started by the API on every k-th row and must exit fast when it has nothing
-# to do.
+# them: `retrain` is started by the API and must exit fast when it has nothing to do.
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,13 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = {
         key: value
-        for key, value in {"dataset": args.dataset, "pca_components": args.components}.items()
+        for key, value in {
+            "dataset": getattr(args, "dataset", None),
+            "pca_components": getattr(args, "components", None),
+        }.items()
         if value is not None
     }
     settings = CoreSettings(**overrides)
     try:
         return args.handler(settings, args)
-    except (RegistryError, ValueError, RuntimeError, FileNotFoundError) as exc:
+    except (RegistryError, TableError, ValueError, RuntimeError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
@@ -56,19 +57,24 @@ def cmd_build_reference(settings: CoreSettings, args: argparse.Namespace) -> int
 
 
 def cmd_train(settings: CoreSettings, args: argparse.Namespace) -> int:
-    from ctloop.pipeline import train_and_register
+    from ctloop.candidate import train_candidate
+    from ctloop.embed import load_embedding
+    from ctloop.prod_data import ProductionData
 
     registry = ModelRegistry(settings.artifacts_dir)
-    outcome = train_and_register(
-        settings, registry, include_prod=args.with_prod, promote=not args.no_promote
+    prod_rows = 0
+    if args.with_prod:
+        n_components = int(load_embedding(settings.embedding_dir).info["n_components"])
+        prod_rows = ProductionData(settings.prod_data_path, n_components).count_rows_on_disk()
+    _print_candidate(
+        train_candidate(settings, registry, prod_rows=prod_rows, promote=not args.no_promote)
     )
-    _print_outcome(outcome)
     return 0
 
 
 def cmd_init(settings: CoreSettings, args: argparse.Namespace) -> int:
     """First start: build what is missing, reuse what exists."""
-    from ctloop.pipeline import train_and_register
+    from ctloop.candidate import train_candidate
     from ctloop.reference import reference_is_complete
 
     if reference_is_complete(settings):
@@ -81,21 +87,14 @@ def cmd_init(settings: CoreSettings, args: argparse.Namespace) -> int:
         registry.load(current)
         print(f"model {current} present and verified in {settings.artifacts_dir}")
         return 0
-    _print_outcome(train_and_register(settings, registry))
+    _print_candidate(train_candidate(settings, registry))
     return 0
 
 
 def cmd_retrain(settings: CoreSettings, args: argparse.Namespace) -> int:
     """Run by the serving API in a separate, lower-priority process; safe to run by hand."""
-    lock = FileLock(str(settings.artifacts_dir / ".trainer.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        print("another trainer is running; it takes the new rows into account before it stops")
-        return 0
-    lock.release()
     from ctloop.logs import configure_json_logging
-    from ctloop.retrain import run_pending
+    from ctloop.trainer import run_pending
 
     configure_json_logging("INFO", sys.stderr)
     os.nice(settings.retrain_nice)
@@ -107,7 +106,9 @@ def cmd_retrain(settings: CoreSettings, args: argparse.Namespace) -> int:
             f"in {entry['seconds']:.2f} s"
         )
     if not outcomes:
-        print("no retrain due (or another trainer is running)")
+        print(
+            "no retrain due, or another trainer is running (it checks for new rows before it stops)"
+        )
     return 0
 
 
@@ -135,8 +136,19 @@ def cmd_registry(settings: CoreSettings, args: argparse.Namespace) -> int:
             )
         )
     elif action == "verify":
-        files = registry.load(args.version)
-        print(f"{files.version}: {len(files.files)} files match their sha256")
+        versions = [args.version] if args.version else registry.version_ids()
+        if not versions:
+            print(f"no model versions in {settings.artifacts_dir}")
+        bad = 0
+        for version in versions:
+            try:
+                files = registry.load(version)
+            except RegistryError as exc:
+                bad += 1
+                print(f"{version}: FAILED: {exc}")
+            else:
+                print(f"{version}: {len(files.files)} files match their sha256")
+        return 1 if bad else 0
     elif action == "promote":
         registry.promote(args.version, reason="manual promote")
         print(f"now serving {args.version}")
@@ -148,53 +160,60 @@ def cmd_registry(settings: CoreSettings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_outcome(outcome) -> None:
-    holdout = outcome.head.metrics["holdout"]
-    training = outcome.head.training
+def _print_candidate(candidate) -> None:
+    holdout = candidate.head.metrics["holdout"]
+    training = candidate.head.training
     print(
-        f"trained {outcome.version} in {outcome.seconds:.2f} s on {training['rows']} rows "
+        f"trained {candidate.version} in {candidate.seconds:.2f} s on {training['rows']} rows "
         f"({training['reference_rows']} reference, {training['production_rows']} production); "
         f"held-out ({holdout['rows']} rows): accuracy {holdout['accuracy']:.4f}, "
         f"macro F1 {holdout['macro_f1']:.4f}, "
         f"balanced accuracy {holdout['balanced_accuracy']:.4f}; "
-        f"{'promoted' if outcome.promoted else 'registered, not promoted'}"
+        f"{'promoted' if candidate.promoted else 'registered, not promoted'} "
+        f"({candidate.reason})"
+    )
+
+
+def _shared_options(parser: argparse.ArgumentParser, default: object = None) -> None:
+    """--dataset and --components, accepted before the command and after it."""
+    parser.add_argument(
+        "--dataset", default=default, help="'digits' or a folder of <class>/ sub-folders (DATASET)"
+    )
+    parser.add_argument(
+        "--components", type=int, default=default, help="embedding size (PCA_COMPONENTS)"
     )
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ctloop", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--dataset", help="'digits' or a folder of <class>/ sub-folders (env DATASET)"
-    )
-    parser.add_argument("--components", type=int, help="embedding size (env PCA_COMPONENTS)")
+    _shared_options(parser)
+    # After the command, SUPPRESS keeps an option given before it from being reset to None.
+    shared = argparse.ArgumentParser(add_help=False)
+    _shared_options(shared, default=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    build = commands.add_parser(
-        "build-reference", help="build ref_data.csv, samples and the embedding"
+    def command(name: str, handler, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, parents=[shared])
+        sub.set_defaults(handler=handler)
+        return sub
+
+    build = command(
+        "build-reference", cmd_build_reference, "build ref_data.csv, samples and the embedding"
     )
     build.add_argument(
         "--force", action="store_true", help="rebuild even if prod rows used another embedding"
     )
-    build.set_defaults(handler=cmd_build_reference)
-
-    train = commands.add_parser("train", help="train, register and promote a model")
+    train = command("train", cmd_train, "train and register a model, served if it passes the gate")
     train.add_argument("--with-prod", action="store_true", help="also train on prod_data.csv")
     train.add_argument("--no-promote", action="store_true", help="register without serving it")
-    train.set_defaults(handler=cmd_train)
-
-    init = commands.add_parser("init", help="build the reference and the first model if missing")
-    init.set_defaults(handler=cmd_init)
-
-    retrain = commands.add_parser("retrain", help="run the retrains due, champion/challenger gated")
-    retrain.set_defaults(handler=cmd_retrain)
-
-    registry = commands.add_parser("registry", help="inspect and move the served version")
+    command("init", cmd_init, "build the reference and the first model if missing")
+    command("retrain", cmd_retrain, "decide the retrains due, champion/challenger gated")
+    registry = command("registry", cmd_registry, "inspect and move the served version")
     registry.add_argument(
         "action", choices=["list", "show", "verify", "promote", "rollback", "prune"]
     )
     registry.add_argument("version", nargs="?", help="version id (show, verify, promote, rollback)")
     registry.add_argument("--keep", type=int, default=20, help="prune: versions to keep")
-    registry.set_defaults(handler=cmd_registry)
     return parser
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -83,9 +82,3 @@ class CoreSettings(BaseSettings):
     @property
     def retrain_log_path(self) -> Path:
         return self.artifacts_dir / "retrains.jsonl"
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> CoreSettings:
-    """The process-wide settings, read from the environment on first use."""
-    return CoreSettings()

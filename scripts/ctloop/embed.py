@@ -6,7 +6,6 @@ feedback rows are embedded by this same graph, so ref_data.csv and prod_data.csv
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ctloop.tables import write_atomic
+from ctloop.util import sha256_hex, write_atomic
 
 if TYPE_CHECKING:
     from sklearn.decomposition import PCA
@@ -54,7 +53,7 @@ def fit_embedding(pixels: np.ndarray, n_components: int) -> tuple[PCA, bytes]:
 
 def save_embedding(directory: Path, model: bytes, info: dict) -> StoredEmbedding:
     """Write embedding.onnx then embedding.json (which names the ONNX file's sha256)."""
-    info = {**info, "sha256": hashlib.sha256(model).hexdigest()}
+    info = {**info, "sha256": sha256_hex(model)}
     write_atomic(directory / EMBEDDING_FILE, model)
     write_atomic(
         directory / EMBEDDING_INFO, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode()
@@ -71,6 +70,6 @@ def load_embedding(directory: Path) -> StoredEmbedding:
         )
     model = model_path.read_bytes()
     info = json.loads(info_path.read_text())
-    if hashlib.sha256(model).hexdigest() != info.get("sha256"):
+    if sha256_hex(model) != info.get("sha256"):
         raise EmbeddingError(f"{model_path} does not match the sha256 in {info_path}")
     return StoredEmbedding(model=model, info=info)

@@ -61,14 +61,10 @@ class Classifier:
         probabilities = self.session.run([PROBABILITIES_OUTPUT], inputs)[0]
         return self._classes[probabilities.argmax(axis=1)], probabilities
 
-    def votes(self, embeddings: np.ndarray) -> np.ndarray:
-        """The graph's own label output (for an SVC its one-vs-one vote, like sklearn's predict)."""
-        return self.session.run([LABEL_OUTPUT], {EMBEDDING_INPUT: _as_rows(embeddings)})[0]
 
-
-class Pipeline:
+class ImageGraph:
     """pixels (rows, n_pixels) -> embeddings, labels, probabilities in one onnxruntime call
-    (pipeline.onnx: the embedding and the head merged)."""
+    (a version's pipeline.onnx: the embedding and the head merged into one graph)."""
 
     def __init__(self, model: bytes, classes: list[str], threads: int = 1) -> None:
         self.session = make_session(model, threads)
@@ -88,7 +84,7 @@ class Model:
 
     version: str
     manifest: dict
-    pipeline: Pipeline  # images: what the API runs
+    image_graph: ImageGraph  # preprocessed images: what the API runs
     classifier: Classifier  # embedding rows: what the gate scores
     spec: PreprocessSpec = field(default_factory=PreprocessSpec)
 
@@ -98,7 +94,7 @@ class Model:
 
     def predict_pixels(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(embeddings, labels, probabilities) for preprocessed pixel rows."""
-        return self.pipeline(pixels)
+        return self.image_graph(pixels)
 
 
 def _as_rows(values: np.ndarray) -> np.ndarray:
@@ -112,7 +108,7 @@ def load_model(files: VersionFiles, threads: int = 1) -> Model:
     return Model(
         version=files.version,
         manifest=manifest,
-        pipeline=Pipeline(files.files["pipeline.onnx"], manifest["classes"], threads),
+        image_graph=ImageGraph(files.files["pipeline.onnx"], manifest["classes"], threads),
         classifier=Classifier(files.files["classifier.onnx"], manifest["classes"], threads),
         spec=PreprocessSpec.from_dict(manifest["preprocessing"]),
     )

@@ -1,8 +1,10 @@
-"""Build the reference data: dataset -> split -> preprocess -> fit embedding -> ref_data.csv."""
+"""The reference data: dataset -> split -> preprocess -> fit embedding -> data/ref_data.csv.
+
+The one module that writes and reads data/ref_data.csv and data/reference.json.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -14,7 +16,13 @@ from ctloop.dataset import ImageDataset, load_dataset, split_reference_unseen, w
 from ctloop.embed import EmbeddingError, fit_embedding, load_embedding, save_embedding
 from ctloop.predict import Embedding
 from ctloop.preprocess import ImageError, PreprocessSpec, preprocess
-from ctloop.tables import read_table, ref_csv_bytes, write_atomic
+from ctloop.prod_data import ProductionData
+from ctloop.tables import Table, TableError, embedding_row, format_row, parse_table, ref_header
+from ctloop.util import sha256_hex, write_atomic
+
+
+class ReferenceMissingError(TableError):
+    """ref_data.csv is missing or has no rows: build the reference first."""
 
 
 class ReferenceConflictError(RuntimeError):
@@ -34,7 +42,7 @@ def build_reference(settings: CoreSettings, force: bool = False) -> dict:
     pca, model = fit_embedding(pixels, settings.pca_components)
     embeddings = Embedding(model, threads=0)(pixels)
     csv_bytes = ref_csv_bytes(embeddings, labels)
-    embedding_sha = hashlib.sha256(model).hexdigest()
+    embedding_sha = sha256_hex(model)
     _refuse_space_change(settings, embedding_sha, force)
 
     info = {
@@ -48,7 +56,7 @@ def build_reference(settings: CoreSettings, force: bool = False) -> dict:
         "preprocessing": spec.to_dict(),
         "n_components": settings.pca_components,
         "explained_variance": round(float(pca.explained_variance_ratio_.sum()), 6),
-        "ref_data_sha256": hashlib.sha256(csv_bytes).hexdigest(),
+        "ref_data_sha256": sha256_hex(csv_bytes),
     }
     save_embedding(settings.embedding_dir, model, info)
     write_atomic(settings.ref_data_path, csv_bytes)
@@ -80,7 +88,8 @@ def _refuse_space_change(settings: CoreSettings, embedding_sha: str, force: bool
         return
     if stored.sha256 == embedding_sha or force:
         return
-    if len(read_table(settings.prod_data_path)) > 0:
+    production = ProductionData(settings.prod_data_path, int(stored.info["n_components"]))
+    if production.count_rows_on_disk() > 0:
         raise ReferenceConflictError(
             f"{settings.prod_data_path} holds rows embedded with embedding {stored.sha256[:12]}, "
             f"and this "
@@ -97,7 +106,7 @@ def reference_is_complete(settings: CoreSettings) -> bool:
     except (EmbeddingError, FileNotFoundError, ValueError):
         return False
     return (
-        hashlib.sha256(ref_bytes).hexdigest() == stored.info["ref_data_sha256"]
+        sha256_hex(ref_bytes) == stored.info["ref_data_sha256"]
         and info.get("embedding_sha256") == stored.sha256
         and settings.samples_dir.is_dir()
     )
@@ -105,3 +114,28 @@ def reference_is_complete(settings: CoreSettings) -> bool:
 
 def read_reference_info(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+def ref_csv_bytes(embeddings: np.ndarray, labels: list[str]) -> bytes:
+    """The whole ref_data.csv for these embedding rows and labels."""
+    lines = [format_row(ref_header(embeddings.shape[1]))]
+    lines += [
+        embedding_row(vector, [label]) for vector, label in zip(embeddings, labels, strict=True)
+    ]
+    return b"".join(lines)
+
+
+def read_reference(path: Path) -> Table:
+    """Every row of ref_data.csv; TableError when it is missing, empty or malformed."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ReferenceMissingError(
+            f"{path} is missing: run `python -m ctloop build-reference` first"
+        ) from None
+    table = parse_table(data.splitlines(), path)
+    if len(table) == 0:
+        raise ReferenceMissingError(
+            f"{path} has no rows: run `python -m ctloop build-reference` first"
+        )
+    return table

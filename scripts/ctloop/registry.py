@@ -14,19 +14,26 @@ file, fsync, rename). Versions are never modified; loading checks every file's s
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import shutil
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from filelock import FileLock
 
-from ctloop.tables import fsync_dir, write_atomic
+from ctloop.util import (
+    append_json_line,
+    fsync_dir,
+    json_bytes,
+    read_json,
+    read_json_lines,
+    sha256_hex,
+    utc_iso,
+    write_atomic,
+    write_durable,
+)
 
 MANIFEST = "manifest.json"
 CURRENT = "current.json"
@@ -56,14 +63,6 @@ class VersionFiles:
     files: dict[str, bytes]
 
 
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 class ModelRegistry:
     """Register, load, promote, roll back and list model versions under one folder."""
 
@@ -88,15 +87,15 @@ class ModelRegistry:
             staging = self.staging_dir / f"{version}.{uuid.uuid4().hex}"
             staging.mkdir(parents=True)
             for name, data in files.items():
-                _write_durable(staging / name, data)
+                write_durable(staging / name, data)
             full_manifest = {
                 "version": version,
                 "parent": parent if parent is not None else self.current_version(),
-                "created_at": utc_now(),
+                "created_at": utc_iso(),
                 **manifest,
-                "files": {name: sha256(data) for name, data in sorted(files.items())},
+                "files": {name: sha256_hex(data) for name, data in sorted(files.items())},
             }
-            _write_durable(staging / MANIFEST, _json_bytes(full_manifest))
+            write_durable(staging / MANIFEST, json_bytes(full_manifest))
             fsync_dir(staging)
             self.versions_dir.mkdir(exist_ok=True)
             os.rename(staging, self.versions_dir / version)
@@ -111,14 +110,11 @@ class ModelRegistry:
             pointer = {
                 "version": version,
                 "previous": previous,
-                "since": utc_now(),
+                "since": utc_iso(),
                 "reason": reason,
             }
-            write_atomic(self.current_path, _json_bytes(pointer))
-            with self.history_path.open("ab") as history:
-                history.write(json.dumps(pointer).encode() + b"\n")
-                history.flush()
-                os.fsync(history.fileno())
+            write_atomic(self.current_path, json_bytes(pointer))
+            append_json_line(self.history_path, pointer)
 
     def rollback(self, to: str | None = None) -> str:
         """Serve `to`, or by default the current version's parent; return the version now served."""
@@ -153,9 +149,13 @@ class ModelRegistry:
 
     def current_pointer(self) -> dict | None:
         try:
-            return json.loads(self.current_path.read_bytes())
+            return read_json(self.current_path)
         except FileNotFoundError:
             return None
+
+    def history(self) -> list[dict]:
+        """Every move of the pointer, oldest first."""
+        return read_json_lines(self.history_path)[0]
 
     def version_ids(self) -> list[str]:
         if not self.versions_dir.exists():
@@ -167,7 +167,7 @@ class ModelRegistry:
         path = self.versions_dir / version / MANIFEST
         if not _VERSION.match(version) or not path.exists():
             raise VersionNotFoundError(f"no model version {version!r} in {self.versions_dir}")
-        return json.loads(path.read_bytes())
+        return read_json(path)
 
     def list_versions(self) -> list[dict]:
         """Every version's manifest, oldest first, with `current` set on the served one."""
@@ -194,7 +194,7 @@ class ModelRegistry:
                 data = path.read_bytes()
             except FileNotFoundError as exc:
                 raise IntegrityError(f"{version}: {name} is missing") from exc
-            if sha256(data) != digest:
+            if sha256_hex(data) != digest:
                 raise IntegrityError(f"{version}: {name} does not match its sha256 in the manifest")
             files[name] = data
         return VersionFiles(version=version, manifest=manifest, files=files)
@@ -209,14 +209,3 @@ class ModelRegistry:
     def _clean_staging(self) -> None:
         if self.staging_dir.exists():
             shutil.rmtree(self.staging_dir)
-
-
-def _write_durable(path: Path, data: bytes) -> None:
-    with path.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _json_bytes(value: dict) -> bytes:
-    return (json.dumps(value, indent=2) + "\n").encode()

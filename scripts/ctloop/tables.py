@@ -1,4 +1,4 @@
-"""The CSV contracts: data/ref_data.csv and data/prod_data.csv.
+"""The CSV format shared by data/ref_data.csv and data/prod_data.csv: columns, rows, parsing.
 
 ref_data.csv:  PCA_1,...,PCA_n,target
 prod_data.csv: PCA_1,...,PCA_n,target,prediction,
@@ -7,16 +7,18 @@ prod_data.csv: PCA_1,...,PCA_n,target,prediction,
 (`prediction` is the serving model's answer when the feedback arrived, `model_version` that
 model; `client_prediction` is what the client says it showed, empty when it did not say.)
 
-Numbers are written with a fixed format so that the same embedding gives the same bytes.
+Numbers are written with a fixed format so that the same embedding gives the same bytes. This
+module only encodes and decodes; each file has its owner: `ctloop.reference` (ref_data.csv) and
+`ctloop.prod_data` (prod_data.csv).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import os
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -49,25 +51,8 @@ def format_row(values: list[str]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-def ref_csv_bytes(embeddings: np.ndarray, labels: list[str]) -> bytes:
-    """The whole ref_data.csv for these embedding rows and labels."""
-    lines = [format_row(ref_header(embeddings.shape[1]))]
-    for vector, label in zip(embeddings, labels, strict=True):
-        lines.append(format_row([*map(format_number, vector.tolist()), label]))
-    return b"".join(lines)
-
-
-def prod_row_bytes(
-    embedding: np.ndarray,
-    target: str,
-    prediction: str,
-    model_version: str,
-    timestamp: str,
-    request_id: str,
-    client_prediction: str = "",
-) -> bytes:
-    """One complete prod_data.csv line."""
-    values = [target, prediction, model_version, timestamp, request_id, client_prediction]
+def embedding_row(embedding: np.ndarray, values: list[str]) -> bytes:
+    """A line of the embedding's numbers followed by `values`."""
     return format_row([*map(format_number, embedding.tolist()), *values])
 
 
@@ -78,6 +63,7 @@ class Table:
     embeddings: np.ndarray  # (rows, n) float32
     targets: np.ndarray  # (rows,) str
     columns: dict[str, np.ndarray]  # every non-embedding column, as strings
+    row_numbers: np.ndarray | None = None  # 1-based data row numbers in the file, when known
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -87,59 +73,77 @@ class TableError(ValueError):
     """A CSV that does not follow the contract."""
 
 
-def read_table(path: Path, n_components: int | None = None) -> Table:
-    """Read ref_data.csv or prod_data.csv; an absent or header-only file gives an empty table."""
-    if not path.exists() or path.stat().st_size == 0:
-        return _empty(n_components or 0)
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if not header:
-            return _empty(n_components or 0)
-        n = sum(1 for name in header if name.startswith("PCA_"))
-        if header[:n] != embedding_columns(n) or len(header) <= n or header[n] != TARGET:
-            raise TableError(
-                f"{path}: header must start with PCA_1..PCA_n,target; got {header[:3]}..."
-            )
-        if n_components is not None and n != n_components:
-            raise TableError(f"{path}: {n} embedding columns, the embedding has {n_components}")
-        rows = [row for row in reader if row]
+def check_header(header: list[str], source: object, n_components: int | None = None) -> int:
+    """The number of embedding columns of a valid header; TableError otherwise."""
+    n = sum(1 for name in header if name.startswith("PCA_"))
+    if n == 0 or header[:n] != embedding_columns(n) or len(header) <= n or header[n] != TARGET:
+        raise TableError(
+            f"{source}: line 1 must be the header PCA_1..PCA_n,target,...; got {header[:3]}..."
+        )
+    if n_components is not None and n != n_components:
+        raise TableError(f"{source}: {n} embedding columns, the embedding has {n_components}")
+    return n
+
+
+def check_line(line: bytes, width: int, n_components: int) -> list[str]:
+    """The fields of one complete data line, or ValueError saying what is wrong with it."""
+    try:
+        fields = next(csv.reader([line.decode("utf-8")], strict=True))
+    except (UnicodeDecodeError, csv.Error, StopIteration) as exc:
+        raise ValueError(f"not a CSV line ({exc})") from exc
+    if len(fields) != width:
+        raise ValueError(f"{len(fields)} fields, the header has {width}")
+    for value in fields[:n_components]:
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"embedding value {value[:20]!r} is not a number") from None
+        if not math.isfinite(number):
+            raise ValueError(f"embedding value {value!r} is not finite")
+    if not fields[n_components]:
+        raise ValueError("the target is empty")
+    return fields
+
+
+def parse_table(
+    lines: Iterable[bytes],
+    source: object,
+    n_components: int | None = None,
+    header: list[str] | None = None,
+    first_row: int = 1,
+) -> Table:
+    """Rows of a CSV from its lines (the header first, unless `header` is given)."""
+    lines = iter(lines)
+    if header is None:
+        first = next(lines, None)
+        if first is None or not first.strip():
+            return empty_table(n_components or 0)
+        header = next(csv.reader([first.decode("utf-8")]))
+    n = check_header(header, source, n_components)
     width = len(header)
-    for number, row in enumerate(rows, start=2):
-        if len(row) != width:
-            raise TableError(f"{path}: line {number} has {len(row)} fields, the header {width}")
+    rows = []
+    for number, line in enumerate(lines, start=first_row):
+        try:
+            rows.append(check_line(line, width, n))
+        except ValueError as exc:
+            raise TableError(f"{source}: data row {number}: {exc}") from None
     if not rows:
-        return _empty(n, header[n:])
+        return empty_table(n, header[n:])
     embeddings = np.array([row[:n] for row in rows], dtype=np.float32)
     columns = {name: np.array([row[n + i] for row in rows]) for i, name in enumerate(header[n:])}
-    return Table(embeddings=embeddings, targets=columns[TARGET], columns=columns)
+    return Table(
+        embeddings=embeddings,
+        targets=columns[TARGET],
+        columns=columns,
+        row_numbers=np.arange(first_row, first_row + len(rows)),
+    )
 
 
-def _empty(n_components: int, names: list[str] | None = None) -> Table:
+def empty_table(n_components: int, names: list[str] | None = None) -> Table:
     names = names or [TARGET]
     return Table(
         embeddings=np.empty((0, n_components), dtype=np.float32),
         targets=np.array([], dtype=str),
         columns={name: np.array([], dtype=str) for name in names},
+        row_numbers=np.array([], dtype=int),
     )
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new file in `path` durable."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -23,7 +23,9 @@ from ctloop.config import CoreSettings
 from ctloop.evaluate import classification_metrics
 from ctloop.export import head_to_onnx
 from ctloop.predict import Classifier
-from ctloop.tables import TableError, read_table
+from ctloop.prod_data import ProductionData
+from ctloop.reference import read_reference
+from ctloop.tables import TableError
 
 PARITY_TOLERANCE = 1e-4
 
@@ -43,10 +45,6 @@ class TrainingSet:
     weights: np.ndarray
 
     @property
-    def ref_rows(self) -> int:
-        return int((~self.is_prod).sum())
-
-    @property
     def prod_rows(self) -> int:
         return int(self.is_prod.sum())
 
@@ -58,33 +56,27 @@ class TrainingSet:
         return digest.hexdigest()
 
 
-def load_training_set(
-    settings: CoreSettings, include_prod: bool = False, prod_limit: int | None = None
-) -> TrainingSet:
-    """Reference rows (+ the first `prod_limit` production rows) with their held-out flags."""
-    reference = read_table(settings.ref_data_path)
-    if len(reference) == 0:
-        raise TableError(f"{settings.ref_data_path} is missing or empty: run build-reference first")
+def load_training_set(settings: CoreSettings, prod_rows: int = 0) -> TrainingSet:
+    """Reference rows (+ the first `prod_rows` production rows) with their held-out flags."""
+    reference = read_reference(settings.ref_data_path)
     n = reference.embeddings.shape[1]
     ref_holdout = reference_holdout_mask(
         reference.targets, settings.holdout_fraction, settings.split_seed
     )
     parts = [(reference.embeddings, reference.targets, np.zeros(len(reference), bool), ref_holdout)]
-    if include_prod:
-        production = read_table(settings.prod_data_path, n_components=n)
-        rows = len(production) if prod_limit is None else min(prod_limit, len(production))
-        unknown = set(production.targets[:rows].tolist()) - set(reference.targets.tolist())
+    if prod_rows > 0:
+        production = ProductionData(settings.prod_data_path, n).read_rows(1, prod_rows)
+        unknown = set(production.targets.tolist()) - set(reference.targets.tolist())
         if unknown:
             raise TableError(
                 f"{settings.prod_data_path}: classes {sorted(unknown)} are not in the reference"
             )
-        prod_holdout = production_holdout_mask(rows, settings.prod_holdout_every)
         parts.append(
             (
-                production.embeddings[:rows],
-                production.targets[:rows],
-                np.ones(rows, bool),
-                prod_holdout,
+                production.embeddings,
+                production.targets,
+                np.ones(len(production), bool),
+                production_holdout_mask(production.row_numbers, settings.prod_holdout_every),
             )
         )
     embeddings, targets, is_prod, holdout = (
@@ -119,9 +111,9 @@ def reference_holdout_mask(targets: np.ndarray, fraction: float, seed: int) -> n
     return mask
 
 
-def production_holdout_mask(rows: int, every: int) -> np.ndarray:
-    """Every `every`-th production row (by position in prod_data.csv) is held out."""
-    return (np.arange(rows) % every) == every - 1
+def production_holdout_mask(row_numbers: np.ndarray, every: int) -> np.ndarray:
+    """Every `every`-th production row (by its 1-based number in prod_data.csv) is held out."""
+    return (np.asarray(row_numbers) % every) == 0
 
 
 def fit_head(

@@ -1,0 +1,155 @@
+"""A candidate model version: train -> gate -> register -> promote if it passes.
+
+The one sequence that makes every version: the first model (`ctloop init`, `ctloop train`), a
+manual retrain (`ctloop train --with-prod`) and every automatic retrain (`ctloop.trainer`). The
+candidate is scored on the gate set beside the served champion (when both live in the same
+embedding space); the registry keeps it whatever the decision, with both scores in its manifest.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ctloop.config import CoreSettings
+from ctloop.embed import StoredEmbedding, load_embedding
+from ctloop.export import pipeline_to_onnx
+from ctloop.gate import RULE, GateSet, decide, gate_score, gate_set
+from ctloop.predict import (
+    EMBEDDING_INPUT,
+    EMBEDDING_OUTPUT,
+    PIXELS_INPUT,
+    PROBABILITIES_OUTPUT,
+    Classifier,
+    Embedding,
+    load_model,
+    make_session,
+)
+from ctloop.registry import ModelRegistry
+from ctloop.train import (
+    ExportMismatchError,
+    TrainedHead,
+    library_versions,
+    load_training_set,
+    train_head,
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A registered version and what the gate decided for it."""
+
+    version: str
+    decision: str  # "promoted", "rejected" or "registered" (not put to the gate)
+    reason: str
+    gate: dict
+    head: TrainedHead
+    seconds: float
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision == "promoted"
+
+
+def train_candidate(
+    settings: CoreSettings,
+    registry: ModelRegistry,
+    prod_rows: int | None = None,
+    trigger: dict | None = None,
+    promote: bool = True,
+) -> Candidate:
+    """Fit a head on the reference rows (+ the first `prod_rows` production rows), register it
+    with the stored embedding, and serve it if it passes the gate (unless `promote` is False)."""
+    started = time.perf_counter()
+    embedding = load_embedding(settings.embedding_dir)
+    training_set = load_training_set(settings, prod_rows or 0)
+    head = train_head(training_set)
+    gate = gate_set(training_set, settings.gate_recent_rows)
+    challenger = gate_score(Classifier(head.model, head.classes)(gate.embeddings)[0], gate)
+    champion_version = registry.current_version()
+    champion = champion_score(registry, champion_version, embedding, gate)
+    if promote:
+        decision, reason = decide(
+            champion, challenger, settings.promotion_policy, settings.gate_tolerance
+        )
+    else:
+        decision, reason = "registered", "registered without the gate (--no-promote)"
+    gate_record = {
+        "rule": RULE,
+        "policy": settings.promotion_policy,
+        "tolerance": settings.gate_tolerance,
+        "rows": {"reference": gate.reference_rows, "production": gate.production_rows},
+        "champion": champion_version,
+        "champion_score": champion,
+        "challenger_score": challenger,
+        "decision": decision,
+        "reason": reason,
+    }
+    manifest = build_manifest(head, embedding.info, gate=gate_record)
+    if trigger is not None:
+        manifest["retrain"] = trigger
+    version = registry.register(
+        files=version_files(embedding.model, head.model), manifest=manifest, parent=champion_version
+    )
+    if decision == "promoted":
+        registry.promote(version, reason=promotion_reason(champion_version, trigger))
+    return Candidate(version, decision, reason, gate_record, head, time.perf_counter() - started)
+
+
+def champion_score(
+    registry: ModelRegistry, version: str | None, embedding: StoredEmbedding, gate: GateSet
+) -> dict | None:
+    """The served version's gate score, or None when there is none in this embedding space."""
+    if version is None:
+        return None
+    model = load_model(registry.load(version))
+    if model.manifest["embedding"]["sha256"] != embedding.sha256:
+        return None
+    return gate_score(model.classifier(gate.embeddings)[0], gate)
+
+
+def promotion_reason(champion: str | None, trigger: dict | None) -> str:
+    if trigger is not None:
+        return f"retrain at {trigger['trigger_rows']} rows"
+    return "initial model" if champion is None else "train"
+
+
+def version_files(embedding: bytes, head: bytes) -> dict[str, bytes]:
+    """A version's ONNX files: the embedding, the head, and both merged into one serving graph
+    (checked to give the same embeddings and probabilities as the two run one after the other)."""
+    pipeline = pipeline_to_onnx(embedding, head)
+    probe = np.random.default_rng(0).random((8, Embedding(embedding).n_pixels), dtype=np.float32)
+    separate = Embedding(embedding)(probe)
+    merged_embedding, merged_probabilities = make_session(pipeline).run(
+        [EMBEDDING_OUTPUT, PROBABILITIES_OUTPUT], {PIXELS_INPUT: probe}
+    )
+    separate_probabilities = make_session(head).run(
+        [PROBABILITIES_OUTPUT], {EMBEDDING_INPUT: separate}
+    )[0]
+    if not (
+        np.allclose(merged_embedding, separate, atol=1e-6)
+        and np.allclose(merged_probabilities, separate_probabilities, atol=1e-6)
+    ):
+        raise ExportMismatchError("the merged pipeline.onnx differs from embedding + classifier")
+    return {"embedding.onnx": embedding, "classifier.onnx": head, "pipeline.onnx": pipeline}
+
+
+def build_manifest(head: TrainedHead, embedding_info: dict, gate: dict | None = None) -> dict:
+    """Everything about a version except the fields the registry adds (id, parent, time, files)."""
+    return {
+        "classes": head.classes,
+        "metrics": head.metrics,
+        "training": head.training,
+        "preprocessing": embedding_info["preprocessing"],
+        "embedding": {
+            "sha256": embedding_info["sha256"],
+            "n_components": embedding_info["n_components"],
+            "dataset": embedding_info["dataset"],
+            "dataset_fingerprint": embedding_info["dataset_fingerprint"],
+            "ref_data_sha256": embedding_info["ref_data_sha256"],
+        },
+        "libraries": library_versions(),
+        "gate": gate,
+    }

@@ -1,0 +1,157 @@
+"""The trainer process (`python -m ctloop retrain`): decides every retrain due, one at a time.
+
+The serving API only appends rows and starts this process; everything else happens here:
+
+- what is due is derived, not queued: the multiples of k reached by prod_data.csv that have no
+  decision in artifacts/retrains.jsonl (`ctloop.schedule`). A crash, a restart or a burst of
+  feedback cannot lose or duplicate one;
+- one trainer at a time: the trainer lock below is the only mechanism. A trainer started while
+  another holds it exits at once; the holder checks again before it leaves, so no trigger is left;
+- when several triggers are due, one retrain covers the newest and the older ones are recorded as
+  superseded, so the backlog cannot grow however fast feedback arrives;
+- the retrain for trigger N trains on the first N production rows exactly: reproducible, in order;
+- each trigger gets one decision (promoted, rejected, failed, superseded). An attempt is logged
+  before training; a trigger whose trainer died MAX_ATTEMPTS times is recorded as failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from filelock import FileLock, Timeout
+
+from ctloop.config import CoreSettings
+from ctloop.prod_data import ProductionData
+from ctloop.registry import ModelRegistry
+from ctloop.retrain_log import RetrainLog
+from ctloop.schedule import RetrainStatus, retrain_status
+from ctloop.util import utc_iso
+
+log = logging.getLogger("ctloop.trainer")
+
+MAX_ATTEMPTS = 3
+
+
+def trainer_lock(settings: CoreSettings) -> FileLock:
+    """The lock that makes a trainer the only one (per artifacts folder)."""
+    return FileLock(str(settings.artifacts_dir / ".trainer.lock"))
+
+
+def trainer_is_running(settings: CoreSettings) -> bool:
+    """A trainer holds the lock now (a probe: the answer may change right after)."""
+    lock = trainer_lock(settings)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
+def current_status(settings: CoreSettings, ledger: RetrainLog, n_components: int) -> RetrainStatus:
+    rows = ProductionData(settings.prod_data_path, n_components).count_rows_on_disk()
+    return retrain_status(rows, settings.retrain_every, ledger.last_decided_trigger())
+
+
+def run_pending(settings: CoreSettings) -> list[dict]:
+    """Decide every retrain due unless another trainer is doing it; return the decisions."""
+    from ctloop.embed import load_embedding
+
+    lock = trainer_lock(settings)
+    ledger = RetrainLog(settings.retrain_log_path)
+    outcomes: list[dict] = []
+    while True:
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return outcomes  # the trainer holding the lock checks again before it leaves
+        try:
+            n_components = int(load_embedding(settings.embedding_dir).info["n_components"])
+            while (status := current_status(settings, ledger, n_components)).due:
+                *skipped, newest = status.due
+                outcomes += [supersede(ledger, trigger, newest) for trigger in skipped]
+                outcomes.append(retrain(settings, ledger, newest))
+        finally:
+            lock.release()
+        if not current_status(settings, ledger, n_components).due:  # landed before the release?
+            return outcomes
+
+
+def supersede(ledger: RetrainLog, trigger_rows: int, by: int) -> dict:
+    entry = {
+        "trigger_rows": trigger_rows,
+        "decision": "superseded",
+        "reason": f"the retrain at {by} rows covers these rows too",
+        "finished_at": utc_iso(),
+    }
+    ledger.append(entry)
+    return entry
+
+
+def retrain(settings: CoreSettings, ledger: RetrainLog, trigger_rows: int) -> dict:
+    """Train a candidate on ref + the first `trigger_rows` prod rows, gate it, log the decision."""
+    started = time.perf_counter()
+    registry = ModelRegistry(settings.artifacts_dir)
+    attempts = ledger.attempts(trigger_rows)
+    entry = recover(registry, trigger_rows)
+    if entry is None and attempts >= MAX_ATTEMPTS:
+        entry = {
+            "trigger_rows": trigger_rows,
+            "decision": "failed",
+            "error": f"the trainer stopped {attempts} times before deciding this retrain",
+        }
+    if entry is None:
+        ledger.append(
+            {
+                "trigger_rows": trigger_rows,
+                "event": "attempt",
+                "attempt": attempts + 1,
+                "pid": os.getpid(),
+                "started_at": utc_iso(),
+            }
+        )
+        log.info("retrain_start", extra={"event": "retrain_start", "trigger_rows": trigger_rows})
+        entry = train_and_log_entry(settings, registry, trigger_rows)
+    entry = {**entry, "seconds": round(time.perf_counter() - started, 3), "finished_at": utc_iso()}
+    ledger.append(entry)
+    log.info("retrain_done", extra={"event": "retrain_done", **entry})
+    return entry
+
+
+def train_and_log_entry(settings: CoreSettings, registry: ModelRegistry, trigger_rows: int) -> dict:
+    from ctloop.candidate import train_candidate  # scikit-learn: only when there is work
+
+    trigger = {"trigger_rows": trigger_rows, "retrain_every": settings.retrain_every}
+    try:
+        candidate = train_candidate(settings, registry, prod_rows=trigger_rows, trigger=trigger)
+    except Exception as exc:  # a failed retrain is a decision too: logged, not retried forever
+        log.exception("retrain for %d rows failed", trigger_rows)
+        return {"trigger_rows": trigger_rows, "decision": "failed", "error": repr(exc)}
+    return decision_entry(trigger_rows, candidate.version, candidate.gate)
+
+
+def recover(registry: ModelRegistry, trigger_rows: int) -> dict | None:
+    """A version registered for this trigger by a trainer that died before logging it: finish
+    what it started (promote it if it passed and nothing moved since) and log its decision."""
+    for manifest in reversed(registry.list_versions()):
+        if (manifest.get("retrain") or {}).get("trigger_rows") != trigger_rows:
+            continue
+        gate = manifest["gate"]
+        if gate["decision"] == "promoted" and registry.current_version() == manifest["parent"]:
+            registry.promote(manifest["version"], reason=f"retrain at {trigger_rows} rows")
+        return {**decision_entry(trigger_rows, manifest["version"], gate), "recovered": True}
+    return None
+
+
+def decision_entry(trigger_rows: int, version: str, gate: dict) -> dict:
+    return {
+        "trigger_rows": trigger_rows,
+        "version": version,
+        "decision": gate["decision"],
+        "champion": gate["champion"],
+        "champion_score": (gate["champion_score"] or {}).get("score"),
+        "challenger_score": gate["challenger_score"]["score"],
+        "reason": gate["reason"],
+    }

@@ -1,0 +1,165 @@
+"""Small general helpers: atomic and durable writes, append-only files, the clock, hashing.
+
+Every module that owns a file on disk writes it through these, so "durable" means the same thing
+everywhere: the bytes are fsynced, and a new name in a folder is made durable by fsyncing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+log = logging.getLogger("ctloop.util")
+
+
+# -- clock and hashing ---------------------------------------------------------------------------
+
+
+def utc_now() -> datetime:
+    """Now, in UTC, time-zone aware."""
+    return datetime.now(timezone.utc)
+
+
+def utc_iso(moment: datetime | None = None) -> str:
+    """ISO 8601 in UTC with milliseconds and a Z: what every file and reply of the stack stores."""
+    moment = moment or utc_now()
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- whole files ---------------------------------------------------------------------------------
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that readers see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write_durable(temporary, data)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
+def write_durable(path: Path, data: bytes) -> None:
+    """Write a new file and fsync it (the caller makes its name durable with `fsync_dir`)."""
+    with path.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in `path` durable."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from a file; ValueError (with the path) when it is not one."""
+    try:
+        value = json.loads(path.read_bytes())
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text") from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} holds a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def json_bytes(value: dict) -> bytes:
+    """Indented JSON with a final newline, for files people read."""
+    return (json.dumps(value, indent=2) + "\n").encode()
+
+
+# -- append-only files ---------------------------------------------------------------------------
+
+
+def cut_torn_tail(descriptor: int, size: int, name: object = "a file") -> int:
+    """Cut a last line that has no newline (a write a crash interrupted, never acknowledged).
+
+    `descriptor` is open for writing on the file, whose size is `size`, under the caller's lock;
+    `name` is for the log line. Returns the new size.
+    """
+    if size == 0 or os.pread(descriptor, 1, size - 1) == b"\n":
+        return size
+    keep, end = 0, size
+    while end > 0:  # back to the last newline, 64 KiB at a time
+        start = max(end - 65536, 0)
+        newline = os.pread(descriptor, end - start, start).rfind(b"\n")
+        if newline >= 0:
+            keep = start + newline + 1
+            break
+        end = start
+    log.warning("cutting a torn last line (%d bytes, never acknowledged) of %s", size - keep, name)
+    os.ftruncate(descriptor, keep)
+    os.fsync(descriptor)
+    return keep
+
+
+def append_durable(path: Path, line: bytes) -> int:
+    """Append one complete line (a torn last line is cut first), fsync; return the new size.
+
+    One write() of the whole line on a file opened with O_APPEND: lines from several processes
+    never interleave. The caller holds the file's lock when several writers may race.
+    """
+    if not line.endswith(b"\n") or line.count(b"\n") != 1:
+        raise ValueError("a line is exactly one newline-terminated line")
+    created = not path.exists()
+    descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o664)
+    try:
+        cut_torn_tail(descriptor, os.fstat(descriptor).st_size, path)
+        os.write(descriptor, line)
+        os.fsync(descriptor)
+        size = os.fstat(descriptor).st_size
+    finally:
+        os.close(descriptor)
+    if created:
+        fsync_dir(path.parent)
+    return size
+
+
+def append_json_line(path: Path, value: dict) -> None:
+    """One JSON object as one durable line of an append-only JSON-lines file."""
+    append_durable(path, (json.dumps(value, separators=(",", ":")) + "\n").encode())
+
+
+def read_json_lines(path: Path, start: int = 0) -> tuple[list[dict], int]:
+    """The complete, valid JSON objects of a JSON-lines file from byte `start`, and where the
+    complete lines end (pass it back as `start` to read only what was appended since).
+
+    A last line without a newline (torn, never acknowledged) is not read; a complete line that is
+    not a JSON object is logged and skipped, so one bad line never hides the others.
+    """
+    try:
+        with path.open("rb") as handle:
+            handle.seek(start)
+            data = handle.read()
+    except FileNotFoundError:
+        return [], 0
+    end = data.rfind(b"\n") + 1
+    entries = []
+    for line in data[:end].splitlines():
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            value = None
+        if isinstance(value, dict):
+            entries.append(value)
+        else:
+            log.error("skipping an unreadable line of %s: %r", path, line[:120])
+    return entries, start + end
