@@ -15,39 +15,36 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from ctloop.embed import EmbeddingError, load_embedding
-from ctloop.ledger import pending_triggers, read_retrain_log
+from ctloop.prod_data import ProductionData, ProductionDataError
 from ctloop.registry import ModelRegistry
+from ctloop.retrain_log import RetrainLog
 from serving.errors import install_error_handlers
-from serving.feedback_store import FeedbackStore
+from serving.logs import configure_logging
+from serving.metrics import RetrainCollector, mark_worker_dead
+from serving.middleware import RequestMiddleware
 from serving.model_store import ModelStore
-from serving.observability import (
-    RequestMiddleware,
-    RetrainCollector,
-    configure_logging,
-    mark_worker_dead,
-)
+from serving.retraining import Retraining, TrainerLauncher
 from serving.routes import feedback, health, model, predict
 from serving.settings import ServingSettings, get_serving_settings
-from serving.trainer import TrainerLauncher
 
 log = logging.getLogger("serving")
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Load the model once, prepare prod_data.csv, start pending retrains, watch for promotions."""
+    """Load the model once, check prod_data.csv, start the trainer launcher, watch promotions."""
     settings: ServingSettings = app.state.settings
     models = ModelStore(ModelRegistry(settings.artifacts_dir), settings.model_poll_seconds)
     await run_in_threadpool(models.load_current)
-    feedback_store = FeedbackStore(settings.prod_data_path, _n_components(settings))
-    await run_in_threadpool(feedback_store.repair)
-    trainer = TrainerLauncher()
-    app.state.models, app.state.feedback, app.state.trainer = models, feedback_store, trainer
-    app.state.metrics_collector = RetrainCollector(
-        lambda: read_retrain_log(settings.retrain_log_path), feedback_store.rows
-    )
-    if await run_in_threadpool(pending_triggers, settings):  # due while the service was down
-        await trainer.start()
+    prod_data = ProductionData(settings.prod_data_path, _n_components(settings))
+    with contextlib.suppress(ProductionDataError):  # logged and kept: /feedback answers 503
+        await run_in_threadpool(prod_data.repair)
+    retraining = Retraining(settings, prod_data, RetrainLog(settings.retrain_log_path))
+    launcher = TrainerLauncher(retraining.needs_trainer, settings.trainer_check_seconds)
+    app.state.models, app.state.retraining, app.state.trainer = models, retraining, launcher
+    app.state.metrics_collector = RetrainCollector(retraining.ledger, retraining.status)
+    launcher.start()
+    launcher.poke()  # retrains that became due while the service was down
     watcher = asyncio.create_task(models.watch())
     # Everything loaded so far (libraries, the model) lives as long as the worker: move it out of
     # the garbage collector's way, so that its full collections stop scanning it mid-request.
@@ -58,6 +55,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+        await launcher.stop()
         mark_worker_dead()
 
 

@@ -1,7 +1,9 @@
 """Typed dependencies: what a route needs, said in its signature (and overridable in tests).
 
-All `async def`: FastAPI runs a plain `def` dependency in its thread pool, a thread hop on every
-request for what is an attribute lookup.
+Every route takes them this way except /predict, which runs on a DirectRoute and calls
+`current_model` itself: dependency solving cost about 6 % of the worker's CPU per request there
+(measured, docs/performance.md). All `async def`: FastAPI runs a plain `def` dependency in its
+thread pool, a thread hop on every request for what is an attribute lookup.
 """
 
 from __future__ import annotations
@@ -14,21 +16,13 @@ from fastapi import Depends, Request
 from ctloop.predict import Model
 from ctloop.registry import ModelRegistry
 from serving.errors import ApiError
-from serving.feedback_store import FeedbackStore
 from serving.model_store import ModelStore
+from serving.retraining import Retraining, TrainerLauncher
 from serving.settings import ServingSettings
 
 
-async def get_settings(request: Request) -> ServingSettings:
-    return request.app.state.settings
-
-
 def current_model(request: Request) -> Model:
-    """The model this worker serves right now (503 until the first one is loaded).
-
-    /predict and /feedback call this directly rather than through Depends: FastAPI's dependency
-    resolution cost about 10 % of the API's CPU per request (measured with py-spy).
-    """
+    """The model this worker serves right now (503 until the first one is loaded)."""
     model = request.app.state.models.model
     if model is None:
         raise ApiError(
@@ -44,16 +38,24 @@ async def get_model(request: Request) -> Model:
     return current_model(request)
 
 
+async def get_settings(request: Request) -> ServingSettings:
+    return request.app.state.settings
+
+
 async def get_model_store(request: Request) -> ModelStore:
     return request.app.state.models
 
 
-async def get_feedback_store(request: Request) -> FeedbackStore:
-    return request.app.state.feedback
-
-
 async def get_registry(request: Request) -> ModelRegistry:
     return request.app.state.models.registry
+
+
+async def get_retraining(request: Request) -> Retraining:
+    return request.app.state.retraining
+
+
+async def get_trainer(request: Request) -> TrainerLauncher:
+    return request.app.state.trainer
 
 
 async def require_token(request: Request) -> None:
@@ -76,6 +78,7 @@ async def require_token(request: Request) -> None:
 SettingsDep = Annotated[ServingSettings, Depends(get_settings)]
 ModelDep = Annotated[Model, Depends(get_model)]
 ModelStoreDep = Annotated[ModelStore, Depends(get_model_store)]
-FeedbackDep = Annotated[FeedbackStore, Depends(get_feedback_store)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+RetrainingDep = Annotated[Retraining, Depends(get_retraining)]
+TrainerDep = Annotated[TrainerLauncher, Depends(get_trainer)]
 TokenDep = Depends(require_token)

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from ctloop.preprocess import ImageError, ImageTooLargeError
-from serving.observability import BodyTooLargeError
+from serving.middleware import BodyTooLargeError
 
 
 class ApiError(Exception):

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ctloop.predict import Model, load_model
 from ctloop.registry import ModelRegistry, RegistryError
-from serving.observability import MODEL_LOADS, set_model_version
+from serving.metrics import MODEL_LOADS, set_model_version
 
 log = logging.getLogger("serving.model")
 
@@ -51,7 +51,9 @@ class ModelStore:
         _warm_up(model)
         previous, self.model = self.version, model
         MODEL_LOADS.labels(outcome="loaded").inc()
-        set_model_version(previous, model.version)
+        set_model_version(
+            previous, model.version, model.manifest["metrics"]["holdout"].get("accuracy")
+        )
         seconds = round(time.perf_counter() - started, 3)
         log.info(
             "model_loaded",
@@ -88,6 +90,6 @@ class ModelStore:
 
 def _warm_up(model: Model) -> None:
     """First runs allocate onnxruntime's buffers: do them before real requests arrive."""
-    pixels = np.zeros((1, model.pipeline.n_pixels), dtype=np.float32)
+    pixels = np.zeros((1, model.image_graph.n_pixels), dtype=np.float32)
     for _ in range(3):
         model.predict_pixels(pixels)

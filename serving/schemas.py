@@ -123,7 +123,9 @@ class ModelInfo(BaseModel):
     promotion_policy: str
     gate_rule: str
     production_rows: int
-    rows_since_last_retrain: int
+    rows_since_last_retrain: int = Field(description="Rows since the last decided retrain trigger")
+    rows_until_retrain: int = Field(description="Rows to send before the next retrain starts")
+    retrain_backlog: int = Field(description="Retrain triggers due and not decided yet")
     last_retrain: dict | None
 
 

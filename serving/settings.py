@@ -32,6 +32,12 @@ class ServingSettings(CoreSettings):
     model_poll_seconds: float = Field(
         1.0, gt=0, description="How often each worker checks for a newly promoted model"
     )
+    trainer_check_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="How often each worker looks for retrains due with no trainer running "
+        "(a trainer that died is replaced within this time)",
+    )
     log_level: str = Field("INFO", description="Python logging level")
 
     @field_validator("cors_origins", mode="before")

@@ -6,12 +6,11 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from ctloop.predict import Model
-from ctloop.registry import utc_now
-from ctloop.tables import prod_row_bytes
-from serving.deps import TokenDep, current_model
+from ctloop.prod_data import ProductionDataError, ProductionRow
+from serving.deps import ModelDep, RetrainingDep, SettingsDep, TokenDep, TrainerDep
 from serving.errors import ApiError
 from serving.images import decode_base64, media_type, read_form, to_pixels, uploaded_files
-from serving.observability import FEEDBACK_ROWS
+from serving.metrics import FEEDBACK_ROWS
 from serving.routes.predict import ERRORS
 from serving.schemas import ErrorResponse, FeedbackRequest, FeedbackResponse
 from serving.settings import ServingSettings
@@ -45,37 +44,52 @@ FORM_SCHEMA = {
         }
     },
 )
-async def feedback(request: Request) -> FeedbackResponse:
+async def feedback(
+    request: Request,
+    model: ModelDep,
+    settings: SettingsDep,
+    retraining: RetrainingDep,
+    trainer: TrainerDep,
+) -> FeedbackResponse:
     """The image is embedded with the embedding that produced ref_data.csv, predicted by the
     serving model, and one row `PCA_1..PCA_n,target,prediction,model_version,timestamp,
     request_id,client_prediction` is appended to prod_data.csv (fsynced before this reply). Every
     RETRAIN_EVERY rows a retrain starts in another process."""
-    model, state = current_model(request), request.app.state
-    settings, store, trainer = state.settings, state.feedback, state.trainer
     image, target, shown = await _read_feedback(request, settings)
     _check_class(model, target, "target")
     if shown:
         _check_class(model, shown, "prediction")
     embeddings, labels, _ = model.predict_pixels(await to_pixels([image], model.spec, settings))
-    request_id = request.state.request_id
-    line = prod_row_bytes(
-        embeddings[0], target, str(labels[0]), model.version, utc_now(), request_id, shown or ""
-    )
-    rows = await run_in_threadpool(store.append, line)
-    FEEDBACK_ROWS.inc()
-    k = settings.retrain_every
-    triggered = rows % k == 0
-    if triggered:
-        await trainer.start()
-    return FeedbackResponse(
-        rows=rows,
-        retrain_triggered=triggered,
-        rows_until_retrain=k - rows % k,
-        retrain_every=k,
+    row = ProductionRow(
+        embedding=embeddings[0],
         target=target,
         prediction=str(labels[0]),
         model_version=model.version,
-        request_id=request_id,
+        request_id=request.state.request_id,
+        client_prediction=shown or "",
+    )
+    try:
+        rows = await run_in_threadpool(retraining.prod_data.append, row)
+    except ProductionDataError as exc:
+        raise ApiError(
+            503,
+            "feedback_unavailable",
+            f"feedback cannot be saved, nothing was written: {exc}. Predictions still work; "
+            "the operator must repair or move the file",
+        ) from exc
+    FEEDBACK_ROWS.inc()
+    status = await run_in_threadpool(retraining.status, rows)
+    if status.triggered:
+        trainer.poke()
+    return FeedbackResponse(
+        rows=rows,
+        retrain_triggered=status.triggered,
+        rows_until_retrain=status.rows_until_next,
+        retrain_every=status.every,
+        target=target,
+        prediction=row.prediction,
+        model_version=model.version,
+        request_id=row.request_id,
     )
 
 

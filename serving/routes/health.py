@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from serving.observability import render_metrics
+from serving.metrics import render_metrics
 
 router = APIRouter(tags=["operations"])
 

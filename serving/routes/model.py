@@ -6,13 +6,12 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from ctloop.gate import RULE
-from ctloop.ledger import read_retrain_log
 from ctloop.registry import RegistryError
 from serving.deps import (
-    FeedbackDep,
     ModelDep,
     ModelStoreDep,
     RegistryDep,
+    RetrainingDep,
     SettingsDep,
     TokenDep,
 )
@@ -29,10 +28,11 @@ router = APIRouter(tags=["model"])
 
 
 @router.get("/model", response_model=ModelInfo, summary="The served model and the retrain state")
-async def model_info(model: ModelDep, settings: SettingsDep, store: FeedbackDep) -> ModelInfo:
-    rows = await run_in_threadpool(store.rows)
-    retrains = await run_in_threadpool(read_retrain_log, settings.retrain_log_path)
-    last = retrains[-1] if retrains else None
+async def model_info(
+    model: ModelDep, settings: SettingsDep, retraining: RetrainingDep
+) -> ModelInfo:
+    status = await run_in_threadpool(retraining.status)
+    last = await run_in_threadpool(retraining.ledger.last_decision)
     manifest = model.manifest
     return ModelInfo(
         version=model.version,
@@ -44,8 +44,10 @@ async def model_info(model: ModelDep, settings: SettingsDep, store: FeedbackDep)
         retrain_every=settings.retrain_every,
         promotion_policy=settings.promotion_policy,
         gate_rule=RULE,
-        production_rows=rows,
-        rows_since_last_retrain=rows - (last["trigger_rows"] if last else 0),
+        production_rows=status.rows,
+        rows_since_last_retrain=status.rows_since_last_retrain,
+        rows_until_retrain=status.rows_until_next,
+        retrain_backlog=status.backlog,
         last_retrain=last,
     )
 

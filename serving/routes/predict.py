@@ -8,7 +8,7 @@ from ctloop.predict import Model
 from serving.deps import current_model
 from serving.errors import ApiError
 from serving.images import decode_base64, media_type, read_form, to_pixels, uploaded_files
-from serving.observability import PREDICTIONS
+from serving.metrics import PREDICTIONS
 from serving.routes.direct import DirectRoute, json_response
 from serving.schemas import (
     BatchPredictResponse,

@@ -1,0 +1,117 @@
+"""Prometheus metrics of the serving API.
+
+With several uvicorn workers the counters live in prometheus_client's multiprocess mode
+(PROMETHEUS_MULTIPROC_DIR, set up by `python -m serving`), so /metrics answers for the whole
+service whichever worker serves it. Retrain outcomes and the production row count come from the
+files at scrape time, so they count every retrain, whoever ran it and across restarts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter as Tally
+from collections.abc import Callable, Iterator
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import REGISTRY
+
+from ctloop.retrain_log import DECISIONS, RetrainLog
+from ctloop.schedule import RetrainStatus
+
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+# One histogram: its _count series is the number of requests by route, method and status (a
+# separate counter would cost another locked write per request in multiprocess mode).
+LATENCY = Histogram(
+    "ctloop_http_request_duration_seconds",
+    "Time from the first byte of a request to the last byte of its response (the _count series "
+    "counts requests)",
+    ["route", "method", "status"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+PREDICTIONS = Counter("ctloop_predictions_total", "Predictions served, by class", ["label"])
+FEEDBACK_ROWS = Counter("ctloop_feedback_rows_total", "Rows appended to prod_data.csv")
+MODEL_LOADS = Counter("ctloop_model_loads_total", "Model versions loaded by workers", ["outcome"])
+MODEL_INFO = Gauge(
+    "ctloop_model_info",
+    "1 for the model version a worker serves",
+    ["version"],
+    multiprocess_mode="liveall",
+)
+MODEL_HOLDOUT_ACCURACY = Gauge(
+    "ctloop_model_holdout_accuracy",
+    "Held-out accuracy recorded in the manifest of the version a worker serves",
+    ["version"],
+    multiprocess_mode="liveall",
+)
+
+
+def set_model_version(previous: str | None, current: str, holdout_accuracy: float | None) -> None:
+    if previous is not None and previous != current:
+        MODEL_INFO.labels(version=previous).set(0)
+        MODEL_HOLDOUT_ACCURACY.remove(previous)
+    MODEL_INFO.labels(version=current).set(1)
+    if holdout_accuracy is not None:
+        MODEL_HOLDOUT_ACCURACY.labels(version=current).set(holdout_accuracy)
+
+
+class RetrainCollector:
+    """Retrain decisions, streaks, backlog and production rows, read from the files at scrape."""
+
+    def __init__(self, ledger: RetrainLog, status: Callable[[], RetrainStatus]) -> None:
+        self.ledger = ledger
+        self.status = status
+
+    def collect(self) -> Iterator[Metric]:
+        decisions = Tally(entry["decision"] for entry in self.ledger.decisions())
+        retrains = CounterMetricFamily(
+            "ctloop_retrains", "Retrain decisions, by decision", labels=["decision"]
+        )
+        for decision in DECISIONS:
+            retrains.add_metric([decision], decisions.get(decision, 0))
+        yield retrains
+        yield GaugeMetricFamily(
+            "ctloop_retrain_consecutive_rejections",
+            "Latest retrain decisions in a row that the gate rejected",
+            value=self.ledger.streak("rejected"),
+        )
+        yield GaugeMetricFamily(
+            "ctloop_retrain_consecutive_failures",
+            "Latest retrain decisions in a row that failed",
+            value=self.ledger.streak("failed"),
+        )
+        status = self.status()
+        yield GaugeMetricFamily(
+            "ctloop_retrain_backlog", "Retrain triggers due, not decided yet", value=status.backlog
+        )
+        yield GaugeMetricFamily(
+            "ctloop_production_rows", "Complete rows in prod_data.csv", value=status.rows
+        )
+
+
+def render_metrics(extra: RetrainCollector) -> tuple[bytes, str]:
+    registry = CollectorRegistry()
+    if MULTIPROCESS:
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        for collector in list(REGISTRY._collector_to_names):  # this process's own metrics
+            registry.register(collector)
+    registry.register(extra)
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def mark_worker_dead() -> None:
+    if MULTIPROCESS:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid())
