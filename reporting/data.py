@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ctloop.tables import PREDICTION, TARGET, embedding_columns, read_table
-
-
-class ReferenceMissingError(RuntimeError):
-    """ref_data.csv is absent or has no rows: there is nothing to compare production with."""
+from ctloop.prod_data import ProductionData
+from ctloop.reference import read_reference
+from ctloop.tables import PREDICTION, TARGET, embedding_columns
 
 
 @dataclass(frozen=True)
@@ -29,14 +27,12 @@ class MonitoringData:
 
 
 def load_monitoring_data(ref_path: Path, prod_path: Path) -> MonitoringData:
-    """Read both CSVs through the ML core's contract; a missing or header-only prod is empty."""
-    reference = read_table(ref_path)
-    if len(reference) == 0:
-        raise ReferenceMissingError(f"{ref_path} is missing or has no rows")
+    """Read both CSVs through their owner modules; a missing or header-only prod is empty."""
+    reference = read_reference(ref_path)  # ReferenceMissingError: the dashboard waits for it
     n_components = reference.embeddings.shape[1]
     columns = embedding_columns(n_components)
-    # Same n as the reference, or read_table raises: the two files must share one vector space.
-    production = read_table(prod_path, n_components=n_components)
+    # Same n as the reference, or reading raises: the two files must share one vector space.
+    production = ProductionData(prod_path, n_components).read_rows()
 
     reference_frame = pd.DataFrame(reference.embeddings.astype("float64"), columns=columns)
     reference_frame[TARGET] = pd.Series(reference.targets, dtype=object)

@@ -17,17 +17,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-if not __package__:  # run as a script: make the `reporting` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from evidently import DataDefinition, Dataset, MulticlassClassification, Report
 from evidently.metrics import RowCount, ValueDrift
 from evidently.ui.workspace import Project, Workspace
 from filelock import FileLock
 
+from ctloop.reference import ReferenceMissingError
 from ctloop.tables import PREDICTION, TARGET
 from reporting.dashboard import dashboard_model, status_text
-from reporting.data import ReferenceMissingError, load_monitoring_data
+from reporting.data import load_monitoring_data
 from reporting.drift import embedding_drift_preset
 from reporting.logs import configure_logging, log
 from reporting.metrics import (
@@ -40,10 +38,10 @@ from reporting.metrics import (
 from reporting.settings import ReportingSettings
 from reporting.snapshots import (
     drop_duplicate_widgets,
+    evidently_timestamp,
     headline_values,
     prune_runs,
     quiet_numerics,
-    utc_now,
     write_html_report,
 )
 
@@ -95,7 +93,7 @@ def update(settings: ReportingSettings) -> UpdateResult:
         rows = len(data.production)
         ready = rows >= settings.min_rows
         metrics = monitoring_metrics(settings, data.embedding_columns) if ready else [RowCount()]
-        timestamp = utc_now()
+        timestamp = evidently_timestamp()
         report = Report(
             metrics,
             tags=["complete" if ready else "waiting-for-feedback"],

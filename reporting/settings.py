@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, field_validator
@@ -96,9 +95,3 @@ class ReportingSettings(BaseSettings):
     @property
     def reports_path(self) -> Path:
         return self.reports_dir or self.data_dir / "reports"
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> ReportingSettings:
-    """The process-wide settings, read from the environment on first use."""
-    return ReportingSettings()

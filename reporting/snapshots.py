@@ -6,14 +6,15 @@ import contextlib
 import uuid
 import warnings
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 from evidently.core.report import Snapshot
 from evidently.ui.workspace import Workspace
 
-from ctloop.tables import PREDICTION, TARGET, write_atomic
+from ctloop.tables import PREDICTION, TARGET
+from ctloop.util import utc_now, write_atomic
 
 LATEST_REPORT = "latest.html"
 REPORT_PREFIX = "report-"
@@ -29,9 +30,9 @@ HEADLINE = {
 }
 
 
-def utc_now() -> datetime:
+def evidently_timestamp() -> datetime:
     """Now in UTC, without a time zone: `evidently ui` compares snapshot times with naive ones."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return utc_now().replace(tzinfo=None)
 
 
 @contextlib.contextmanager

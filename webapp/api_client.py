@@ -61,6 +61,7 @@ class ModelSummary(BaseModel):
     metrics: dict[str, Any]
     retrain_every: int
     production_rows: int
+    rows_until_retrain: int
     last_retrain: RetrainOutcome | None = None
 
     @property

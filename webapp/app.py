@@ -6,21 +6,14 @@ A script read top to bottom, one section per step. It talks only to the serving 
 from __future__ import annotations
 
 import logging
-import sys
-from pathlib import Path
 
 import streamlit as st
 from pydantic import ValidationError
 from streamlit_drawable_canvas import st_canvas
 
-# `streamlit run webapp/app.py` puts webapp/, not the project root, on sys.path.
-PROJECT_ROOT = str(Path(__file__).resolve().parents[1])
-if PROJECT_ROOT not in sys.path:
-    sys.path.insert(0, PROJECT_ROOT)
-
-from webapp import state  # noqa: E402
-from webapp.api_client import ApiClient, ApiError, ModelSummary, Prediction  # noqa: E402
-from webapp.images import (  # noqa: E402
+from webapp import state
+from webapp.api_client import ApiClient, ApiError, ModelSummary, Prediction
+from webapp.images import (
     UPLOAD_TYPES,
     ImageInput,
     drawing_has_ink,
@@ -28,7 +21,7 @@ from webapp.images import (  # noqa: E402
     from_upload,
     preview,
 )
-from webapp.settings import WebappSettings  # noqa: E402
+from webapp.settings import WebappSettings
 
 log = logging.getLogger("webapp")
 
@@ -102,10 +95,9 @@ with st.sidebar:
         st.metric("Model version", model.version)
         accuracy = model.holdout_accuracy
         st.metric("Held-out accuracy", "n/a" if accuracy is None else f"{accuracy:.1%}")
-        until = model.retrain_every - model.production_rows % model.retrain_every
         st.caption(
             f"{model.production_rows} feedback rows collected; "
-            f"the next retrain comes in {until} rows."
+            f"the next retrain comes in {model.rows_until_retrain} rows."
         )
         if model.last_retrain is not None:
             last = model.last_retrain

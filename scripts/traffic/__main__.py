@@ -1,6 +1,6 @@
 """`python -m traffic`: play production traffic with a drift against a running stack.
 
-    PYTHONPATH=scripts:. .venv/bin/python -m traffic --url http://localhost:8080 --data-dir data
+    .venv/bin/python -m traffic --url http://localhost:8080 --reporting-url http://localhost:8082
 
 Prints each window as it ends and writes traffic.csv and traffic.png to --output-dir.
 """
@@ -20,7 +20,12 @@ from traffic.scenario import Scenario, TrafficError, run
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m traffic", description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://localhost:8080", help="the serving API")
-    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="the stack's data/")
+    parser.add_argument(
+        "--samples-dir",
+        type=Path,
+        default=Path("data/samples"),
+        help="labelled images, one sub-folder per class (default: the dataset's unseen part)",
+    )
     parser.add_argument("--transform", default="slant", choices=sorted(set(TRANSFORMS) - {"clean"}))
     parser.add_argument("--clean-windows", type=int, default=3)
     parser.add_argument("--drift-windows", type=int, default=10)
@@ -34,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     scenario = Scenario(
         url=args.url.rstrip("/"),
-        data_dir=args.data_dir,
+        samples_dir=args.samples_dir,
         transform=args.transform,
         clean_windows=args.clean_windows,
         drift_windows=args.drift_windows,
@@ -43,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         token=os.environ.get("API_TOKEN") or None,
         reporting_url=args.reporting_url,
+        reporting_token=os.environ.get("EVIDENTLY_SECRET") or None,
     )
     print(f"{'win':>3} {'phase':7} {'rows':>5} {'served':>6} {'clean':>6} {'drifted':>7} "
           f"{'drift':>5} {'retrains':>8}  version")  # fmt: skip

@@ -1,11 +1,14 @@
 """Play production traffic against a serving URL, window by window, and measure what happens.
 
-The unseen images (data/samples/, never in ref_data.csv) are split once: an evaluation set that is
-never sent as feedback, and the traffic. Each window sends its images to /predict, then to
-/feedback with their true class, like a real client. The first windows are clean, then every image
-goes through a named drift transformation. After each window (and the retrain it may start) the
-served model is scored on the evaluation set, clean and drifted, through /predict; the drift share
-of the latest production rows is computed with the project's drift check.
+A client of the stack and nothing more: it reads a folder of labelled images (by default the
+unseen part of the dataset, data/samples/<class>/, never in ref_data.csv) and talks to the API
+and to the dashboard over HTTP; it reads no data file of the stack and imports none of its code.
+
+The images are split once: an evaluation set that is never sent as feedback, and the traffic.
+Each window sends its images to /predict, then to /feedback with their true class. The first
+windows are clean, then every image goes through a named drift transformation. After each window
+(and the retrain it may start) the served model is scored on the evaluation set, clean and
+drifted, through /predict, and the dashboard's drift share is read from its HTTP API.
 """
 
 from __future__ import annotations
@@ -17,27 +20,28 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from PIL import Image
 
-from ctloop.dataset import load_samples
-from ctloop.preprocess import preprocess_many
-from ctloop.tables import embedding_columns, read_table
 from traffic.drift import transformed_png
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
 @dataclass
 class Scenario:
     url: str = "http://localhost:8080"
-    data_dir: Path = Path("data")
+    samples_dir: Path = Path("data/samples")
     transform: str = "slant"
     clean_windows: int = 3
     drift_windows: int = 10
     window: int | None = None  # None: the API's RETRAIN_EVERY, so each window ends on a retrain
     evaluation_size: int = 100
-    recent_rows: int = 40  # production rows the per-window drift share looks at
     seed: int = 0
     token: str | None = None
     reporting_url: str | None = None
+    reporting_token: str | None = None  # the dashboard's secret, if it asks for one to read
     retrain_timeout: float = 120.0
+    dashboard_timeout: float = 120.0  # wait for a dashboard snapshot that covers the window
 
 
 @dataclass
@@ -53,8 +57,7 @@ class WindowRecord:
     retrains: int
     promoted: int
     rejected: int
-    drift_share: float | None  # the latest `recent_rows` production rows against the reference
-    dashboard_drift_share: float | None = None
+    drift_share: float | None  # the dashboard's, from a snapshot taken after this window
     decisions: list[str] = field(default_factory=list)
 
 
@@ -64,11 +67,9 @@ class TrafficError(RuntimeError):
 
 def run(scenario: Scenario, on_window=None) -> list[WindowRecord]:
     """Play the whole scenario; `on_window(record)` is called as each window ends."""
-    samples = load_samples(scenario.data_dir / "samples")
-    cells = preprocess_many(samples.images)  # the 8x8 digits, as the dataset stores them
-    labels = np.array(samples.labels)
+    cells, labels = load_images(scenario.samples_dir)
     rng = np.random.default_rng(scenario.seed)
-    order = rng.permutation(len(samples))
+    order = rng.permutation(len(labels))
     evaluation, traffic = order[: scenario.evaluation_size], order[scenario.evaluation_size :]
     headers = {"Authorization": f"Bearer {scenario.token}"} if scenario.token else {}
     with httpx.Client(base_url=scenario.url, timeout=60, headers=headers) as api:
@@ -107,8 +108,7 @@ def run(scenario: Scenario, on_window=None) -> list[WindowRecord]:
                 rejected=sum(
                     1 for v in ledger if (v.get("gate") or {}).get("decision") == "rejected"
                 ),
-                drift_share=_recent_drift_share(scenario),
-                dashboard_drift_share=_dashboard_drift_share(scenario.reporting_url),
+                drift_share=_dashboard_drift_share(scenario, rows),
                 decisions=decisions,
             )
             records.append(record)
@@ -167,48 +167,74 @@ def _accuracy(api, images: list[bytes], truth: np.ndarray, batch: int = 50) -> f
     return float(np.mean(np.array(predicted) == truth))
 
 
-def _recent_drift_share(scenario: Scenario) -> float | None:
-    """The project's drift check (reporting.drift) on the newest production rows."""
-    try:
-        from reporting.drift import embedding_drift
-        from reporting.settings import ReportingSettings
-    except ImportError:  # the reporting service's dependencies are not installed here
-        return None
-    reference = read_table(scenario.data_dir / "ref_data.csv")
-    production = read_table(scenario.data_dir / "prod_data.csv")
-    if len(production) < scenario.recent_rows:
-        return None
-    import pandas as pd
-
-    columns = embedding_columns(reference.embeddings.shape[1])
-    current = pd.DataFrame(production.embeddings[-scenario.recent_rows :], columns=columns)
-    values = embedding_drift(pd.DataFrame(reference.embeddings, columns=columns), current, columns,
-                             ReportingSettings(data_dir=scenario.data_dir))  # fmt: skip
-    return round(values["drift_share"], 4)
+def load_images(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(cells, labels): every image under folder/<class>/ as an 8x8 grid of values in [0, 1]."""
+    cells, labels = [], []
+    for class_dir in sorted(path for path in folder.iterdir() if path.is_dir()):
+        for path in sorted(class_dir.iterdir()):
+            if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
+                continue
+            with Image.open(path) as image:
+                grey = image.convert("L")
+                if grey.size != (8, 8):
+                    grey = grey.resize((8, 8), Image.Resampling.BOX)
+                cells.append(np.asarray(grey, dtype=np.float32).reshape(-1) / 255.0)
+            labels.append(class_dir.name)
+    if not labels:
+        raise TrafficError(f"no images under {folder}/<class>/")
+    return np.array(cells), np.array(labels)
 
 
-def _dashboard_drift_share(url: str | None) -> float | None:
-    """The dashboard's latest drift share (all production rows), if the reporting UI answers."""
+def _dashboard_drift_share(scenario: Scenario, rows: int) -> float | None:
+    """The dashboard's drift share, from the first snapshot that covers `rows` feedback rows."""
+    url = scenario.reporting_url
     if not url:
         return None
-    try:
-        projects = httpx.get(f"{url}/api/projects", timeout=5).json()
-        project = next(p for p in projects if p["name"].startswith("ctloop"))
-        wanted = {
-            "metric": "evidently:metric_v2:DriftedColumnsCount",
-            "metric_labels": {"value_type": "share"},
-            "tags": [],
-            "metadata": {},
-        }
-        reply = httpx.post(
-            f"{url}/api/v2/snapshots/{project['id']}/data_series_batch",
-            json={"series_filter": [wanted]},
-            timeout=10,
-        )
-        values = [v for serie in reply.json().get("series", []) for v in serie.get("values", [])]
-        return round(float(values[-1]), 4) if values else None
-    except (httpx.HTTPError, StopIteration, ValueError, KeyError, TypeError):
-        return None
+    headers = {"evidently-secret": scenario.reporting_token} if scenario.reporting_token else {}
+    deadline = time.monotonic() + scenario.dashboard_timeout
+    with httpx.Client(base_url=url, timeout=10, headers=headers) as dashboard:
+        while True:
+            try:
+                share = _drift_share_at(dashboard, rows)
+            except (httpx.HTTPError, StopIteration, ValueError, KeyError, TypeError) as exc:
+                raise TrafficError(
+                    f"the dashboard at {url} did not answer as expected: {exc}"
+                ) from exc
+            if share is not None:
+                return share
+            if time.monotonic() > deadline:
+                raise TrafficError(
+                    f"no dashboard snapshot covered {rows} feedback rows within "
+                    f"{scenario.dashboard_timeout:g} s"
+                )
+            time.sleep(0.5)
+
+
+DRIFT_SHARE = {
+    "metric": "evidently:metric_v2:DriftedColumnsCount",
+    "metric_labels": {"value_type": "share"},
+    "tags": [],
+    "metadata": {},
+}
+
+
+def _drift_share_at(dashboard: httpx.Client, rows: int) -> float | None:
+    """The drift share of the newest snapshot that covers at least `rows` rows, else None."""
+    projects = dashboard.get("/api/projects").json()
+    project = next(p for p in projects if p["name"].startswith("ctloop"))
+    reply = dashboard.post(
+        f"/api/v2/snapshots/{project['id']}/data_series_batch",
+        json={"series_filter": [DRIFT_SHARE]},
+    )
+    reply.raise_for_status()
+    answer = reply.json()
+    values = [value for serie in answer["series"] for value in serie["values"]]
+    covering = [
+        (source["timestamp"], value)
+        for source, value in zip(answer["sources"], values, strict=False)
+        if value is not None and int(source["metadata"].get("feedback_rows", -1)) >= rows
+    ]
+    return round(float(max(covering)[1]), 4) if covering else None
 
 
 def _get(api: httpx.Client, path: str):
