@@ -1,25 +1,55 @@
 #!/usr/bin/env bash
-# Make a Docker engine answer on this machine, and make `python:3.11-slim` exist locally.
+# Make a Docker engine answer on this machine, with Compose v2, and make `python:3.11-slim`
+# exist locally.
 #
 # CI machines have no running engine and cannot pull from a registry. This installs Debian's
-# docker.io and docker-compose (v1.29), starts dockerd, and, only when the base image is missing,
-# builds a stand-in for python:3.11-slim with debootstrap (Debian bookworm's Python is 3.11 too).
-# The stand-in trusts this machine's CA bundle so that pip inside `docker build` reaches PyPI.
-# The project's Dockerfiles know nothing of this: on a normal machine the real image is pulled.
+# docker.io, adds the Compose v2 CLI plugin (`docker compose`, what the README tells users to run)
+# from Debian trixie's docker-compose package when it is missing, starts dockerd, and, only when
+# the base image is missing, builds a stand-in for python:3.11-slim with debootstrap (Debian
+# bookworm's Python is 3.11 too). The stand-in trusts this machine's CA bundle so that pip inside
+# `docker build` reaches PyPI. The project's Dockerfiles know nothing of this: on a normal machine
+# the real image is pulled. No mirror's name is written here: it is read from apt's sources.
 set -euo pipefail
 
 log() { printf '\n== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
+# The Debian mirror this machine's apt sources name (not its security or third-party ones).
+debian_mirror() {
+  cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
+    | grep -oE 'https?://[^ ]+/debian/?( |$)' | grep -v security | head -1 | tr -d ' ' | sed 's#/$##' || true
+}
+mirror=$(debian_mirror)
+if [ -z "$mirror" ]; then
+  echo "no Debian mirror found in /etc/apt/sources.list or /etc/apt/sources.list.d/" >&2
+  exit 1
+fi
+
 need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
-command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 || need+=(docker-compose)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v xz >/dev/null 2>&1 || need+=(xz-utils)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   log "apt-get install ${need[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+if ! docker compose version >/dev/null 2>&1; then
+  log "Compose v2 CLI plugin from Debian trixie's docker-compose package"
+  arch=$(dpkg --print-architecture)
+  work=$(mktemp -d)
+  curl -fsSL "$mirror/dists/trixie/main/binary-$arch/Packages.xz" | xz -dc > "$work/Packages"
+  deb=$(awk '/^Package: docker-compose$/{found=1} found && /^Filename:/{print $2; exit}' "$work/Packages")
+  [ -n "$deb" ] || { echo "docker-compose is not in trixie's package list at $mirror" >&2; exit 1; }
+  curl -fsSL -o "$work/compose.deb" "$mirror/$deb"
+  dpkg -x "$work/compose.deb" "$work/root"
+  $SUDO install -D -m 0755 "$work/root/usr/libexec/docker/cli-plugins/docker-compose" \
+    /usr/local/lib/docker/cli-plugins/docker-compose
+  rm -rf "$work"
+fi
+docker compose version
 
 if ! docker info >/dev/null 2>&1; then
   log "starting dockerd"
@@ -39,10 +69,6 @@ if docker pull -q "$BASE" >/dev/null 2>&1; then
 fi
 
 log "building a stand-in for $BASE with debootstrap"
-# The Debian mirror this machine's apt sources name (not its security or third-party ones).
-mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
-  | grep -oE 'https?://[^ ]+/debian/?( |$)' | grep -v security | head -1 | tr -d ' ' || true)
-mirror=${mirror:-http://deb.debian.org/debian}
 rootfs=$(mktemp -d)
 trap 'rm -rf "$rootfs"' EXIT
 $SUDO debootstrap --variant=minbase --include=python3,python3-pip,python3-venv,ca-certificates \

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ctloop.candidate import train_candidate
 from ctloop.config import CoreSettings
-from ctloop.pipeline import train_and_register
 from ctloop.predict import load_model
 from ctloop.preprocess import preprocess
 from ctloop.reference import build_reference
@@ -40,7 +40,7 @@ def main() -> None:
         started = time.perf_counter()
         build_reference(settings)
         built = time.perf_counter() - started
-        outcome = train_and_register(settings, ModelRegistry(settings.artifacts_dir))
+        outcome = train_candidate(settings, ModelRegistry(settings.artifacts_dir))
         total = time.perf_counter() - started
         print(
             f"build reference: {built:.2f} s; train + export + register: {outcome.seconds:.2f} s;"

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from live_server import ServerProcess, free_port
+from tests.support.processes import ServerProcess, free_port
 
 __all__ = ["Server", "descendants", "free_port", "rss_mib"]
 

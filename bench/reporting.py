@@ -16,7 +16,6 @@ import resource
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -24,15 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # `reporting` lives at the repository root
+from ctloop.config import CoreSettings
+from ctloop.prod_data import ProductionData, ProductionRow
+from ctloop.reference import build_reference, read_reference
+from reporting.project import update
+from reporting.serve import ui_command
+from reporting.settings import ReportingSettings
 
-from ctloop.config import CoreSettings  # noqa: E402
-from ctloop.reference import build_reference  # noqa: E402
-from ctloop.tables import format_row, prod_header, prod_row_bytes, read_table  # noqa: E402
-from reporting.project import update  # noqa: E402
-from reporting.serve import ui_command  # noqa: E402
-from reporting.settings import ReportingSettings  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def make_data(data_dir: Path, production_rows: int = 1000) -> int:
@@ -41,19 +39,16 @@ def make_data(data_dir: Path, production_rows: int = 1000) -> int:
         data_dir=data_dir, artifacts_dir=data_dir.parent / "artifacts", unseen_fraction=0.01
     )
     build_reference(core)
-    reference = read_table(core.ref_data_path)
+    reference = read_reference(core.ref_data_path)
     rng = np.random.default_rng(0)
     classes = sorted(set(reference.targets.tolist()))
     width = reference.embeddings.shape[1]
-    with core.prod_data_path.open("wb") as handle:
-        handle.write(format_row(prod_header(width)))
-        for number, index in enumerate(rng.choice(len(reference), production_rows)):
-            target = str(reference.targets[index])
-            prediction = target if rng.random() < 0.9 else str(rng.choice(classes))
-            embedding = reference.embeddings[index] + rng.normal(0, 0.05, width)
-            time_stamp = "2026-01-01T00:00:00Z"
-            row = prod_row_bytes(embedding, target, prediction, "v0001", time_stamp, str(number))
-            handle.write(row)
+    store = ProductionData(core.prod_data_path, width)
+    for number, index in enumerate(rng.choice(len(reference), production_rows)):
+        target = str(reference.targets[index])
+        prediction = target if rng.random() < 0.9 else str(rng.choice(classes))
+        embedding = reference.embeddings[index] + rng.normal(0, 0.05, width)
+        store.append(ProductionRow(embedding, target, prediction, "v0001", str(number)))
     return len(reference)
 
 

@@ -24,10 +24,11 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadgen import Run, wrk
-from procs import Server, free_port, rss_mib
-from report import write_report
+from bench.loadgen import Run, wrk
+from bench.procs import Server, free_port, rss_mib
+from bench.report import write_report
+from ctloop.prod_data import ProductionData
+from ctloop.retrain_log import RetrainLog
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_VENV = REPO / ".venv-bench"
@@ -91,7 +92,6 @@ class Bench:
     def env(self, **extra: str) -> dict:
         return {
             **os.environ,
-            "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'scripts'}",
             "DATA_DIR": str(self.data),
             "ARTIFACTS_DIR": str(self.artifacts),
             **extra,
@@ -237,10 +237,7 @@ class Bench:
             self.results["retrains"] = {
                 "during_window": after - before,
                 "trainer_busy_whole_window": still_training,
-                "ledger": [
-                    json.loads(line)
-                    for line in (self.artifacts / "retrains.jsonl").read_text().splitlines()
-                ],
+                "ledger": RetrainLog(self.artifacts / "retrains.jsonl").decisions(),
             }
 
     def feedback(self) -> None:
@@ -330,35 +327,29 @@ def fill_production_rows(data: Path, artifacts: Path, rows: int) -> None:
     from ctloop.dataset import load_samples
     from ctloop.predict import load_model
     from ctloop.preprocess import preprocess_many
-    from ctloop.registry import ModelRegistry, utc_now
-    from ctloop.tables import format_row, prod_header, prod_row_bytes
+    from ctloop.prod_data import ProductionData, ProductionRow
+    from ctloop.registry import ModelRegistry
 
     model = load_model(ModelRegistry(artifacts).load())
     samples = load_samples(data / "samples")
     embeddings, labels, _ = model.predict_pixels(preprocess_many(samples.images))
-    lines = [format_row(prod_header(embeddings.shape[1]))]
+    store = ProductionData(data / "prod_data.csv", embeddings.shape[1])
     for index in range(rows):
         i = index % len(samples)
-        lines.append(
-            prod_row_bytes(
-                embeddings[i],
-                samples.labels[i],
-                str(labels[i]),
-                model.version,
-                utc_now(),
-                f"bench-{index}",
+        store.append(
+            ProductionRow(
+                embeddings[i], samples.labels[i], str(labels[i]), model.version, f"bench-{index}"
             )
         )
-    (data / "prod_data.csv").write_bytes(b"".join(lines))
 
 
 def decisions(artifacts: Path) -> int:
-    path = artifacts / "retrains.jsonl"
-    return len(path.read_text().splitlines()) if path.exists() else 0
+    return len(RetrainLog(artifacts / "retrains.jsonl").decisions())
 
 
 def line_count(path: Path) -> int:
-    return path.read_bytes().count(b"\n") if path.exists() else 0
+    """Data rows of prod_data.csv, counted by its owner."""
+    return ProductionData(path, 0).count_rows_on_disk()
 
 
 def machine() -> dict:

@@ -6,12 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import make_settings
 
+from ctloop.candidate import train_candidate
 from ctloop.config import CoreSettings
-from ctloop.pipeline import train_and_register
 from ctloop.reference import build_reference
 from ctloop.registry import ModelRegistry
+from tests.support.data import make_settings
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +19,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> CoreSettings:
     """Reference data and v0001 for the digits dataset. Tests must not modify it."""
     settings = make_settings(tmp_path_factory.mktemp("built"))
     build_reference(settings)
-    train_and_register(settings, ModelRegistry(settings.artifacts_dir))
+    train_candidate(settings, ModelRegistry(settings.artifacts_dir))
     return settings
 
 

@@ -21,7 +21,7 @@ from ctloop.config import CoreSettings
 from ctloop.dataset import load_dataset, split_reference_unseen
 from ctloop.embed import fit_embedding
 from ctloop.preprocess import preprocess, preprocess_many
-from ctloop.tables import read_table
+from ctloop.reference import read_reference
 from ctloop.train import fit_head
 
 settings = CoreSettings(
@@ -31,7 +31,7 @@ dataset = load_dataset(settings.dataset)
 reference, _ = split_reference_unseen(dataset.labels, settings.unseen_fraction, settings.split_seed)
 pixels = preprocess_many([dataset.images[i] for i in reference])
 pca, _ = fit_embedding(pixels, settings.pca_components)
-table = read_table(settings.ref_data_path)
+table = read_reference(settings.ref_data_path)
 head = fit_head(table.embeddings, table.targets)
 pipeline = make_pipeline(pca, *[step for _, step in head.steps])
 classes = [str(label) for label in pipeline.classes_]

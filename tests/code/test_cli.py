@@ -7,14 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import REPO
+import pytest
 
 
 def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "ctloop", *args],
         cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(REPO / "scripts"), **env},
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=300,
@@ -65,3 +65,35 @@ def test_errors_are_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:
     assert result.stderr.startswith("error: ") and "build-reference" in result.stderr
     missing = run(["registry", "promote", "v0009"], tmp_path)
     assert missing.returncode == 1 and "no model version 'v0009'" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--components", "10", "build-reference"],
+        ["build-reference", "--components", "10"],
+    ],
+    ids=["before the command", "after the command"],
+)
+def test_shared_options_work_before_and_after_the_command(tmp_path: Path, args) -> None:
+    result = run(args, tmp_path)
+    assert result.returncode == 0, result.stderr
+    header = (tmp_path / "data" / "ref_data.csv").read_text().splitlines()[0]
+    assert header.endswith("PCA_10,target")
+
+
+def test_init_takes_a_dataset_folder_after_its_name(tmp_path: Path) -> None:
+    """The README's `ctloop init --dataset DIR`: a folder of <class>/ images."""
+    from ctloop.dataset import load_digits_dataset
+
+    digits = load_digits_dataset()
+    folder = tmp_path / "images"
+    for index, (image, label) in enumerate(zip(digits.images, digits.labels, strict=True)):
+        if label in ("0", "1", "2") and index < 400:
+            (folder / label).mkdir(parents=True, exist_ok=True)
+            (folder / label / f"{index}.png").write_bytes(image)
+    result = run(["init", "--dataset", str(folder), "--components", "8"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"reference built from {folder}" in result.stdout and "trained v0001" in result.stdout
+    reference = (tmp_path / "data" / "ref_data.csv").read_text().splitlines()
+    assert {line.rsplit(",", 1)[1] for line in reference[1:]} == {"0", "1", "2"}

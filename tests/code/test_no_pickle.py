@@ -5,9 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from helpers import REPO
-
 from ctloop.config import CoreSettings
+from tests.support.data import REPO
 
 FORBIDDEN_MODULES = {
     "pickle",

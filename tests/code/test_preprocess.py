@@ -7,7 +7,6 @@ import zlib
 
 import numpy as np
 import pytest
-from helpers import digit_image, on_canvas, to_bytes
 from PIL import Image, ImageOps
 from sklearn.datasets import load_digits
 
@@ -21,6 +20,7 @@ from ctloop.preprocess import (
     PreprocessSpec,
     preprocess,
 )
+from tests.support.images import digit_image, on_canvas, to_bytes
 
 GREY_LEVEL = 1 / 16  # the digits dataset has 17 grey levels, 0..16
 

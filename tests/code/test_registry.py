@@ -92,7 +92,7 @@ def test_a_crash_while_writing_a_version_leaves_the_served_model_loadable(
 ) -> None:
     registry = ModelRegistry(workspace.artifacts_dir)
     files, manifest = copy_of_current(registry)
-    real_write = registry_module._write_durable
+    real_write = registry_module.write_durable
 
     def crash_on_classifier(path, data):
         if path.name == "classifier.onnx":
@@ -100,7 +100,7 @@ def test_a_crash_while_writing_a_version_leaves_the_served_model_loadable(
             raise OSError("disk full")  # ...then the process dies
         real_write(path, data)
 
-    monkeypatch.setattr(registry_module, "_write_durable", crash_on_classifier)
+    monkeypatch.setattr(registry_module, "write_durable", crash_on_classifier)
     with pytest.raises(OSError, match="disk full"):
         registry.register(files, manifest)
     monkeypatch.undo()

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import digit_image, make_settings, to_bytes
+from tests.support.data import make_settings
+from tests.support.images import digit_image, to_bytes
 from sklearn.datasets import load_digits
 
 from ctloop.config import CoreSettings
 from ctloop.dataset import load_samples
 from ctloop.reference import ReferenceConflictError, build_reference, reference_is_complete
-from ctloop.tables import read_table
+from ctloop.reference import read_reference
 
 EXPECTED_HEADER = [f"PCA_{i}" for i in range(1, 33)] + ["target"]
 CLASSES = [str(digit) for digit in range(10)]
@@ -53,7 +54,7 @@ def test_unseen_part_is_kept_as_images_and_never_enters_ref_data(built: CoreSett
     digits = load_digits()
     unseen_ids = {int(name.split("-")[1].split(".")[0]) for name in samples.filenames}
     assert len(unseen_ids) == len(samples)
-    reference = read_table(built.ref_data_path)
+    reference = read_reference(built.ref_data_path)
     assert len(reference) + len(unseen_ids) == len(digits.target)
     for name, label in zip(samples.filenames, samples.labels, strict=True):
         assert str(digits.target[int(name.split("-")[1].split(".")[0])]) == label

@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 from evidently.core.report import Snapshot
 from evidently.ui.workspace import Workspace
-from reporting_support import copy_reference, reporting_settings, served_feedback, write_prod
 
 from ctloop.config import CoreSettings
-from ctloop.tables import embedding_columns, read_table
+from ctloop.reference import read_reference
+from ctloop.tables import embedding_columns
 from reporting.project import update
 from reporting.snapshots import column_drift_scores, metric_values
+from tests.support.data import copy_reference, served_feedback, write_prod
+from tests.support.reporting import reporting_settings
 
 SHIFTED = ["PCA_3", "PCA_7", "PCA_20"]
 
@@ -48,7 +50,7 @@ def run(tmp_path: Path, built: CoreSettings, embeddings, targets, predictions):
 
 def reference_sample(built: CoreSettings, rows: int, seed: int):
     """`rows` reference rows drawn without replacement: production that did not move."""
-    reference = read_table(built.ref_data_path)
+    reference = read_reference(built.ref_data_path)
     index = np.random.default_rng(seed).choice(len(reference), rows, replace=False)
     return reference.embeddings[index].copy(), reference.targets[index], reference.targets[index]
 

@@ -11,14 +11,6 @@ import numpy as np
 import pytest
 from evidently.core.report import Snapshot
 from evidently.ui.workspace import Workspace
-from reporting_support import (
-    REPO,
-    child_environment,
-    copy_reference,
-    reporting_settings,
-    served_feedback,
-    write_prod,
-)
 
 from ctloop.config import CoreSettings
 from ctloop.tables import TableError, format_row, prod_header
@@ -26,6 +18,9 @@ from reporting.project import update
 from reporting.refresher import Refresher
 from reporting.settings import ReportingSettings
 from reporting.snapshots import metric_values
+from tests.support.data import REPO, copy_reference, served_feedback, write_prod
+from tests.support.processes import child_environment
+from tests.support.reporting import reporting_settings
 
 
 def projects(settings: ReportingSettings) -> list:
@@ -173,7 +168,7 @@ def test_the_refresher_follows_the_file_and_survives_bad_data(data_dir: Path, fe
     assert refresher.tick().values == {"feedback_rows": 10}
     assert refresher.tick() is None  # nothing changed: no new snapshot
 
-    write_prod(settings.prod_data_path, *(column[10:12] for column in feedback), header=False)
+    write_prod(settings.prod_data_path, *(column[10:12] for column in feedback))
     assert refresher.tick().values == {"feedback_rows": 12}
 
     with settings.prod_data_path.open("ab") as handle:
@@ -184,7 +179,8 @@ def test_the_refresher_follows_the_file_and_survives_bad_data(data_dir: Path, fe
     assert status(settings).startswith("The last refresh failed: TableError")
     assert len(snapshots(settings)) == 2
 
-    write_prod(settings.prod_data_path, *feedback)  # the file repaired
+    settings.prod_data_path.unlink()  # the file repaired: replaced by a good one
+    write_prod(settings.prod_data_path, *feedback)
     assert refresher.tick().values == {"feedback_rows": len(feedback[0])}
     assert len(snapshots(settings)) == 3
     assert status(settings).startswith("Waiting for feedback")

@@ -9,13 +9,6 @@ import numpy as np
 import pytest
 from evidently.core.report import Snapshot
 from evidently.ui.workspace import Workspace
-from reporting_support import (
-    copy_reference,
-    prod_labels,
-    reporting_settings,
-    served_feedback,
-    write_prod,
-)
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
@@ -26,9 +19,12 @@ from sklearn.metrics import (
 
 from ctloop.config import CoreSettings
 from ctloop.evaluate import classification_metrics
-from ctloop.tables import ref_csv_bytes, write_atomic
+from ctloop.reference import ref_csv_bytes
+from ctloop.util import write_atomic
 from reporting.project import update
 from reporting.snapshots import metric_values
+from tests.support.data import copy_reference, prod_labels, served_feedback, write_prod
+from tests.support.reporting import reporting_settings
 
 SKLEARN = {
     "MacroF1": lambda t, p: f1_score(t, p, average="macro"),
@@ -102,7 +98,7 @@ def test_snapshot_scores_equal_sklearn_macro_values(
 
     assert result.outcome == "snapshot"
     stored = snapshot_scores(settings, result)
-    expected = sklearn_scores(*prod_labels(settings.prod_data_path))
+    expected = sklearn_scores(*prod_labels(settings.prod_data_path, embeddings.shape[1]))
     assert stored.keys() == expected.keys()
     for kind, value in expected.items():
         assert stored[kind] == pytest.approx(value, abs=1e-6), kind
@@ -134,7 +130,7 @@ def test_dashboard_and_manifest_agree_on_the_same_rows(
     stored = snapshot_scores(settings, update(settings))
 
     # What train_head writes into a manifest for these (truth, prediction) rows.
-    manifest = classification_metrics(*prod_labels(settings.prod_data_path))
+    manifest = classification_metrics(*prod_labels(settings.prod_data_path, embeddings.shape[1]))
     assert stored.keys() == MANIFEST_KEYS.keys()
     for kind, key in MANIFEST_KEYS.items():
         assert stored[kind] == pytest.approx(manifest[key], abs=1e-6), kind
@@ -152,7 +148,7 @@ def test_balanced_accuracy_leaves_out_classes_absent_from_production(
 
     stored = snapshot_scores(settings, update(settings))
 
-    target, prediction = prod_labels(settings.prod_data_path)
+    target, prediction = prod_labels(settings.prod_data_path, embeddings.shape[1])
     present = sorted(set(target))
     recalls = [np.mean(prediction[target == label] == label) for label in present]
     # An oracle independent of scikit-learn: the mean recall over the classes that occur.
@@ -185,7 +181,7 @@ def test_class_names_stay_strings(tmp_path: Path) -> None:
     result = update(settings)
 
     stored = snapshot_scores(settings, result)
-    expected = sklearn_scores(*prod_labels(settings.prod_data_path))
+    expected = sklearn_scores(*prod_labels(settings.prod_data_path, 8))
     for kind, value in expected.items():
         assert stored[kind] == pytest.approx(value, abs=1e-6), kind
     # Merging "1" and "1.0" (or "01") would make these differ.

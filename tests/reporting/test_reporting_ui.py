@@ -11,25 +11,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from reporting_support import (
-    api,
-    copy_reference,
-    free_port,
-    is_alive,
-    json_logs,
-    prod_labels,
-    reporting_settings,
-    running,
-    served_feedback,
-    ui_pids,
-    wait_for,
-    write_prod,
-)
 from sklearn.metrics import balanced_accuracy_score
 
 from ctloop.config import CoreSettings
 from reporting.project import update
 from reporting.serve import ui_command
+from tests.support.data import copy_reference, prod_labels, served_feedback, write_prod
+from tests.support.processes import free_port, is_alive, json_logs, running, ui_pids, wait_for
+from tests.support.reporting import api, reporting_settings
 
 STARTUP_SECONDS = 60  # `evidently ui` answers in 3-5 s here; a loaded CI machine gets slack
 
@@ -82,15 +71,15 @@ def test_the_ui_lists_the_project_and_shows_new_snapshots_without_restart(
         assert len(dashboard["panels"]) == 11
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            expected = balanced_accuracy_score(*prod_labels(settings.prod_data_path))
+            expected = balanced_accuracy_score(
+                *prod_labels(settings.prod_data_path, embeddings.shape[1])
+            )
         assert series(settings.port, project_id, "BalancedAccuracy") == [
             pytest.approx(expected, abs=1e-6)
         ]
 
         # Feedback arrives while the UI runs; the update writes a new snapshot file.
-        write_prod(
-            settings.prod_data_path, embeddings[200:], targets[200:], predictions[200:], False
-        )
+        write_prod(settings.prod_data_path, embeddings[200:], targets[200:], predictions[200:])
         second = update(settings)
 
         def two_snapshots() -> list[dict]:
@@ -137,7 +126,7 @@ def test_the_service_follows_production_and_stops_cleanly(
 
         embeddings, targets, predictions = feedback
         write_prod(
-            data_dir / "prod_data.csv", embeddings[50:80], targets[50:80], predictions[50:80], False
+            data_dir / "prod_data.csv", embeddings[50:80], targets[50:80], predictions[50:80]
         )
 
         def grown() -> list[dict]:

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from helpers import copy_workspace, typical_samples
-from live_server import LiveServer
 
 from ctloop.config import CoreSettings
+from tests.support.data import copy_workspace, typical_samples
+from tests.support.processes import LiveServer
 
 
 @pytest.fixture(scope="module")

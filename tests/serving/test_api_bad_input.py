@@ -8,9 +8,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from helpers import b64, to_bytes
-from live_server import LiveServer
 from PIL import Image
+
+from tests.support.images import b64, to_bytes
+from tests.support.processes import LiveServer
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

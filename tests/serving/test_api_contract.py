@@ -7,9 +7,12 @@ import json
 
 import httpx
 import numpy as np
-from helpers import b64, digit_image, to_bytes
-from live_server import LiveServer
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
+
+from ctloop.prod_data import ProductionData
+from tests.support.images import b64, digit_image, to_bytes
+from tests.support.processes import LiveServer
 
 CLASSES = [str(digit) for digit in range(10)]
 
@@ -131,13 +134,15 @@ def test_feedback_as_a_multipart_form(client: httpx.Client, server: LiveServer, 
     assert last[32:34] == ["6", "6"] and last[-1] == ""
 
 
-def test_model_describes_the_served_version(client: httpx.Client) -> None:
+def test_model_describes_the_served_version(client: httpx.Client, server: LiveServer) -> None:
     body = client.get("/model").json()
     assert body["version"] == "v0001" and body["parent"] is None
     assert body["classes"] == CLASSES
     assert body["metrics"]["holdout"]["accuracy"] >= 0.98
     assert body["retrain_every"] == 1000 and body["promotion_policy"] == "gate"
-    assert body["production_rows"] >= 0 and body["last_retrain"] is None
+    rows = ProductionData(server.settings.prod_data_path, 32).count_rows_on_disk()
+    assert body["production_rows"] == rows and body["last_retrain"] is None
+    assert body["rows_until_retrain"] == 1000 - rows % 1000 and body["retrain_backlog"] == 0
     assert "GATE_TOLERANCE" in body["gate_rule"]
 
 
@@ -184,10 +189,28 @@ def test_metrics_count_requests_predictions_and_feedback(client: httpx.Client, s
         'ctloop_http_request_duration_seconds_bucket{le="0.01",method="POST",route="/predict",'
         'status="200"}' in text
     )
-    assert 'ctloop_predictions_total{label="2"}' in text
-    assert "ctloop_feedback_rows_total" in text
-    assert 'ctloop_retrains_total{decision="promoted"} 0.0' in text
-    assert "ctloop_model_info{pid=" in text and 'version="v0001"} 1.0' in text
+    values = samples_of(text)
+    assert values[("ctloop_predictions_total", (("label", "2"),))] >= 1
+    assert values[("ctloop_feedback_rows_total", ())] >= 1
+    assert values[("ctloop_retrains_total", (("decision", "promoted"),))] == 0
+    assert values[("ctloop_retrain_backlog", ())] == 0
+    assert values[("ctloop_production_rows", ())] >= 1
+    served = [
+        labels for (name, labels), value in values.items() if name == "ctloop_model_info" and value
+    ]
+    assert served and all(dict(labels)["version"] == "v0001" for labels in served)
+    accuracy = next(v for (n, _), v in values.items() if n == "ctloop_model_holdout_accuracy")
+    assert accuracy >= 0.98
+
+
+def samples_of(text: str) -> dict[tuple[str, tuple], float]:
+    """{(sample name, sorted labels without pid): value} from the Prometheus text format."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "pid"))
+            found[(sample.name, labels)] = sample.value
+    return found
 
 
 def test_logs_are_one_json_object_per_line(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from helpers import b64, copy_workspace
-from live_server import LiveServer
+
+from tests.support.data import copy_workspace
+from tests.support.images import b64
+from tests.support.processes import LiveServer
 
 
 @pytest.fixture(scope="module")

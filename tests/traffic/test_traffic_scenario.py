@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
-from helpers import make_settings
-from live_server import LiveServer
 
 from ctloop.registry import ModelRegistry
+from tests.support.data import copy_workspace
+from tests.support.processes import LiveServer, ReportingServer
 from traffic.report import plot, summary, write_csv
 from traffic.scenario import Scenario, run
 
@@ -18,17 +16,20 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def played(built, tmp_path_factory):
     root = tmp_path_factory.mktemp("traffic")
-    shutil.copytree(built.data_dir, root / "data")
-    shutil.copytree(built.artifacts_dir, root / "artifacts")
-    settings = make_settings(root)
-    with LiveServer(settings, root / "server.log", RETRAIN_EVERY="20") as server:
+    settings = copy_workspace(built, root)
+    dashboard_env = {"REPORTING_REFRESH_SECONDS": "1", "REPORTING_MIN_ROWS": "20"}
+    with (
+        LiveServer(settings, root / "server.log", RETRAIN_EVERY="20") as server,
+        ReportingServer(settings.data_dir, root / "reporting.log", **dashboard_env) as dashboard,
+    ):
         scenario = Scenario(
             url=server.url,
-            data_dir=settings.data_dir,
+            samples_dir=settings.samples_dir,
             transform="slant",
             clean_windows=2,
             drift_windows=5,
             evaluation_size=80,
+            reporting_url=dashboard.url,
         )
         records = run(scenario)
     return settings, records, root
@@ -60,7 +61,10 @@ def test_no_promoted_model_is_worse_than_its_predecessor_on_the_gate_set(played)
     settings, _, _ = played
     for manifest in ModelRegistry(settings.artifacts_dir).list_versions():
         gate = manifest.get("gate")
-        if gate and gate["decision"] == "promoted":
+        if gate["champion_score"] is None:  # the first model: nothing to compare with
+            assert manifest["version"] == "v0001"
+            continue
+        if gate["decision"] == "promoted":
             assert gate["challenger_score"]["score"] >= gate["champion_score"]["score"]
 
 

@@ -7,11 +7,11 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
-from helpers import typical_samples
 from streamlit.testing.v1 import AppTest
-from webapp_helpers import APP, WEBAPP_ENV, LiveServer, free_port, private_workspace
 
 from ctloop.config import CoreSettings
+from tests.support.data import copy_workspace, typical_samples
+from tests.support.processes import WEBAPP_ENV, WEBAPP_PAGE, LiveServer, free_port
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def api(built: CoreSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """A real serving API (one worker) on its own copy of the data; no retrain comes due."""
     env = {"RETRAIN_EVERY": "1000", "MAX_BODY_BYTES": "300000"}
     root = tmp_path_factory.mktemp("webapp-api")
-    with LiveServer(private_workspace(built, root), root / "server.log", **env) as server:
+    with LiveServer(copy_workspace(built, root), root / "server.log", **env) as server:
         yield server
 
 
@@ -38,7 +38,7 @@ def page(monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
         monkeypatch.setenv("API_URL", api_url)
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        return AppTest.from_file(APP, default_timeout=30)
+        return AppTest.from_file(WEBAPP_PAGE, default_timeout=30)
 
     return make
 

@@ -14,16 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from helpers import CHROMIUM_ARGS, find_chromium
-from webapp_helpers import (
-    ARTIFACTS,
-    LiveServer,
-    StreamlitServer,
-    private_workspace,
-    prod_rows,
-)
 
 from ctloop.config import CoreSettings
+from tests.support.browser import CHROMIUM_ARGS, find_chromium
+from tests.support.data import ARTIFACTS, copy_workspace, prod_rows
+from tests.support.processes import LiveServer, StreamlitServer
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -70,7 +65,7 @@ def stack(
 ) -> Iterator[tuple[CoreSettings, LiveServer, StreamlitServer]]:
     """A real serving API and the page served by `streamlit run`, both on free loopback ports."""
     root = tmp_path_factory.mktemp("webapp-browser")
-    settings = private_workspace(built, root)
+    settings = copy_workspace(built, root)
     with (
         LiveServer(settings, root / "api.log", RETRAIN_EVERY="1000") as api,
         StreamlitServer(root / "streamlit.log", API_URL=api.url) as web,

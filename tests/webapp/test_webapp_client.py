@@ -7,8 +7,8 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-from webapp_helpers import prod_rows
 
+from tests.support.data import prod_rows
 from webapp import state
 from webapp.api_client import ApiClient, ApiError, FeedbackReceipt
 from webapp.images import from_upload, preview

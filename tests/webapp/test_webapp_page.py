@@ -8,9 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
-from webapp_helpers import APP, LiveServer, private_workspace, prod_rows
 
 from ctloop.dataset import load_samples
+from tests.support.data import copy_workspace, prod_rows
+from tests.support.processes import WEBAPP_PAGE, LiveServer
 
 NOT_AN_IMAGE = b"these are my notes, not a picture\n" * 4
 
@@ -92,7 +93,7 @@ def test_predict_shows_the_class_its_confidence_all_probabilities_and_the_versio
 def test_feedback_sends_the_chosen_class_once_and_confirms_it(
     built, tmp_path, page, samples
 ) -> None:
-    settings = private_workspace(built, tmp_path)
+    settings = copy_workspace(built, tmp_path)
     with LiveServer(settings, tmp_path / "server.log", RETRAIN_EVERY="5") as server:
         at = predicted(page(server.url).run(), "seven.png", samples["7"])
         assert metrics(at)["Predicted class"] == "7"
@@ -120,7 +121,7 @@ def test_feedback_sends_the_chosen_class_once_and_confirms_it(
 def test_a_feedback_that_starts_a_retrain_reports_the_new_version(
     built, tmp_path, page, samples
 ) -> None:
-    settings = private_workspace(built, tmp_path)
+    settings = copy_workspace(built, tmp_path)
     env = {"RETRAIN_EVERY": "2", "PROMOTION_POLICY": "always"}
     with LiveServer(settings, tmp_path / "server.log", **env) as server:
         first = httpx.post(
@@ -144,7 +145,7 @@ def test_a_feedback_that_starts_a_retrain_reports_the_new_version(
 
 def test_a_rejected_retrain_says_the_served_model_stays(built, tmp_path, page) -> None:
     """1s labelled 7 teach a challenger a mistake that the held-out rows (every 5th) expose."""
-    settings = private_workspace(built, tmp_path)
+    settings = copy_workspace(built, tmp_path)
     samples = load_samples(settings.samples_dir)
     ones = [
         image for image, label in zip(samples.images, samples.labels, strict=True) if label == "1"
@@ -174,7 +175,7 @@ def test_a_rejected_retrain_says_the_served_model_stays(built, tmp_path, page) -
 
 
 def test_a_token_is_sent_when_the_api_needs_one(built, tmp_path, page, samples) -> None:
-    settings = private_workspace(built, tmp_path)
+    settings = copy_workspace(built, tmp_path)
     with LiveServer(settings, tmp_path / "server.log", API_TOKEN="s3cret-token") as server:
         at = predicted(page(server.url).run(), "2.png", samples["2"])
         at.button(key="send_feedback").click().run()
@@ -220,7 +221,7 @@ def test_an_api_that_is_down_is_reported_in_plain_words_and_the_image_kept(
 def test_an_api_lost_between_predict_and_feedback_keeps_everything(
     built, tmp_path, page, samples
 ) -> None:
-    settings = private_workspace(built, tmp_path)
+    settings = copy_workspace(built, tmp_path)
     server = LiveServer(settings, tmp_path / "server.log")
     with server:
         at = predicted(page(server.url).run(), "6.png", samples["6"])
@@ -288,7 +289,7 @@ def test_a_misconfigured_page_says_what_to_fix(page) -> None:
     assert "misconfigured" in problem and "not an http:// or https:// URL" in problem
 
 
-@pytest.mark.parametrize("path", sorted((APP.parent).glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((WEBAPP_PAGE.parent).glob("*.py")), ids=lambda p: p.name)
 def test_the_page_talks_only_to_the_api(path: Path) -> None:
     """No module of the webapp imports the ML core or the API's code."""
     tree = ast.parse(path.read_text())

@@ -1,0 +1,132 @@
+"""The trainer process's rules, run in-process on a private copy of the stack: what is due, one
+decision per trigger, superseded backlogs, recovery after a crash, bounded retries, the lock."""
+
+from __future__ import annotations
+
+import pytest
+
+from ctloop.candidate import train_candidate
+from ctloop.config import CoreSettings
+from ctloop.registry import ModelRegistry
+from ctloop.retrain_log import RetrainLog
+from ctloop.trainer import MAX_ATTEMPTS, run_pending, trainer_is_running, trainer_lock
+from tests.support.data import served_feedback, write_prod
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def fed(workspace: CoreSettings, built: CoreSettings):
+    """The private stack with a function that appends the next `n` real feedback rows."""
+    embeddings, targets, predictions = served_feedback(built)
+    sent = 0
+
+    def feed(count: int) -> None:
+        nonlocal sent
+        rows = slice(sent, sent + count)
+        write_prod(workspace.prod_data_path, embeddings[rows], targets[rows], predictions[rows])
+        sent += count
+
+    return workspace, feed
+
+
+def ledger(settings: CoreSettings) -> RetrainLog:
+    return RetrainLog(settings.retrain_log_path)
+
+
+def test_nothing_is_due_below_k_rows(fed) -> None:
+    settings, feed = fed
+    feed(19)
+    assert run_pending(settings) == []
+    assert not settings.retrain_log_path.exists()
+
+
+def test_each_multiple_of_k_is_decided_once(fed) -> None:
+    settings, feed = fed
+    feed(20)
+    (first,) = run_pending(settings)
+    assert first["trigger_rows"] == 20 and first["decision"] in ("promoted", "rejected")
+    assert run_pending(settings) == []  # decided: never again
+    feed(20)
+    (second,) = run_pending(settings)
+    assert second["trigger_rows"] == 40
+    assert [d["trigger_rows"] for d in ledger(settings).decisions()] == [20, 40]
+
+
+def test_a_backlog_is_covered_by_one_retrain_of_the_newest_trigger(fed) -> None:
+    settings, feed = fed
+    feed(65)
+    outcomes = run_pending(settings)
+    assert [(o["trigger_rows"], o["decision"]) for o in outcomes][:2] == [
+        (20, "superseded"),
+        (40, "superseded"),
+    ]
+    assert outcomes[2]["trigger_rows"] == 60 and outcomes[2]["decision"] != "superseded"
+    registry = ModelRegistry(settings.artifacts_dir)
+    assert registry.version_ids() == ["v0001", "v0002"], "one retrain, not three"
+    assert registry.manifest("v0002")["training"]["production_rows_read"] == 60
+
+
+def test_a_crash_between_register_and_log_is_finished_not_repeated(
+    fed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trainer registered v0002 for trigger 20 and died before promoting and logging it."""
+    settings, feed = fed
+    feed(20)
+    registry = ModelRegistry(settings.artifacts_dir)
+
+    def die(self, version: str, reason: str = "") -> None:
+        raise SystemExit("the trainer dies here")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ModelRegistry, "promote", die)
+        with pytest.raises(SystemExit):
+            train_candidate(
+                settings,
+                registry,
+                prod_rows=20,
+                trigger={"trigger_rows": 20, "retrain_every": 20},
+            )
+    assert registry.version_ids() == ["v0001", "v0002"]
+    assert registry.manifest("v0002")["gate"]["decision"] == "promoted"
+    assert registry.current_version() == "v0001"  # the move never happened
+
+    (entry,) = run_pending(settings)
+
+    assert entry["recovered"] is True and entry["version"] == "v0002"
+    assert entry["decision"] == "promoted"
+    assert registry.current_version() == "v0002", "the promotion it decided is carried out"
+    assert registry.version_ids() == ["v0001", "v0002"], "no second training"
+    assert [d["trigger_rows"] for d in ledger(settings).decisions()] == [20]
+
+
+def test_a_trigger_whose_trainer_keeps_dying_fails_after_bounded_attempts(fed) -> None:
+    settings, feed = fed
+    feed(20)
+    for attempt in range(1, MAX_ATTEMPTS + 1):  # trainers that died after logging their attempt
+        ledger(settings).append({"trigger_rows": 20, "event": "attempt", "attempt": attempt})
+    (entry,) = run_pending(settings)
+    assert entry["decision"] == "failed"
+    assert f"stopped {MAX_ATTEMPTS} times" in entry["error"]
+    assert ModelRegistry(settings.artifacts_dir).version_ids() == ["v0001"]
+
+
+def test_a_trigger_whose_trainer_died_once_is_tried_again(fed) -> None:
+    settings, feed = fed
+    feed(20)
+    ledger(settings).append({"trigger_rows": 20, "event": "attempt", "attempt": 1})
+    (entry,) = run_pending(settings)
+    assert entry["decision"] in ("promoted", "rejected")
+    attempts = [e for e in ledger(settings).entries() if e.get("event") == "attempt"]
+    assert [a["attempt"] for a in attempts] == [1, 2]
+
+
+def test_only_the_holder_of_the_trainer_lock_trains(fed) -> None:
+    settings, feed = fed
+    feed(20)
+    lock = trainer_lock(settings)
+    with lock:
+        assert trainer_is_running(settings)
+        assert run_pending(settings) == []  # another trainer holds the lock: exit at once
+    assert not trainer_is_running(settings)
+    assert len(run_pending(settings)) == 1

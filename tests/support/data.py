@@ -1,0 +1,98 @@
+"""Data for the tests: settings under a temporary root, copies of the built stack, feedback rows."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ctloop.config import CoreSettings
+from ctloop.dataset import load_samples
+from ctloop.predict import load_model
+from ctloop.preprocess import preprocess, preprocess_many
+from ctloop.prod_data import ProductionData, ProductionRow
+from ctloop.registry import ModelRegistry
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "tests" / "artifacts"  # screenshots and figures the tests keep (CI uploads)
+
+
+def make_settings(root: Path, **overrides) -> CoreSettings:
+    """Settings whose data/ and artifacts/ live under `root`."""
+    return CoreSettings(data_dir=root / "data", artifacts_dir=root / "artifacts", **overrides)
+
+
+def copy_workspace(built: CoreSettings, root: Path) -> CoreSettings:
+    """A private copy of a built data/ and artifacts/ under `root` (the `built` one is shared)."""
+    shutil.copytree(built.data_dir, root / "data")
+    shutil.copytree(built.artifacts_dir, root / "artifacts")
+    return make_settings(root)
+
+
+def copy_reference(built: CoreSettings, data_dir: Path) -> Path:
+    """A private copy of the built ref_data.csv alone."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(built.ref_data_path, data_dir / "ref_data.csv"))
+
+
+def typical_samples(samples_dir: Path) -> dict[str, bytes]:
+    """For each class, the unseen sample image nearest to its class's mean image."""
+    samples = load_samples(samples_dir)
+    pixels = preprocess_many(samples.images)
+    labels = np.array(samples.labels)
+    chosen = {}
+    for label in sorted(set(samples.labels)):
+        members = np.flatnonzero(labels == label)
+        centre = pixels[members].mean(axis=0)
+        best = members[np.linalg.norm(pixels[members] - centre, axis=1).argmin()]
+        chosen[label] = samples.images[best]
+    return chosen
+
+
+def served_feedback(built: CoreSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(embeddings, true labels, served labels) of the unseen images, through the served model."""
+    samples = load_samples(built.samples_dir)
+    model = load_model(ModelRegistry(built.artifacts_dir).load())
+    pixels = np.stack([preprocess(image, model.spec) for image in samples.images])
+    embeddings, labels, _ = model.predict_pixels(pixels)
+    return embeddings, np.array(samples.labels), np.asarray(labels).astype(str)
+
+
+def write_prod(
+    path: Path,
+    embeddings: np.ndarray,
+    targets: np.ndarray,
+    predictions: np.ndarray,
+    version: str = "v0001",
+) -> None:
+    """Append feedback rows through prod_data.csv's owner, as the serving API does."""
+    store = ProductionData(path, embeddings.shape[1])
+    for number, (row, target, prediction) in enumerate(
+        zip(embeddings, targets, predictions, strict=True)
+    ):
+        store.append(
+            ProductionRow(
+                embedding=np.asarray(row),
+                target=str(target),
+                prediction=str(prediction),
+                model_version=version,
+                request_id=f"r{number}",
+                timestamp="2026-01-01T00:00:00.000Z",
+            )
+        )
+
+
+def prod_labels(path: Path, n_components: int) -> tuple[np.ndarray, np.ndarray]:
+    """Target and prediction of prod_data.csv, read back through its owner."""
+    table = ProductionData(path, n_components).read_rows()
+    return table.columns["target"], table.columns["prediction"]
+
+
+def prod_rows(settings: CoreSettings) -> list[dict[str, str]]:
+    """The rows of prod_data.csv as a CSV reader sees them (none if it does not exist yet)."""
+    if not settings.prod_data_path.exists():
+        return []
+    with settings.prod_data_path.open(newline="") as handle:
+        return list(csv.DictReader(handle))

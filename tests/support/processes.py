@@ -1,0 +1,273 @@
+"""Real servers in subprocesses on free loopback ports, and waiting for things to happen.
+
+The tests start their own servers (so they run beside a stack that is up); the benchmarks
+(bench/) start theirs with the same classes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from ctloop.config import CoreSettings
+
+REPO = Path(__file__).resolve().parents[2]
+WEBAPP_PAGE = REPO / "webapp" / "app.py"
+# The page's settings: cleared before each page test so that the machine's own never leak in.
+WEBAPP_ENV = (
+    "API_URL",
+    "API_TOKEN",
+    "PUBLIC_API_URL",
+    "DASHBOARD_URL",
+    "REQUEST_TIMEOUT_SECONDS",
+    "STATUS_TIMEOUT_SECONDS",
+    "RETRAIN_WAIT_SECONDS",
+    "MAX_UPLOAD_MB",
+)
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (bind port 0, read it, release it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(condition, timeout: float = 60, interval: float = 0.1, what: str = "condition"):
+    """Poll `condition` until it returns a truthy value and return it; AssertionError on timeout.
+
+    A condition that raises an HTTP, OS or value error counts as not met yet (a server starting).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(httpx.HTTPError, OSError, ValueError):
+            value = condition()
+            if value:
+                return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def child_environment(**extra: str) -> dict[str, str]:
+    """This environment for a child process, Evidently's telemetry off, plus `extra`."""
+    return {**os.environ, "DO_NOT_TRACK": "1", **extra}
+
+
+class ServerProcess:
+    """A server in its own process group, logging to a file, ready when `health` answers 200."""
+
+    name = "server"
+    health = "/"
+    start_timeout = 60.0
+    url = ""
+
+    def __init__(self, command: list[str], env: dict, log_path: Path) -> None:
+        self.command, self.env, self.log_path = command, env, log_path
+        self.process: subprocess.Popen | None = None
+        self.ready_seconds: float | None = None  # start to first 200 from `health`
+
+    def start(self, timeout: float | None = None):
+        timeout = timeout or self.start_timeout
+        started = time.perf_counter()
+        self.process = spawn(self.command, self.env, self.log_path)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                code = self.process.returncode
+                raise RuntimeError(f"{self.name} exited with {code}:\n{self.logs()}")
+            try:
+                if httpx.get(f"{self.url}{self.health}", timeout=1).status_code == 200:
+                    self.ready_seconds = time.perf_counter() - started
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.name} was not ready within {timeout} s:\n{self.logs()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None:
+            stop_group(self.process, sig=sig)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (a launcher and its workers), as a crash would."""
+        self.stop(signal.SIGKILL)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class LiveServer(ServerProcess):
+    """`python -m serving` (the production launcher) with its own settings."""
+
+    name = "the serving API"
+    health = "/ready"
+
+    def __init__(
+        self, settings: CoreSettings, log_path: Path, workers: int = 1, **env: str
+    ) -> None:
+        self.settings = settings
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            [sys.executable, "-m", "serving"],
+            child_environment(
+                DATA_DIR=str(settings.data_dir),
+                ARTIFACTS_DIR=str(settings.artifacts_dir),
+                HOST="127.0.0.1",
+                PORT=str(self.port),
+                WORKERS=str(workers),
+                MODEL_POLL_SECONDS="0.2",
+                TRAINER_CHECK_SECONDS="1",
+                PROMETHEUS_MULTIPROC_DIR=str(log_path.parent / f"metrics-{self.port}"),
+                **env,
+            ),
+            log_path,
+        )
+
+
+class ReportingServer(ServerProcess):
+    """The dashboard (`python -m reporting.serve`: `evidently ui` and its refresher)."""
+
+    name = "the reporting service"
+    health = "/api/version"
+    start_timeout = 120.0  # imports Evidently and computes a first snapshot
+
+    def __init__(self, data_dir: Path, log_path: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            [sys.executable, "-m", "reporting.serve"],
+            child_environment(
+                DATA_DIR=str(data_dir),
+                REPORTING_HOST="127.0.0.1",
+                REPORTING_PORT=str(self.port),
+                **env,
+            ),
+            log_path,
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        super().stop(sig)
+        for pid in ui_pids(self.log_path):  # the UI runs in its own session
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+class StreamlitServer(ServerProcess):
+    """The page (`python -m webapp`, which runs `streamlit run`) on a free loopback port."""
+
+    name = "streamlit"
+    health = "/_stcore/health"
+
+    def __init__(self, log_path: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [
+            sys.executable, "-m", "webapp",
+            "--server.port", str(self.port), "--server.address", "127.0.0.1",
+            "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        ]  # fmt: skip
+        super().__init__(
+            command, child_environment(STREAMLIT_SERVER_FILE_WATCHER_TYPE="none", **env), log_path
+        )
+
+
+def spawn(command: list[str], env: dict, log_path: Path) -> subprocess.Popen:
+    """A child in its own session (so its whole group can be stopped), output to `log_path`."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+@contextlib.contextmanager
+def running(command: list[str], log_path: Path, **environment: str) -> Iterator[subprocess.Popen]:
+    """A child process group for the duration of a block; the `evidently ui` children it
+    reports starting in their own session are killed too."""
+    process = spawn(command, child_environment(**environment), log_path)
+    try:
+        yield process
+    finally:
+        stop_group(process)
+        for pid in ui_pids(log_path):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def stop_group(process: subprocess.Popen, timeout: float = 15, sig: int = signal.SIGTERM) -> None:
+    """Signal the process group, then SIGKILL it if it is still there after `timeout`."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def json_logs(log_path: Path) -> list[dict]:
+    """A process's JSON log lines (other lines are skipped)."""
+    records = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(json.JSONDecodeError):
+                records.append(json.loads(line))
+    return records
+
+
+def ui_pids(log_path: Path) -> list[int]:
+    """Pids of the `evidently ui` children the reporting service reported starting."""
+    if not log_path.exists():
+        return []
+    return [
+        int(record["ui_pid"])
+        for record in json_logs(log_path)
+        if record.get("message") == "evidently ui started"
+    ]
+
+
+def is_alive(pid: int) -> bool:
+    """Whether a process with this pid exists and is not a zombie."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
+
+
+def trainer_pids(artifacts_dir: Path) -> list[int]:
+    """Running `python -m ctloop retrain` processes working on this artifacts folder."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ours = f"ARTIFACTS_DIR={artifacts_dir}".encode() in environ
+        if b"retrain" in command and b"ctloop" in command and ours:
+            found.append(int(entry.name))
+    return found
