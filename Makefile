@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 REQUIREMENTS := tests/requirements.txt scripts/requirements.txt $(wildcard serving/requirements.txt webapp/requirements.txt reporting/requirements.txt bench/requirements.txt)
 
-.PHONY: venv test lint format lock clean bench e2e traffic-docs
+.PHONY: venv test lint format lock clean bench bench-ab e2e traffic-docs
 
 venv: $(VENV)/.installed
 
@@ -32,6 +32,13 @@ e2e: venv
 bench: venv .venv-bench/.installed
 	@command -v wrk >/dev/null || { echo "bench needs wrk: apt-get install wrk"; exit 1; }
 	$(BIN)/python bench/serving.py $(BENCH_ARGS)
+
+# /predict of this checkout against another one (BASELINE=../other-checkout, with its own .venv),
+# interleaved in one run: before/after figures for a change.
+bench-ab: venv
+	@command -v wrk >/dev/null || { echo "bench-ab needs wrk: apt-get install wrk"; exit 1; }
+	@test -n "$(BASELINE)" || { echo "usage: make bench-ab BASELINE=../other-checkout"; exit 1; }
+	$(BIN)/python bench/ab.py --baseline $(BASELINE) $(AB_ARGS)
 
 # docs/traffic.md: the drift scenario (python -m traffic) on fresh local stacks.
 traffic-docs: venv

@@ -72,15 +72,15 @@ class ServerProcess:
     start_timeout = 60.0
     url = ""
 
-    def __init__(self, command: list[str], env: dict, log_path: Path) -> None:
-        self.command, self.env, self.log_path = command, env, log_path
+    def __init__(self, command: list[str], env: dict, log_path: Path, cwd: Path = REPO) -> None:
+        self.command, self.env, self.log_path, self.cwd = command, env, log_path, cwd
         self.process: subprocess.Popen | None = None
         self.ready_seconds: float | None = None  # start to first 200 from `health`
 
     def start(self, timeout: float | None = None):
         timeout = timeout or self.start_timeout
         started = time.perf_counter()
-        self.process = spawn(self.command, self.env, self.log_path)
+        self.process = spawn(self.command, self.env, self.log_path, self.cwd)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -190,11 +190,11 @@ class StreamlitServer(ServerProcess):
         )
 
 
-def spawn(command: list[str], env: dict, log_path: Path) -> subprocess.Popen:
+def spawn(command: list[str], env: dict, log_path: Path, cwd: Path = REPO) -> subprocess.Popen:
     """A child in its own session (so its whole group can be stopped), output to `log_path`."""
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
 
