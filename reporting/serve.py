@@ -3,7 +3,8 @@
     python -m reporting.serve
 
 1. create the workspace and the project if needed (before the UI loads the workspace);
-2. start `evidently ui --workspace ... --host ... --port ...` as a child, telemetry off;
+2. start `evidently ui --workspace ... --host ... --port ...` as a child, telemetry off, with its
+   secret (EVIDENTLY_SECRET, or the generated one): writes through its API need it, reads do not;
 3. every REPORTING_REFRESH_SECONDS, add a snapshot if ref_data.csv or prod_data.csv changed.
 
 SIGTERM and SIGINT are forwarded to the UI, which is waited for; if the UI dies on its own, this
@@ -19,6 +20,7 @@ import sys
 import threading
 import time
 
+from ctloop.credentials import resolve
 from reporting.logs import configure_logging, log
 from reporting.project import prepare
 from reporting.refresher import Refresher
@@ -46,7 +48,9 @@ def ui_command(settings: ReportingSettings) -> list[str]:
 
 def start_ui(settings: ReportingSettings) -> subprocess.Popen:
     """Start the UI in its own session, so that only this process decides when it stops."""
-    environment = {**os.environ, "DO_NOT_TRACK": "1"}
+    # Evidently's token security guards its write routes only: the dashboard stays readable.
+    secret = resolve(settings.secret, settings.secrets_dir, "evidently_secret")
+    environment = {**os.environ, "DO_NOT_TRACK": "1", "EVIDENTLY_SECRET": secret}
     process = subprocess.Popen(ui_command(settings), env=environment, start_new_session=True)
     log.info(
         "evidently ui started",

@@ -60,9 +60,20 @@ class ReportingSettings(BaseSettings):
         description="Drift threshold of that test (a p-value for ks, a distance for wasserstein)",
     )
     host: str = Field(
-        # The UI runs in a container and must be reachable through the published port.
-        "0.0.0.0",  # noqa: S104
-        description="Address `evidently ui` binds",
+        "127.0.0.1",
+        description="Address `evidently ui` binds (the container sets 0.0.0.0; Compose publishes "
+        "the port on 127.0.0.1 unless BIND_ADDRESS opens it)",
+    )
+    secret: str | None = Field(
+        None,
+        validation_alias=AliasChoices("EVIDENTLY_SECRET"),
+        description="Evidently's secret: writes to the UI's API need it in the evidently-secret "
+        "header, reads do not. When unset, the one generated in SECRETS_DIR/evidently_secret",
+    )
+    secrets_dir: Path = Field(
+        Path("secrets"),
+        validation_alias=AliasChoices("SECRETS_DIR"),
+        description="Folder of the stack's generated secrets (shared with the ML core)",
     )
     port: int = Field(8082, ge=1, le=65535, description="Port of `evidently ui`")
 

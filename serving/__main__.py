@@ -14,6 +14,7 @@ from pathlib import Path
 
 import uvicorn
 
+from serving.protocol import TimedHttpToolsProtocol
 from serving.settings import ServingSettings
 
 
@@ -31,7 +32,7 @@ def main() -> None:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
+        http=TimedHttpToolsProtocol,  # httptools, with header and body timeouts
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=10,

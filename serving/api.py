@@ -14,17 +14,21 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
+from ctloop.credentials import resolve
 from ctloop.embed import EmbeddingError, load_embedding
 from ctloop.prod_data import ProductionData, ProductionDataError
 from ctloop.registry import ModelRegistry
 from ctloop.retrain_log import RetrainLog
+from serving.docs import install_docs
 from serving.errors import install_error_handlers
 from serving.logs import configure_logging
 from serving.metrics import RetrainCollector, mark_worker_dead
 from serving.middleware import RequestMiddleware
 from serving.model_store import ModelStore
+from serving.ratelimit import ClientRateLimit
 from serving.retraining import Retraining, TrainerLauncher
 from serving.routes import feedback, health, model, predict
+from serving.schemas import ErrorResponse
 from serving.settings import ServingSettings, get_serving_settings
 
 log = logging.getLogger("serving")
@@ -77,8 +81,14 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         # Metrics go to Prometheus (/metrics); FastAPI's OpenTelemetry hooks cost a provider
         # lookup per request when nothing is configured. Set them here to trace with OTel.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        responses={500: {"model": ErrorResponse, "description": "The server failed"}},
+        docs_url=None,  # /docs is served below, from files the API holds
+        redoc_url=None,
     )
     app.state.settings = settings
+    app.state.api_token = resolve(settings.api_token, settings.secrets_dir, "api_token")
+    app.state.feedback_limit = ClientRateLimit(settings.feedback_rate_limit)
+    install_docs(app)
     install_error_handlers(app)
     for router in (predict.router, feedback.router, model.router, health.router):
         app.include_router(router)

@@ -17,6 +17,7 @@ from ctloop.predict import Model
 from ctloop.registry import ModelRegistry
 from serving.errors import ApiError
 from serving.model_store import ModelStore
+from serving.ratelimit import client_key
 from serving.retraining import Retraining, TrainerLauncher
 from serving.settings import ServingSettings
 
@@ -59,10 +60,8 @@ async def get_trainer(request: Request) -> TrainerLauncher:
 
 
 async def require_token(request: Request) -> None:
-    """With API_TOKEN set, the route needs 'Authorization: Bearer <token>'."""
-    expected = request.app.state.settings.api_token
-    if not expected:
-        return
+    """The route needs 'Authorization: Bearer <token>' (API_TOKEN, or the generated one)."""
+    expected = request.app.state.api_token
     scheme, _, offered = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not secrets.compare_digest(
         offered.encode(), expected.encode()
@@ -70,8 +69,21 @@ async def require_token(request: Request) -> None:
         raise ApiError(
             401,
             "unauthorized",
-            "this route needs the API token: send 'Authorization: Bearer <API_TOKEN>'",
+            "this route needs the API token: send 'Authorization: Bearer <token>' (API_TOKEN, "
+            "or the token in secrets/api_token that the stack generated)",
             headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+async def limit_feedback(request: Request) -> None:
+    """FEEDBACK_RATE_LIMIT per client: 429 with Retry-After beyond it."""
+    wait = request.app.state.feedback_limit.wait_seconds(client_key(request))
+    if wait is not None:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too much feedback from this client: try again in {wait} s",
+            headers={"Retry-After": str(wait)},
         )
 
 
@@ -82,3 +94,4 @@ RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 RetrainingDep = Annotated[Retraining, Depends(get_retraining)]
 TrainerDep = Annotated[TrainerLauncher, Depends(get_trainer)]
 TokenDep = Depends(require_token)
+FeedbackLimitDep = Depends(limit_feedback)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -10,6 +12,8 @@ from starlette.exceptions import HTTPException
 
 from ctloop.preprocess import ImageError, ImageTooLargeError
 from serving.middleware import BodyTooLargeError
+
+log = logging.getLogger("serving.errors")
 
 
 class ApiError(Exception):
@@ -81,6 +85,27 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BodyTooLargeError)
     async def too_large(request: Request, exc: BodyTooLargeError) -> JSONResponse:
         return _response(request, 413, "body_too_large", str(exc))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        """A bug or a fault the routes did not foresee: still the JSON error body, never a
+        plain-text page; the traceback goes to the log with the request id."""
+        log.error(
+            "unhandled error",
+            exc_info=exc,
+            extra={"request_id": getattr(request.state, "request_id", None)},
+        )
+        response = _response(
+            request,
+            500,
+            "internal_error",
+            "the server failed on this request; the operator can look it up in the logs by its "
+            "request id",
+        )
+        request_id = getattr(request.state, "request_id", None)
+        if request_id:
+            response.headers["x-request-id"] = request_id
+        return response
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -13,6 +13,7 @@ from starlette.datastructures import UploadFile
 
 from ctloop.preprocess import ImageError, PreprocessSpec, open_image, preprocess_image
 from serving.errors import ApiError
+from serving.middleware import BodyTooLargeError
 from serving.settings import ServingSettings
 
 DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,")
@@ -38,7 +39,7 @@ async def read_form(request: Request, settings: ServingSettings):
     """The multipart form; more files than the batch limit is a 422."""
     try:
         return await request.form(max_files=settings.max_batch, max_fields=20)
-    except ApiError:
+    except (ApiError, BodyTooLargeError):  # the body limit is a 413, not a parse error
         raise
     except Exception as exc:  # python-multipart's and Starlette's parse errors
         raise ApiError(
@@ -64,11 +65,34 @@ async def to_pixels(
     images: list[bytes], spec: PreprocessSpec, settings: ServingSettings
 ) -> np.ndarray:
     """Preprocess each image; small ones on the event loop (tens of microseconds), big ones in a
-    thread so that a 12-megapixel photo never stalls the other requests."""
-    rows = np.empty((len(images), spec.n_pixels), dtype=np.float32)
+    thread so that a 12-megapixel photo never stalls the other requests. Every header is read and
+    checked (size, shape, the batch's total pixels) before any image is decoded."""
+    opened = []
     for index, data in enumerate(images):
         try:
-            image = open_image(data, settings.max_image_pixels)
+            opened.append(
+                open_image(
+                    data,
+                    settings.max_image_pixels,
+                    settings.max_image_side,
+                    settings.max_image_aspect,
+                )
+            )
+        except ImageError as exc:
+            if len(images) == 1:
+                raise
+            raise type(exc)(f"images[{index}]: {exc}") from exc
+    total = sum(image.width * image.height for image in opened)
+    if total > settings.max_batch_pixels:
+        raise ApiError(
+            413,
+            "batch_too_large",
+            f"the images hold {total:,} pixels together; the limit is "
+            f"{settings.max_batch_pixels:,} per request",
+        )
+    rows = np.empty((len(images), spec.n_pixels), dtype=np.float32)
+    for index, image in enumerate(opened):
+        try:
             if image.width * image.height <= settings.inline_pixels:
                 rows[index] = preprocess_image(image, spec)
             else:

@@ -53,6 +53,16 @@ MODEL_HOLDOUT_ACCURACY = Gauge(
     multiprocess_mode="liveall",
 )
 
+MODEL_FALLBACK = Gauge(
+    "ctloop_model_fallback",
+    "1 while a worker serves another version than the registry pointer names (see /model)",
+    multiprocess_mode="liveall",
+)
+
+
+def set_fallback(active: bool) -> None:
+    MODEL_FALLBACK.set(1 if active else 0)
+
 
 def set_model_version(previous: str | None, current: str, holdout_accuracy: float | None) -> None:
     if previous is not None and previous != current:

@@ -127,6 +127,14 @@ class ModelInfo(BaseModel):
     rows_until_retrain: int = Field(description="Rows to send before the next retrain starts")
     retrain_backlog: int = Field(description="Retrain triggers due and not decided yet")
     last_retrain: dict | None
+    fallback: dict | None = Field(
+        None,
+        description="Set while this worker serves another version than the registry pointer "
+        "names: {wanted, serving, reason}",
+    )
+    problems: list[str] = Field(
+        default_factory=list, description="Anything degraded, in words (empty when all is well)"
+    )
 
 
 class RollbackRequest(BaseModel):
@@ -140,5 +148,10 @@ class RollbackResponse(BaseModel):
 
 
 class ErrorResponse(BaseModel):
+    """The body of every error, on every route."""
+
     detail: str = Field(description="What is wrong, in words")
     error: str = Field(description="A short machine-readable code")
+    request_id: str | None = Field(None, description="The request's id (in the logs too)")
+    errors: list[dict] | None = Field(None, description="Each invalid field, for a 422")
+    classes: list[str] | None = Field(None, description="The valid classes, for unknown_class")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,7 +18,12 @@ class WebappSettings(BaseSettings):
         description="Base URL of the serving API, as the page's server process reaches it",
     )
     api_token: str | None = Field(
-        None, description="Sent as 'Authorization: Bearer <token>' with feedback, if set"
+        None,
+        description="Sent as 'Authorization: Bearer <token>' (feedback needs it); when unset, the "
+        "token the stack generated in SECRETS_DIR/api_token",
+    )
+    secrets_dir: Path = Field(
+        Path("secrets"), description="Folder of the stack's generated secrets (read only)"
     )
     public_api_url: str = Field(
         "http://localhost:8080",
@@ -52,3 +59,14 @@ class WebappSettings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
+
+    @model_validator(mode="after")
+    def _generated_token(self) -> WebappSettings:
+        """No API_TOKEN: the one the stack generated at first start, if it is readable."""
+        if self.api_token is None:
+            try:
+                token = (self.secrets_dir / "api_token").read_text().strip()
+            except OSError:
+                token = ""
+            self.api_token = token or None
+        return self

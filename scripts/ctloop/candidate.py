@@ -72,7 +72,11 @@ def train_candidate(
     champion = champion_score(registry, champion_version, embedding, gate)
     if promote:
         decision, reason = decide(
-            champion, challenger, settings.promotion_policy, settings.gate_tolerance
+            champion,
+            challenger,
+            settings.promotion_policy,
+            settings.gate_tolerance,
+            settings.gate_class_tolerance,
         )
     else:
         decision, reason = "registered", "registered without the gate (--no-promote)"
@@ -80,6 +84,7 @@ def train_candidate(
         "rule": RULE,
         "policy": settings.promotion_policy,
         "tolerance": settings.gate_tolerance,
+        "class_tolerance": settings.gate_class_tolerance,
         "rows": {"reference": gate.reference_rows, "production": gate.production_rows},
         "champion": champion_version,
         "champion_score": champion,

@@ -4,6 +4,7 @@ build-reference   dataset -> data/ref_data.csv, data/samples/, artifacts/embeddi
 train             fit a head on ref_data.csv (+ prod_data.csv), register it, promote it
 init              build-reference and train, each only if its output is missing
 registry          list, show, verify, promote, rollback, prune
+secrets           generate the stack's missing secrets (API token, dashboard secret, ...)
 """
 
 from __future__ import annotations
@@ -112,6 +113,17 @@ def cmd_retrain(settings: CoreSettings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_secrets(settings: CoreSettings, args: argparse.Namespace) -> int:
+    """Generate every secret the stack needs that is not there yet (first start)."""
+    from ctloop.credentials import NAMES, ensure_secret, read_secret
+
+    for name in NAMES:
+        existed = read_secret(settings.secrets_dir, name) is not None
+        ensure_secret(settings.secrets_dir, name)
+        print(f"{settings.secrets_dir / name}: {'present' if existed else 'generated'}")
+    return 0
+
+
 def cmd_registry(settings: CoreSettings, args: argparse.Namespace) -> int:
     registry = ModelRegistry(settings.artifacts_dir)
     action = args.action
@@ -155,7 +167,10 @@ def cmd_registry(settings: CoreSettings, args: argparse.Namespace) -> int:
     elif action == "rollback":
         print(f"now serving {registry.rollback(args.version)}")
     elif action == "prune":
-        removed = registry.prune(args.keep)
+        removed = registry.prune(
+            args.keep_ancestors or settings.registry_keep_ancestors,
+            settings.registry_keep_others if args.keep_others is None else args.keep_others,
+        )
         print(f"removed {len(removed)} versions: {', '.join(removed) or '-'}")
     return 0
 
@@ -208,12 +223,18 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--no-promote", action="store_true", help="register without serving it")
     command("init", cmd_init, "build the reference and the first model if missing")
     command("retrain", cmd_retrain, "decide the retrains due, champion/challenger gated")
+    command("secrets", cmd_secrets, "generate the secrets that are missing (API token, ...)")
     registry = command("registry", cmd_registry, "inspect and move the served version")
     registry.add_argument(
         "action", choices=["list", "show", "verify", "promote", "rollback", "prune"]
     )
     registry.add_argument("version", nargs="?", help="version id (show, verify, promote, rollback)")
-    registry.add_argument("--keep", type=int, default=20, help="prune: versions to keep")
+    registry.add_argument(
+        "--keep-ancestors", type=int, help="prune: generations of parents kept (default: setting)"
+    )
+    registry.add_argument(
+        "--keep-others", type=int, help="prune: newest other versions kept (default: setting)"
+    )
     return parser
 
 

@@ -18,6 +18,11 @@ class CoreSettings(BaseSettings):
         Path("data"), description="Folder of ref_data.csv, prod_data.csv, samples/"
     )
     artifacts_dir: Path = Field(Path("artifacts"), description="Model registry folder")
+    secrets_dir: Path = Field(
+        Path("secrets"),
+        description="Folder of the secrets generated at first start when none is set "
+        "(api_token, evidently_secret, grafana_admin_password); ignored by git",
+    )
     dataset: str = Field(
         "digits",
         description="'digits' (scikit-learn's bundled set) or a folder of one sub-folder per class",
@@ -42,6 +47,12 @@ class CoreSettings(BaseSettings):
     max_image_pixels: int = Field(
         16_777_216, ge=64, description="Larger images are refused (decompression bombs)"
     )
+    max_image_side: int = Field(
+        8192, ge=8, description="Images with a longer side are refused, before decoding"
+    )
+    max_image_aspect: float = Field(
+        16.0, ge=1, description="Images whose sides differ by more than this factor are refused"
+    )
     retrain_every: int = Field(
         20, ge=1, description="Retrain each time prod_data.csv reaches a multiple of k rows"
     )
@@ -52,8 +63,23 @@ class CoreSettings(BaseSettings):
     gate_tolerance: float = Field(
         0.0, ge=0, le=1, description="A challenger may score this much below and pass"
     )
+    gate_class_tolerance: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="A challenger is rejected if, on the held-out reference rows, its recall of "
+        "any class falls more than this below the champion's (feedback cannot steer those rows)",
+    )
     gate_recent_rows: int = Field(
         200, ge=1, description="Newest held-out production rows in the gate set"
+    )
+    registry_keep_ancestors: int = Field(
+        10,
+        ge=1,
+        description="Pruning keeps the served version and this many generations of its parents",
+    )
+    registry_keep_others: int = Field(
+        5, ge=0, description="Pruning also keeps this many of the newest other versions"
     )
     retrain_nice: int = Field(
         10, ge=0, le=19, description="Scheduling niceness of the retrain process"

@@ -14,15 +14,9 @@ scikit-learn's definitions, on class labels as strings:
 from __future__ import annotations
 
 import warnings
+from types import ModuleType
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    f1_score,
-    precision_score,
-    recall_score,
-)
 
 # The names under which manifests, the exporter and the dashboard store each figure.
 METRICS = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "balanced_accuracy")
@@ -32,38 +26,52 @@ def _labels(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(y_true, dtype=str), np.asarray(y_pred, dtype=str)
 
 
+def _sklearn() -> ModuleType:
+    """scikit-learn's metrics, imported on first use: the serving workers import this package's
+    gate (for its rule's text) and must not load scikit-learn."""
+    from sklearn import metrics
+
+    return metrics
+
+
 def accuracy(y_true, y_pred) -> float:
     """Share of rows predicted right."""
-    return float(accuracy_score(*_labels(y_true, y_pred)))
+    return float(_sklearn().accuracy_score(*_labels(y_true, y_pred)))
 
 
 def macro_f1(y_true, y_pred) -> float:
     """Mean F1 over the labels in the target or the prediction."""
-    return float(f1_score(*_labels(y_true, y_pred), average="macro", zero_division=0))
+    return float(_sklearn().f1_score(*_labels(y_true, y_pred), average="macro", zero_division=0))
 
 
 def macro_precision(y_true, y_pred) -> float:
     """Mean precision over the labels in the target or the prediction."""
-    return float(precision_score(*_labels(y_true, y_pred), average="macro", zero_division=0))
+    return float(
+        _sklearn().precision_score(*_labels(y_true, y_pred), average="macro", zero_division=0)
+    )
 
 
 def macro_recall(y_true, y_pred) -> float:
     """Mean recall over the labels in the target or the prediction."""
-    return float(recall_score(*_labels(y_true, y_pred), average="macro", zero_division=0))
+    return float(
+        _sklearn().recall_score(*_labels(y_true, y_pred), average="macro", zero_division=0)
+    )
 
 
 def balanced_accuracy(y_true, y_pred) -> float:
     """Mean recall over the classes present in the target."""
     with warnings.catch_warnings():  # "y_pred contains classes not in y_true": expected here
         warnings.simplefilter("ignore", UserWarning)
-        return float(balanced_accuracy_score(*_labels(y_true, y_pred)))
+        return float(_sklearn().balanced_accuracy_score(*_labels(y_true, y_pred)))
 
 
 def per_class_recall(y_true, y_pred) -> dict[str, float]:
     """Recall of each class present in the target, in sorted order."""
     truth, predicted = _labels(y_true, y_pred)
     present = sorted(set(truth.tolist()))
-    recalls = recall_score(truth, predicted, labels=present, average=None, zero_division=0)
+    recalls = _sklearn().recall_score(
+        truth, predicted, labels=present, average=None, zero_division=0
+    )
     return {label: float(value) for label, value in zip(present, recalls, strict=True)}
 
 

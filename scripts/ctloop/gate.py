@@ -4,6 +4,11 @@ Both models are scored on the same held-out rows, which neither of them trained 
 reference rows and the newest held-out production rows. The score is the mean of the accuracy on
 each part (reference only while production has no held-out rows yet), so a challenger must keep
 what the reference teaches while following production.
+
+Whoever sends feedback also writes the held-out production rows, so the score alone can be
+steered: 285 images of a 3 labelled 8 made a challenger that reads 3s as 8s score higher. The
+held-out reference rows are the part nobody outside can touch, so a challenger is also rejected
+when its recall of any class on them falls more than GATE_CLASS_TOLERANCE below the champion's.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from ctloop.evaluate import per_class_recall
 
 if TYPE_CHECKING:  # keeps this module free of scikit-learn: the API imports RULE
     from ctloop.train import TrainingSet
@@ -45,33 +52,66 @@ def gate_set(training_set: TrainingSet, recent_prod_rows: int) -> GateSet:
 
 
 def gate_score(predicted: np.ndarray, gate: GateSet) -> dict:
-    """Accuracy on each part of the gate set and their mean."""
-    correct = np.asarray(predicted) == gate.targets
+    """Accuracy on each part of the gate set and their mean, and the recall of each class on the
+    held-out reference rows."""
+    predicted = np.asarray(predicted)
+    correct = predicted == gate.targets
     parts = {
         "reference_accuracy": _mean(correct[~gate.is_prod]),
         "production_accuracy": _mean(correct[gate.is_prod]),
     }
     available = [value for value in parts.values() if value is not None]
-    return {**parts, "score": round(float(np.mean(available)), 6)}
+    reference = ~gate.is_prod
+    recall = per_class_recall(gate.targets[reference], predicted[reference])
+    return {
+        **parts,
+        "score": round(float(np.mean(available)), 6),
+        "reference_class_recall": {label: round(value, 6) for label, value in recall.items()},
+    }
 
 
 def decide(
-    champion: dict | None, challenger: dict, policy: str, tolerance: float
+    champion: dict | None,
+    challenger: dict,
+    policy: str,
+    tolerance: float,
+    class_tolerance: float = 1.0,
 ) -> tuple[str, str]:
     """('promoted' | 'rejected', why)."""
     if champion is None:
         return "promoted", "no comparable champion"
     if policy == "always":
         return "promoted", "PROMOTION_POLICY=always"
+    lost = class_losses(champion, challenger, class_tolerance)
+    if lost:
+        return "rejected", "recall on the held-out reference rows fell for class " + ", ".join(
+            f"{label} ({was:.3f} -> {now:.3f})" for label, was, now in lost
+        ) + f": more than GATE_CLASS_TOLERANCE={class_tolerance:g}"
     if challenger["score"] >= champion["score"] - tolerance:
         return "promoted", f"{challenger['score']:.4f} >= {champion['score']:.4f} - {tolerance:g}"
     return "rejected", f"{challenger['score']:.4f} < {champion['score']:.4f} - {tolerance:g}"
 
 
+def class_losses(
+    champion: dict, challenger: dict, tolerance: float
+) -> list[tuple[str, float, float]]:
+    """(class, champion's recall, challenger's) for each class the challenger lost more than
+    `tolerance` of recall on, on the held-out reference rows."""
+    before = champion.get("reference_class_recall") or {}
+    after = challenger.get("reference_class_recall") or {}
+    return [
+        (label, before[label], after.get(label, 0.0))
+        for label in sorted(before)
+        if after.get(label, 0.0) < before[label] - tolerance - 1e-9
+    ]
+
+
 RULE = (
-    "promote when the challenger's gate score >= the champion's - GATE_TOLERANCE; gate score = "
-    "mean of the accuracy on the held-out reference rows and on the newest GATE_RECENT_ROWS "
-    "held-out production rows (reference only while there are none); neither model trained on them"
+    "promote when the challenger's gate score >= the champion's - GATE_TOLERANCE and, on the "
+    "held-out reference rows, no class's recall falls more than GATE_CLASS_TOLERANCE below the "
+    "champion's; gate score = mean of the accuracy on the held-out reference rows and on the "
+    "newest GATE_RECENT_ROWS held-out production rows (reference only while there are none); "
+    "neither model trained on them"
 )
 
 

@@ -57,6 +57,16 @@ class BlankImageError(ImageError):
     code = "blank_image"
 
 
+class ImageShapeError(ImageError):
+    code = "image_shape"
+
+
+# Checked on the header, before any pixel is decoded: every side, and the ratio of the sides
+# (a 16,777,216 x 1 picture is within the pixel limit but costs seconds and hundreds of MB).
+MAX_IMAGE_SIDE = 8192
+MAX_ASPECT_RATIO = 16.0
+
+
 @dataclass(frozen=True)
 class PreprocessSpec:
     """Parameters of the preprocessing; stored in every model manifest."""
@@ -88,8 +98,13 @@ def preprocess(
     return preprocess_image(open_image(data, max_pixels), spec)
 
 
-def open_image(data: bytes, max_pixels: int = 16_777_216) -> Image.Image:
-    """Read and check the header only (format, size): cheap, nothing decoded yet.
+def open_image(
+    data: bytes,
+    max_pixels: int = 16_777_216,
+    max_side: int = MAX_IMAGE_SIDE,
+    max_aspect: float = MAX_ASPECT_RATIO,
+) -> Image.Image:
+    """Read and check the header only (format, size, shape): cheap, nothing decoded yet.
 
     Callers that must not block (the API) look at `image.width * image.height` to decide where to
     run `preprocess_image`, which does the decoding.
@@ -119,6 +134,15 @@ def open_image(data: bytes, max_pixels: int = 16_777_216) -> Image.Image:
         )
     if width == 0 or height == 0:
         raise CorruptImageError(f"the image has no pixels ({width}x{height})")
+    if max(width, height) > max_side:
+        raise ImageTooLargeError(
+            f"the image is {width}x{height}; no side may be longer than {max_side:,} pixels"
+        )
+    if max(width, height) > max_aspect * min(width, height):
+        raise ImageShapeError(
+            f"the image is {width}x{height}: its sides may differ by a factor of "
+            f"{max_aspect:g} at most"
+        )
     return image
 
 
@@ -248,8 +272,24 @@ def _resample(ink: np.ndarray, window: tuple[float, float, float], size: int) ->
     return _box_weights(top, side, size, height) @ ink @ _box_weights(left, side, size, width).T
 
 
-@lru_cache(maxsize=1024)
+# Weight matrices are cached for pictures up to this many pixels a side (at most 256 entries of
+# 8 x 2,048 floats: 16 MB); larger ones are computed per request, so no cache grows with what a
+# client sends.
+CACHED_EXTENT = 2048
+
+
 def _box_weights(start: float, side: float, size: int, extent: int) -> np.ndarray:
+    if extent <= CACHED_EXTENT:
+        return _cached_box_weights(start, side, size, extent)
+    return _compute_box_weights(start, side, size, extent)
+
+
+@lru_cache(maxsize=256)
+def _cached_box_weights(start: float, side: float, size: int, extent: int) -> np.ndarray:
+    return _compute_box_weights(start, side, size, extent)
+
+
+def _compute_box_weights(start: float, side: float, size: int, extent: int) -> np.ndarray:
     """(size, extent) weights of Pillow's BOX filter over [start, start + side).
 
     A pixel counts for an output cell when its centre falls in the cell (or, when enlarging, it

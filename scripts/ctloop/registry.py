@@ -14,6 +14,7 @@ file, fsync, rename). Versions are never modified; loading checks every file's s
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -40,6 +41,7 @@ CURRENT = "current.json"
 HISTORY = "history.jsonl"
 REQUIRED_FILES = ("embedding.onnx", "classifier.onnx", "pipeline.onnx")
 _VERSION = re.compile(r"^v(\d{4,})$")
+log = logging.getLogger("ctloop.registry")
 
 
 class RegistryError(RuntimeError):
@@ -52,6 +54,10 @@ class VersionNotFoundError(RegistryError):
 
 class IntegrityError(RegistryError):
     """A version's files do not match its manifest (tampered, truncated or half-written)."""
+
+
+class CorruptPointerError(RegistryError):
+    """current.json cannot be read as a pointer (truncated, edited, unreadable)."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +112,10 @@ class ModelRegistry:
         """Serve `version` from now on (after checking that it loads)."""
         self.load(version)
         with self._lock:
-            previous = self.current_version()
+            try:
+                previous = self.current_version()
+            except CorruptPointerError:  # promoting is how a broken pointer is repaired
+                previous = None
             pointer = {
                 "version": version,
                 "previous": previous,
@@ -117,25 +126,36 @@ class ModelRegistry:
             append_json_line(self.history_path, pointer)
 
     def rollback(self, to: str | None = None) -> str:
-        """Serve `to`, or by default the current version's parent; return the version now served."""
-        current = self.current_version()
-        if current is None:
+        """Serve `to`, or by default the current version's parent; return the version now served.
+        With an unreadable pointer only a named version can be served (that repairs it)."""
+        try:
+            current = self.current_version()
+        except CorruptPointerError:
+            if to is None:
+                raise
+            current = None
+        if current is None and to is None:
             raise RegistryError("nothing is served yet: there is nothing to roll back")
         target = to or self.manifest(current).get("parent")
         if not target:
             raise RegistryError(f"{current} has no parent version to roll back to")
         if target == current:
             raise RegistryError(f"{current} is already served")
-        self.promote(target, reason=f"rollback from {current}")
+        self.promote(target, reason=f"rollback from {current or 'an unreadable pointer'}")
         return target
 
-    def prune(self, keep: int) -> list[str]:
-        """Delete all but the newest `keep` versions, never the served one or its parent."""
+    def prune(self, keep_ancestors: int, keep_others: int) -> list[str]:
+        """Delete the versions nobody needs any more and return them. Kept: the served version,
+        its ancestors up to `keep_ancestors` generations (what a rollback goes back to), and the
+        newest `keep_others` of the rest (recent rejected challengers, for inspection). Nothing
+        is deleted while the pointer cannot be read."""
         with self._lock:
             current = self.current_version()
-            protected = {current, self.manifest(current).get("parent") if current else None}
-            names = self.version_ids()
-            doomed = [name for name in names[: max(0, len(names) - keep)] if name not in protected]
+            if current is None:
+                return []
+            keep = {current, *self.ancestors(current)[:keep_ancestors]}
+            others = [name for name in self.version_ids() if name not in keep]
+            doomed = others[: max(0, len(others) - keep_others)]
             for name in doomed:
                 shutil.rmtree(self.versions_dir / name)
             self._clean_staging()
@@ -144,14 +164,57 @@ class ModelRegistry:
     # -- reading -------------------------------------------------------------------------------
 
     def current_version(self) -> str | None:
+        """The served version (None before the first); CorruptPointerError if unreadable."""
         pointer = self.current_pointer()
         return pointer["version"] if pointer else None
 
     def current_pointer(self) -> dict | None:
         try:
-            return read_json(self.current_path)
+            pointer = read_json(self.current_path)
         except FileNotFoundError:
             return None
+        except (OSError, ValueError) as exc:
+            raise CorruptPointerError(f"{self.current_path} cannot be read: {exc}") from exc
+        if not _VERSION.match(str(pointer.get("version"))):
+            raise CorruptPointerError(f"{self.current_path} names no version: {pointer}")
+        return pointer
+
+    def ancestors(self, version: str) -> list[str]:
+        """The version's parent, its parent's parent, ... as far as manifests can be read."""
+        found: list[str] = []
+        while True:
+            try:
+                parent = self.manifest(version).get("parent")
+            except (RegistryError, OSError, ValueError):
+                return found
+            if not parent or parent in found:
+                return found
+            found.append(parent)
+            version = parent
+
+    def fallbacks(self, wanted: str | None) -> list[str]:
+        """What to serve when `wanted` (the pointer's version, None if it cannot be read) does
+        not load, best first: versions that were served before, never a rejected challenger.
+        The pointer's ancestors first; with no pointer, the newest version the history moved the
+        pointer to, then its ancestors; then every other version that passed the gate, newest
+        first."""
+        order: list[str] = []
+        base = wanted
+        if wanted is None:
+            moves = [str(move.get("version")) for move in self.history()]
+            base = next((v for v in reversed(moves) if _VERSION.match(v)), None)
+            if base is not None:
+                order.append(base)
+        if base is not None:
+            order += self.ancestors(base)
+        for name in reversed(self.version_ids()):
+            try:
+                decision = (self.manifest(name).get("gate") or {}).get("decision")
+            except (RegistryError, OSError, ValueError):
+                continue
+            if decision == "promoted":
+                order.append(name)
+        return [version for version in dict.fromkeys(order) if version != wanted]
 
     def history(self) -> list[dict]:
         """Every move of the pointer, oldest first."""
@@ -167,12 +230,25 @@ class ModelRegistry:
         path = self.versions_dir / version / MANIFEST
         if not _VERSION.match(version) or not path.exists():
             raise VersionNotFoundError(f"no model version {version!r} in {self.versions_dir}")
-        return read_json(path)
+        try:
+            return read_json(path)
+        except (OSError, ValueError) as exc:
+            raise IntegrityError(f"{version}: its manifest cannot be read ({exc})") from exc
 
     def list_versions(self) -> list[dict]:
-        """Every version's manifest, oldest first, with `current` set on the served one."""
-        current = self.current_version()
-        return [{**self.manifest(name), "current": name == current} for name in self.version_ids()]
+        """Every readable version's manifest, oldest first, with `current` set on the served one
+        (a version whose manifest cannot be read is left out: `ctloop registry verify` names it)."""
+        try:
+            current = self.current_version()
+        except CorruptPointerError:
+            current = None
+        manifests = []
+        for name in self.version_ids():
+            try:
+                manifests.append({**self.manifest(name), "current": name == current})
+            except (RegistryError, OSError, ValueError) as exc:
+                log.error("leaving out version %s: %s", name, exc)
+        return manifests
 
     def load(self, version: str | None = None) -> VersionFiles:
         """Read a version (default: the served one) and verify every file against its manifest."""

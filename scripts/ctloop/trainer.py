@@ -24,7 +24,7 @@ from filelock import FileLock, Timeout
 
 from ctloop.config import CoreSettings
 from ctloop.prod_data import ProductionData
-from ctloop.registry import ModelRegistry
+from ctloop.registry import ModelRegistry, RegistryError
 from ctloop.retrain_log import RetrainLog
 from ctloop.schedule import RetrainStatus, retrain_status
 from ctloop.util import utc_iso
@@ -117,7 +117,19 @@ def retrain(settings: CoreSettings, ledger: RetrainLog, trigger_rows: int) -> di
     entry = {**entry, "seconds": round(time.perf_counter() - started, 3), "finished_at": utc_iso()}
     ledger.append(entry)
     log.info("retrain_done", extra={"event": "retrain_done", **entry})
+    prune(settings, registry)
     return entry
+
+
+def prune(settings: CoreSettings, registry: ModelRegistry) -> None:
+    """Keep the registry's size bounded however many retrains run (a failure only logs)."""
+    try:
+        removed = registry.prune(settings.registry_keep_ancestors, settings.registry_keep_others)
+    except (RegistryError, OSError) as exc:
+        log.error("pruning the registry failed: %s", exc)
+        return
+    if removed:
+        log.info("registry_pruned", extra={"event": "registry_pruned", "removed": removed})
 
 
 def train_and_log_entry(settings: CoreSettings, registry: ModelRegistry, trigger_rows: int) -> dict:

@@ -36,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reporting-url", help="the Evidently UI, e.g. http://localhost:8082")
     parser.add_argument("--output-dir", type=Path, default=Path("data/traffic"))
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        default=Path("secrets/api_token"),
+        help="the API token, when API_TOKEN is not set (the stack generates it there)",
+    )
     args = parser.parse_args(argv)
     scenario = Scenario(
         url=args.url.rstrip("/"),
@@ -46,9 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         window=args.window,
         evaluation_size=args.evaluation_size,
         seed=args.seed,
-        token=os.environ.get("API_TOKEN") or None,
+        token=api_token(args.token_file),
         reporting_url=args.reporting_url,
-        reporting_token=os.environ.get("EVIDENTLY_SECRET") or None,
     )
     print(f"{'win':>3} {'phase':7} {'rows':>5} {'served':>6} {'clean':>6} {'drifted':>7} "
           f"{'drift':>5} {'retrains':>8}  version")  # fmt: skip
@@ -81,6 +86,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {describe(value, percent=name.startswith('won'))}")
     print(f"written: {args.output_dir / 'traffic.csv'}, {args.output_dir / 'traffic.png'}")
     return 0
+
+
+def api_token(token_file: Path) -> str | None:
+    """API_TOKEN, else the token the stack generated at first start."""
+    if os.environ.get("API_TOKEN"):
+        return os.environ["API_TOKEN"]
+    try:
+        return token_file.read_text().strip() or None
+    except OSError:
+        return None
 
 
 if __name__ == "__main__":

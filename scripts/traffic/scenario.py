@@ -39,7 +39,6 @@ class Scenario:
     seed: int = 0
     token: str | None = None
     reporting_url: str | None = None
-    reporting_token: str | None = None  # the dashboard's secret, if it asks for one to read
     retrain_timeout: float = 120.0
     dashboard_timeout: float = 120.0  # wait for a dashboard snapshot that covers the window
 
@@ -190,9 +189,8 @@ def _dashboard_drift_share(scenario: Scenario, rows: int) -> float | None:
     url = scenario.reporting_url
     if not url:
         return None
-    headers = {"evidently-secret": scenario.reporting_token} if scenario.reporting_token else {}
     deadline = time.monotonic() + scenario.dashboard_timeout
-    with httpx.Client(base_url=url, timeout=10, headers=headers) as dashboard:
+    with httpx.Client(base_url=url, timeout=10) as dashboard:
         while True:
             try:
                 share = _drift_share_at(dashboard, rows)
@@ -244,8 +242,13 @@ def _get(api: httpx.Client, path: str):
     return reply.json()
 
 
-def _post(api: httpx.Client, path: str, body: dict) -> dict:
+def _post(api: httpx.Client, path: str, body: dict, patience: float = 120.0) -> dict:
+    """POST and return the JSON reply; a 429 is waited out as its Retry-After says."""
+    deadline = time.monotonic() + patience
     reply = api.post(path, json=body)
+    while reply.status_code == 429 and time.monotonic() < deadline:
+        time.sleep(float(reply.headers.get("retry-after", "1")))
+        reply = api.post(path, json=body)
     if reply.status_code != 200:
         raise TrafficError(f"POST {path}: {reply.status_code} {reply.text[:200]}")
     return reply.json()

@@ -7,7 +7,14 @@ from starlette.concurrency import run_in_threadpool
 
 from ctloop.predict import Model
 from ctloop.prod_data import ProductionDataError, ProductionRow
-from serving.deps import ModelDep, RetrainingDep, SettingsDep, TokenDep, TrainerDep
+from serving.deps import (
+    FeedbackLimitDep,
+    ModelDep,
+    RetrainingDep,
+    SettingsDep,
+    TokenDep,
+    TrainerDep,
+)
 from serving.errors import ApiError
 from serving.images import decode_base64, media_type, read_form, to_pixels, uploaded_files
 from serving.metrics import FEEDBACK_ROWS
@@ -31,8 +38,12 @@ FORM_SCHEMA = {
 @router.post(
     "/feedback",
     response_model=FeedbackResponse,
-    dependencies=[TokenDep],
-    responses={**ERRORS, 401: {"model": ErrorResponse, "description": "API token required"}},
+    dependencies=[TokenDep, FeedbackLimitDep],  # in this order: strangers are not even counted
+    responses={
+        **ERRORS,
+        401: {"model": ErrorResponse, "description": "API token required"},
+        429: {"model": ErrorResponse, "description": "Too much feedback from this client"},
+    },
     summary="Record the true class of an image",
     openapi_extra={
         "requestBody": {

@@ -16,14 +16,37 @@ async def health() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/ready", summary="A model is loaded and answering", responses={503: {}})
+@router.get(
+    "/ready",
+    summary="A model is loaded and answering predictions",
+    responses={503: {"description": "No model is loaded yet"}},
+)
 async def ready(request: Request) -> JSONResponse:
-    model = request.app.state.models.model
+    """200 while /predict can answer, with `problems` naming anything degraded (a fallback model,
+    feedback that cannot be saved); 503 until a model is loaded."""
+    state = request.app.state
+    model = state.models.model
+    problems = service_problems(state)
     if model is None:
-        return JSONResponse(
-            {"status": "waiting for a model", "model_version": None}, status_code=503
+        body = {"status": "waiting for a model", "model_version": None, "problems": problems}
+        return JSONResponse(body, status_code=503)
+    status = "degraded" if problems else "ready"
+    return JSONResponse({"status": status, "model_version": model.version, "problems": problems})
+
+
+def service_problems(state) -> list[str]:
+    """What works less than it should, in words an operator can act on."""
+    problems = []
+    fallback = state.models.fallback
+    if fallback is not None:
+        problems.append(
+            f"serving {fallback['serving']} instead of {fallback['wanted'] or 'the pointer'}: "
+            f"{fallback['reason']}"
         )
-    return JSONResponse({"status": "ready", "model_version": model.version})
+    feedback = state.retraining.prod_data.problem
+    if feedback is not None:
+        problems.append(f"feedback cannot be saved: {feedback}")
+    return problems
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -16,6 +16,7 @@ from serving.deps import (
     TokenDep,
 )
 from serving.errors import ApiError
+from serving.routes.health import service_problems
 from serving.schemas import (
     ErrorResponse,
     ModelInfo,
@@ -29,7 +30,7 @@ router = APIRouter(tags=["model"])
 
 @router.get("/model", response_model=ModelInfo, summary="The served model and the retrain state")
 async def model_info(
-    model: ModelDep, settings: SettingsDep, retraining: RetrainingDep
+    request: Request, model: ModelDep, settings: SettingsDep, retraining: RetrainingDep
 ) -> ModelInfo:
     status = await run_in_threadpool(retraining.status)
     last = await run_in_threadpool(retraining.ledger.last_decision)
@@ -49,6 +50,8 @@ async def model_info(
         rows_until_retrain=status.rows_until_next,
         retrain_backlog=status.backlog,
         last_retrain=last,
+        fallback=request.app.state.models.fallback,
+        problems=service_problems(request.app.state),
     )
 
 
@@ -83,6 +86,7 @@ async def model_versions(registry: RegistryDep) -> list[VersionSummary]:
         401: {"model": ErrorResponse, "description": "API token required"},
         409: {"model": ErrorResponse, "description": "Nothing to roll back to"},
         404: {"model": ErrorResponse, "description": "Unknown version"},
+        422: {"model": ErrorResponse, "description": "The body is not valid"},
     },
     summary="Serve the current version's parent, or a named version",
 )
@@ -93,8 +97,11 @@ async def rollback(
     body: RollbackRequest | None = None,
 ) -> RollbackResponse:
     """Moves the registry pointer; every worker switches to it within MODEL_POLL_SECONDS (this
-    one before it answers)."""
-    previous = registry.current_version()
+    one before it answers). With an unreadable pointer, naming a version repairs it."""
+    try:
+        previous = registry.current_version()
+    except RegistryError:
+        previous = None
     target = body.version if body else None
     if target is not None and target not in registry.version_ids():
         raise ApiError(404, "unknown_version", f"there is no model version {target!r}")

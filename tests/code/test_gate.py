@@ -48,3 +48,35 @@ def test_without_production_rows_the_score_is_the_reference_accuracy() -> None:
     gate = GateSet(np.zeros((2, 2)), np.array(["a", "b"]), np.array([False, False]))
     result = gate_score(np.array(["a", "a"]), gate)
     assert result["production_accuracy"] is None and result["score"] == 0.5
+
+
+def with_recall(score: float, recall: dict[str, float]) -> dict:
+    return {"score": score, "reference_class_recall": recall}
+
+
+def test_a_challenger_that_loses_a_class_on_the_reference_is_rejected() -> None:
+    """Poisoned feedback (3s labelled 8) raises the score on rows the sender controls; the
+    held-out reference rows show the lost class."""
+    champion = with_recall(0.95, {"3": 0.97, "8": 0.96})
+    poisoned = with_recall(0.97, {"3": 0.40, "8": 0.97})
+    decision, reason = decide(champion, poisoned, "gate", 0.0, class_tolerance=0.1)
+    assert decision == "rejected"
+    assert "class 3 (0.970 -> 0.400)" in reason and "GATE_CLASS_TOLERANCE" in reason
+
+
+def test_a_small_loss_on_one_class_within_the_tolerance_passes() -> None:
+    champion = with_recall(0.95, {"3": 0.97, "8": 0.96})
+    challenger = with_recall(0.96, {"3": 0.90, "8": 0.99})
+    assert decide(champion, challenger, "gate", 0.0, class_tolerance=0.1)[0] == "promoted"
+    assert decide(champion, challenger, "gate", 0.0, class_tolerance=0.05)[0] == "rejected"
+
+
+def test_the_gate_score_carries_the_recall_of_each_reference_class() -> None:
+    gate = GateSet(
+        embeddings=np.zeros((5, 2)),
+        targets=np.array(["a", "a", "b", "b", "b"]),
+        is_prod=np.array([False, False, False, False, True]),
+    )
+    result = gate_score(np.array(["a", "b", "b", "b", "a"]), gate)
+    # The production row (a wrong "b") does not count in the reference recall.
+    assert result["reference_class_recall"] == {"a": 0.5, "b": 1.0}

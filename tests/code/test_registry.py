@@ -10,7 +10,13 @@ import pytest
 from ctloop import registry as registry_module
 from ctloop.config import CoreSettings
 from ctloop.predict import load_model
-from ctloop.registry import IntegrityError, ModelRegistry, RegistryError, VersionNotFoundError
+from ctloop.registry import (
+    CorruptPointerError,
+    IntegrityError,
+    ModelRegistry,
+    RegistryError,
+    VersionNotFoundError,
+)
 
 
 def copy_of_current(registry: ModelRegistry) -> tuple[dict[str, bytes], dict]:
@@ -111,7 +117,7 @@ def test_a_crash_while_writing_a_version_leaves_the_served_model_loadable(
     assert model.version == "v0001"
     # The next registration works and takes the next number.
     assert registry.register(files, manifest) == "v0002"
-    registry.prune(keep=5)
+    registry.prune(keep_ancestors=5, keep_others=5)
     assert not registry.staging_dir.exists()
 
 
@@ -160,17 +166,74 @@ def test_promoting_a_tampered_version_is_refused(workspace: CoreSettings) -> Non
     assert registry.current_version() == "v0001"
 
 
-def test_prune_keeps_the_served_version_and_its_parent(workspace: CoreSettings) -> None:
+def register_rejected(registry: ModelRegistry, files, manifest) -> str:
+    """A challenger the gate rejected: registered, never served."""
+    gate = {"decision": "rejected", "champion": registry.current_version()}
+    return registry.register(files, {**manifest, "gate": gate})
+
+
+def test_prune_keeps_the_served_line_and_the_newest_others(workspace: CoreSettings) -> None:
     registry = ModelRegistry(workspace.artifacts_dir)
     files, manifest = copy_of_current(registry)
-    for _ in range(4):
-        registry.promote(
-            registry.register(files, manifest)
-        )  # v0002..v0005, each the parent of the next
-    registry.promote("v0002")
-    removed = registry.prune(keep=1)
-    assert removed == ["v0003", "v0004"]
-    assert registry.version_ids() == ["v0001", "v0002", "v0005"]
+    for _ in range(4):  # v0002..v0005, each promoted: each the parent of the next
+        registry.promote(registry.register(files, manifest))
+    rejected = [register_rejected(registry, files, manifest) for _ in range(3)]  # v0006..v0008
+    assert registry.ancestors("v0005") == ["v0004", "v0003", "v0002", "v0001"]
+
+    removed = registry.prune(keep_ancestors=2, keep_others=1)
+
+    # Served v0005, its parent and grandparent; the newest rejected one.
+    assert registry.version_ids() == ["v0003", "v0004", "v0005", "v0008"]
+    assert sorted(removed) == ["v0001", "v0002", *rejected[:2]]
+    assert registry.rollback() == "v0004"  # what a rollback needs is still there
+
+
+def test_nothing_is_pruned_while_the_pointer_cannot_be_read(workspace: CoreSettings) -> None:
+    registry = ModelRegistry(workspace.artifacts_dir)
+    files, manifest = copy_of_current(registry)
+    register_rejected(registry, files, manifest)
+    registry.current_path.write_text('{"version": "v00')  # truncated
+    with pytest.raises(CorruptPointerError):
+        registry.prune(keep_ancestors=1, keep_others=0)
+    assert registry.version_ids() == ["v0001", "v0002"]
+
+
+def test_a_corrupt_pointer_is_reported_and_repaired_by_a_promotion(
+    workspace: CoreSettings,
+) -> None:
+    registry = ModelRegistry(workspace.artifacts_dir)
+    files, manifest = copy_of_current(registry)
+    registry.promote(registry.register(files, manifest))  # v0002 served, v0001 its parent
+    for broken in (b'{"version": "v00', b"", b'["v0002"]', b'{"version": "../etc"}', b"\xff"):
+        registry.current_path.write_bytes(broken)
+        with pytest.raises(CorruptPointerError):
+            registry.current_version()
+        assert [m["version"] for m in registry.list_versions()] == ["v0001", "v0002"]
+    # What to serve instead: the last version the history moved the pointer to, then its line.
+    assert registry.fallbacks(None) == ["v0002", "v0001"]
+    registry.rollback("v0002")  # naming a version repairs the pointer
+    assert registry.current_version() == "v0002"
+
+
+def test_fallbacks_never_include_a_rejected_challenger(workspace: CoreSettings) -> None:
+    registry = ModelRegistry(workspace.artifacts_dir)
+    files, manifest = copy_of_current(registry)
+    registry.promote(registry.register(files, manifest))  # v0002
+    register_rejected(registry, files, manifest)  # v0003
+    assert registry.fallbacks("v0002") == ["v0001"]
+    assert "v0003" not in registry.fallbacks(None)
+
+
+def test_a_version_with_an_unreadable_manifest_is_left_out_of_the_list(
+    workspace: CoreSettings,
+) -> None:
+    registry = ModelRegistry(workspace.artifacts_dir)
+    files, manifest = copy_of_current(registry)
+    second = registry.register(files, manifest)
+    (registry.versions_dir / second / "manifest.json").write_text("{ not json")
+    assert [m["version"] for m in registry.list_versions()] == ["v0001"]
+    with pytest.raises(IntegrityError, match="manifest cannot be read"):
+        registry.load(second)
 
 
 def test_loaded_model_predicts_with_its_own_embedding(workspace: CoreSettings) -> None:

@@ -47,7 +47,7 @@ def copy_repository(target: Path) -> Path:
             destination = target / name.decode()
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, destination)
-    for folder in ("data", "artifacts"):
+    for folder in ("data", "artifacts", "secrets"):
         (target / folder).mkdir(exist_ok=True)
     return target
 
@@ -73,6 +73,38 @@ class Stack:
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """The API token the first start generated in secrets/api_token."""
+        token = (self.root / "secrets" / "api_token").read_text().strip()
+        return {"Authorization": f"Bearer {token}"}
+
+    def container(self, service: str) -> dict:
+        """`docker inspect` of the service's running container."""
+        found = self.run("ps", "-q", service, timeout=60).stdout.split()
+        if not found:
+            raise RuntimeError(f"{service} has no running container")
+        inspected = subprocess.run(
+            ["docker", "inspect", found[0]], capture_output=True, text=True, check=True
+        )
+        return json.loads(inspected.stdout)[0]
+
+    def memory_mib(self, service: str) -> float:
+        """The container's memory use now (its cgroup's, as `docker stats` reports it)."""
+        name = self.container(service)["Name"].lstrip("/")
+        stats = subprocess.run(
+            ["docker", "stats", "--no-stream", "--format", "{{json .}}", name],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        used = json.loads(stats.stdout)["MemUsage"].split("/")[0].strip()
+        units = {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024, "B": 1 / 1048576}
+        for unit, factor in units.items():
+            if used.endswith(unit):
+                return float(used[: -len(unit)]) * factor
+        raise ValueError(used)
 
     def run(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -9,67 +9,19 @@ from __future__ import annotations
 
 import base64
 import csv
-import os
 import time
 
 import httpx
 import pytest
 
-from tests.e2e.stack import Stack, compose_command, copy_repository, write_figures
+from tests.e2e.conftest import FIGURES, K, free_port
+from tests.e2e.stack import Stack, copy_repository
 from tests.support.browser import CHROMIUM_ARGS, find_chromium
-from tests.support.data import typical_samples
 
 pytestmark = pytest.mark.docker
 
-K = 10  # RETRAIN_EVERY for this run: k feedbacks start one retrain
 CLASSES = [str(digit) for digit in range(10)]
 PROJECT = "ctloop: production monitoring"
-FIGURES: dict = {}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def compose() -> list[str]:
-    found = compose_command()
-    if found is None:
-        pytest.skip("no Docker engine answers `docker info` (or no Compose): this test needs both")
-    return found
-
-
-@pytest.fixture(scope="module")
-def stack(compose, tmp_path_factory) -> Stack:
-    root = copy_repository(tmp_path_factory.mktemp("clone"))
-    if os.geteuid() == 0:  # a laptop: data/ and artifacts/ belong to an ordinary user, uid 1000
-        for folder in ("data", "artifacts"):
-            os.chown(root / folder, 1000, 1000)
-    running = Stack(
-        root,
-        compose,
-        free_port,
-        RETRAIN_EVERY=str(K),
-        REPORTING_REFRESH_SECONDS="3",
-        REPORTING_MIN_ROWS=str(K),
-    )
-    try:
-        FIGURES["cold_start_seconds"] = round(running.up(build=True), 1)
-        yield running
-    finally:
-        FIGURES["image_sizes"] = running.image_sizes()
-        running.down()
-        path = write_figures(FIGURES)
-        print(f"\nend-to-end figures ({path}): {FIGURES}")
-
-
-@pytest.fixture(scope="module")
-def samples(stack: Stack) -> dict[str, bytes]:
-    return typical_samples(stack.root / "data" / "samples")
 
 
 def test_first_start_built_the_reference_and_the_first_model(stack: Stack) -> None:
@@ -124,6 +76,7 @@ def test_k_feedbacks_are_k_rows_on_the_host_and_start_a_retrain(stack: Stack, sa
         reply = httpx.post(
             stack.url("serving") + "/feedback",
             json={"image": base64.b64encode(samples[label]).decode(), "target": label},
+            headers=stack.auth,  # the token the first start generated
         )
         assert reply.status_code == 200, reply.text
     assert reply.json()["retrain_triggered"] is True

@@ -31,5 +31,5 @@ def server(built: CoreSettings, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.fixture
 def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as http:
+    with httpx.Client(base_url=server.url, timeout=30, headers=server.auth) as http:
         yield http

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -209,6 +211,105 @@ def test_unsupported_content_type(client, samples) -> None:
 def test_unknown_route_and_wrong_method(client) -> None:
     check(client.get("/nowhere"), 404, "not_found", "Not Found")
     check(client.get("/predict"), 405, "method_not_allowed", "Method Not Allowed")
+
+
+def grey_png(width: int, height: int) -> bytes:
+    """A valid, highly compressible grey PNG of any size (all pixels 0), built row by row."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    compressor, parts, row = zlib.compressobj(9), [], b"\0" * (width + 1)
+    for _ in range(height):
+        parts.append(compressor.compress(row))
+    parts.append(compressor.flush())
+    return (
+        PNG_SIGNATURE
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", b"".join(parts))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def worker_rss_mib(server: LiveServer) -> float:
+    """Resident memory of the one-worker server (uvicorn runs it in the launcher's process)."""
+    for line in Path(f"/proc/{server.process.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.usefixtures("unchanged")
+def test_an_absurdly_long_image_is_refused_before_decoding_and_costs_no_memory(
+    client, server: LiveServer
+) -> None:
+    """16,777,216 x 1 pixels is within the pixel limit, in 16 KB of PNG: it used to take seconds
+    and leave 512 MB in the worker for good (a weights cache keyed by the width)."""
+    long_png = grey_png(16_777_216, 1)
+    assert len(long_png) < 50_000
+    before = worker_rss_mib(server)
+    for width in (16_777_216, 16_777_215, 16_777_214, 16_777_213):  # four different widths
+        body = {"image": b64(grey_png(width, 1))}
+        check(client.post("/predict", json=body), 413, "image_too_large", "no side may be longer")
+    assert worker_rss_mib(server) - before < 50
+
+
+@pytest.mark.usefixtures("unchanged")
+def test_an_image_of_absurd_shape_is_refused(client) -> None:
+    reply = client.post("/predict", json={"image": b64(grey_png(4000, 100))})
+    check(reply, 422, "image_shape", "may differ by a factor of 16 at most")
+
+
+@pytest.mark.usefixtures("unchanged")
+def test_a_batch_holds_a_bounded_number_of_pixels(client) -> None:
+    """Five 2,048-pixel squares: each is fine, together they are over MAX_BATCH_PIXELS."""
+    square = b64(grey_png(2048, 2048))
+    check(
+        client.post("/predict", json={"images": [square] * 5}),
+        413,
+        "batch_too_large",
+        "20,971,520 pixels together; the limit is 16,777,216",
+    )
+
+
+@pytest.mark.usefixtures("unchanged")
+def test_a_chunked_multipart_body_over_the_limit_is_413(client, samples) -> None:
+    boundary = "ctloopboundary"
+
+    def chunks():
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        for _ in range(30):
+            yield b"\0" * 10_000
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    reply = client.post(
+        "/feedback",
+        content=chunks(),
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+    )
+    check(reply, 413, "body_too_large", "200,000 bytes")
+
+
+def test_the_docs_page_loads_no_third_party_script(client) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    links = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert links and all(link.startswith("/") for link in links), links
+    for link in links:
+        assert client.get(link).status_code == 200, link
+
+
+def test_every_error_body_matches_the_documented_schema(client) -> None:
+    """What /openapi.json promises for errors is what the routes send."""
+    spec = client.get("/openapi.json").json()
+    schema = spec["components"]["schemas"]["ErrorResponse"]
+    rollback = spec["paths"]["/model/rollback"]["post"]["responses"]
+    assert rollback["422"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/ErrorResponse"
+    )
+    reply = client.post("/model/rollback", json={"version": 3})
+    body = check(reply, 422, "invalid_request", "version")
+    assert set(body) <= set(schema["properties"]), set(body) - set(schema["properties"])
 
 
 def test_no_client_error_was_ever_a_500(client, server: LiveServer) -> None:

@@ -7,6 +7,7 @@ import json
 
 import httpx
 import numpy as np
+import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -23,6 +24,7 @@ def test_health_and_ready(client: httpx.Client) -> None:
     assert ready.status_code == 200 and ready.json() == {
         "status": "ready",
         "model_version": "v0001",
+        "problems": [],
     }
 
 
@@ -78,11 +80,27 @@ def test_a_data_url_is_accepted(client: httpx.Client, samples) -> None:
     assert reply.status_code == 200 and reply.json()["label"] == "5"
 
 
-def test_the_request_id_offered_by_the_client_is_kept(client: httpx.Client, samples) -> None:
-    reply = client.post(
-        "/predict", json={"image": b64(samples["5"])}, headers={"X-Request-ID": "trace-42"}
-    )
-    assert reply.json()["request_id"] == "trace-42" == reply.headers["x-request-id"]
+@pytest.mark.parametrize("offered", ["trace-42", "=HYPERLINK(1)", "-1+2", "same"])
+def test_request_ids_are_the_servers_own_and_unique(
+    client: httpx.Client, server: LiveServer, samples, offered: str
+) -> None:
+    """A client's id may repeat or start a spreadsheet formula: rows and replies never carry it
+    (its own id stays in the log line, to match the two)."""
+    replies = [
+        client.post(
+            "/feedback",
+            json={"image": b64(samples["5"]), "target": "5"},
+            headers={"X-Request-ID": offered},
+        )
+        for _ in range(2)
+    ]
+    ids = [reply.json()["request_id"] for reply in replies]
+    assert all(reply.status_code == 200 for reply in replies)
+    assert len(set(ids)) == 2 and offered not in ids
+    assert [reply.headers["x-request-id"] for reply in replies] == ids
+    assert all(len(i) == 32 and i.isalnum() for i in ids)
+    rows = ProductionData(server.settings.prod_data_path, 32).tail(2)
+    assert rows.columns["request_id"].tolist() == ids
 
 
 def test_feedback_appends_one_complete_row(
@@ -221,8 +239,9 @@ def test_logs_are_one_json_object_per_line(
     )
     assert reply.status_code == 200
     entries = [json.loads(line) for line in server.logs().splitlines() if line.strip()]
-    mine = [e for e in entries if e.get("request_id") == "log-me"]
+    mine = [e for e in entries if e.get("client_request_id") == "log-me"]
     assert len(mine) == 1
+    assert mine[0]["request_id"] == reply.headers["x-request-id"]
     assert mine[0]["route"] == "/predict" and mine[0]["status"] == 200
     assert mine[0]["model_version"] == "v0001" and mine[0]["latency_ms"] > 0
     assert any(e.get("event") == "model_loaded" for e in entries)

@@ -20,7 +20,7 @@ from ctloop.retrain_log import RetrainLog
 from ctloop.trainer import trainer_is_running
 from tests.support.data import copy_workspace
 from tests.support.images import b64
-from tests.support.processes import LiveServer, trainer_pids, wait_for
+from tests.support.processes import TEST_TOKEN, LiveServer, trainer_pids, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -50,9 +50,9 @@ def poisoned_items(settings, count: int) -> list[tuple[bytes, str]]:
     return [(image, "1" if index % 5 == 4 else "7") for index, image in enumerate(ones[:count])]
 
 
-async def send_feedback(url: str, items, concurrency: int = 50, token: str | None = None) -> list:
+async def send_feedback(url: str, items, concurrency: int = 50, token: str = TEST_TOKEN) -> list:
     limits = httpx.Limits(max_connections=concurrency)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60, headers=headers) as http:
         return await asyncio.gather(
             *(http.post("/feedback", json={"image": b64(img), "target": t}) for img, t in items)
@@ -144,7 +144,8 @@ def test_a_rejected_challenger_changes_nothing_served(built, tmp_path, samples) 
     before = tree_digest(registry.versions_dir / "v0001")
     env = {"RETRAIN_EVERY": "20", "PROD_WEIGHT": "50"}
     with LiveServer(settings, tmp_path / "server.log", workers=2, **env) as server:
-        with httpx.Client(base_url=server.url, timeout=30) as http:  # one by one: rows in order
+        # One by one: rows in order.
+        with httpx.Client(base_url=server.url, timeout=30, headers=server.auth) as http:
             replies = [
                 http.post("/feedback", json={"image": b64(image), "target": target})
                 for image, target in poisoned_items(settings, 20)
@@ -247,7 +248,7 @@ def test_a_server_killed_mid_retrain_restarts_on_the_last_good_version(
         """20 feedbacks (a retrain starts), 60 more in flight, and the machine 'dies' as soon as
         the trainer holds its lock (it trains for about half a second)."""
         first = await send_feedback(server.url, feedback_items(settings, 20))
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30, headers=server.auth) as http:
             tasks = [
                 asyncio.create_task(http.post("/feedback", json={"image": b64(img), "target": t}))
                 for img, t in feedback_items(settings, 80)[20:]

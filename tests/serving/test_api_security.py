@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from ctloop.prod_data import ProductionData
 from tests.support.data import copy_workspace
 from tests.support.images import b64
 from tests.support.processes import LiveServer
@@ -61,3 +62,41 @@ def test_cors_allows_only_the_configured_origins(guarded: LiveServer) -> None:
 def test_without_cors_origins_no_browser_origin_is_allowed(server: LiveServer) -> None:
     reply = httpx.get(f"{server.url}/health", headers={"Origin": "http://localhost:8081"})
     assert reply.status_code == 200 and "access-control-allow-origin" not in reply.headers
+
+
+def test_without_a_configured_token_one_is_generated_and_required(built, tmp_path, samples):
+    """Secure by default, with no step for the user: the first start writes a token to
+    SECRETS_DIR/api_token (owner and group only) and /feedback asks for it."""
+    settings = copy_workspace(built, tmp_path)
+    with LiveServer(settings, tmp_path / "server.log", workers=2, API_TOKEN="") as server:
+        token_file = tmp_path / f"secrets-{server.port}" / "api_token"
+        token = token_file.read_text().strip()
+        assert len(token) >= 40 and token != server.token
+        assert oct(token_file.stat().st_mode & 0o777) == "0o640"
+        body = {"image": b64(samples["1"]), "target": "1"}
+        refused = [httpx.post(f"{server.url}/feedback", json=body) for _ in range(4)]
+        assert {reply.status_code for reply in refused} == {401}, "both workers ask for it"
+        ok = httpx.post(
+            f"{server.url}/feedback", json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert ok.status_code == 200
+        assert httpx.post(f"{server.url}/model/rollback").status_code == 401
+
+
+def test_feedback_is_rate_limited_per_client_and_nothing_is_written_beyond(
+    built, tmp_path, samples
+) -> None:
+    settings = copy_workspace(built, tmp_path)
+    env = {"FEEDBACK_RATE_LIMIT": "3/minute"}
+    with LiveServer(settings, tmp_path / "server.log", **env) as server:
+        body = {"image": b64(samples["1"]), "target": "1"}
+        with httpx.Client(base_url=server.url, headers=server.auth) as http:
+            replies = [http.post("/feedback", json=body) for _ in range(5)]
+            other = http.post("/feedback", json=body, headers={"X-Client-ID": "another tab"})
+        assert [reply.status_code for reply in replies] == [200, 200, 200, 429, 429]
+        limited = replies[3]
+        assert limited.json()["error"] == "rate_limited"
+        assert 1 <= int(limited.headers["retry-after"]) <= 60
+        assert other.status_code == 200, "another client has its own budget"
+        rows = ProductionData(settings.prod_data_path, 32).count_rows_on_disk()
+        assert rows == 4

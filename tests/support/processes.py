@@ -33,6 +33,7 @@ WEBAPP_ENV = (
     "STATUS_TIMEOUT_SECONDS",
     "RETRAIN_WAIT_SECONDS",
     "MAX_UPLOAD_MB",
+    "SECRETS_DIR",
 )
 
 
@@ -114,8 +115,15 @@ class ServerProcess:
         self.stop()
 
 
+TEST_TOKEN = "test-token-0123456789"
+
+
 class LiveServer(ServerProcess):
-    """`python -m serving` (the production launcher) with its own settings."""
+    """`python -m serving` (the production launcher) with its own settings.
+
+    Its API token is TEST_TOKEN unless API_TOKEN is given (`auth` holds the header), and the
+    feedback rate limit is out of the way unless FEEDBACK_RATE_LIMIT is given.
+    """
 
     name = "the serving API"
     health = "/ready"
@@ -126,20 +134,22 @@ class LiveServer(ServerProcess):
         self.settings = settings
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.token = env.setdefault("API_TOKEN", TEST_TOKEN)
+        self.auth = {"Authorization": f"Bearer {self.token}"}
+        env.setdefault("FEEDBACK_RATE_LIMIT", "100000/second")
+        defaults = {
+            "DATA_DIR": str(settings.data_dir),
+            "ARTIFACTS_DIR": str(settings.artifacts_dir),
+            "SECRETS_DIR": str(log_path.parent / f"secrets-{self.port}"),
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "WORKERS": str(workers),
+            "MODEL_POLL_SECONDS": "0.2",
+            "TRAINER_CHECK_SECONDS": "1",
+            "PROMETHEUS_MULTIPROC_DIR": str(log_path.parent / f"metrics-{self.port}"),
+        }
         super().__init__(
-            [sys.executable, "-m", "serving"],
-            child_environment(
-                DATA_DIR=str(settings.data_dir),
-                ARTIFACTS_DIR=str(settings.artifacts_dir),
-                HOST="127.0.0.1",
-                PORT=str(self.port),
-                WORKERS=str(workers),
-                MODEL_POLL_SECONDS="0.2",
-                TRAINER_CHECK_SECONDS="1",
-                PROMETHEUS_MULTIPROC_DIR=str(log_path.parent / f"metrics-{self.port}"),
-                **env,
-            ),
-            log_path,
+            [sys.executable, "-m", "serving"], child_environment(**{**defaults, **env}), log_path
         )
 
 

@@ -30,6 +30,7 @@ def played(built, tmp_path_factory):
             drift_windows=5,
             evaluation_size=80,
             reporting_url=dashboard.url,
+            token=server.token,
         )
         records = run(scenario)
     return settings, records, root

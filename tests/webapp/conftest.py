@@ -11,7 +11,13 @@ from streamlit.testing.v1 import AppTest
 
 from ctloop.config import CoreSettings
 from tests.support.data import copy_workspace, typical_samples
-from tests.support.processes import WEBAPP_ENV, WEBAPP_PAGE, LiveServer, free_port
+from tests.support.processes import (
+    TEST_TOKEN,
+    WEBAPP_ENV,
+    WEBAPP_PAGE,
+    LiveServer,
+    free_port,
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +35,16 @@ def api(built: CoreSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.fixture
-def page(monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
+def page(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Callable[..., AppTest]:
     """`page(api_url, **env)`: the page under AppTest, with these settings in its environment."""
     for name in WEBAPP_ENV:
         monkeypatch.delenv(name, raising=False)
+    secrets_dir = tmp_path / "no-secrets"
 
     def make(api_url: str, **env: str) -> AppTest:
         monkeypatch.setenv("API_URL", api_url)
+        env.setdefault("API_TOKEN", TEST_TOKEN)  # the live APIs' token; "" sends none
+        env.setdefault("SECRETS_DIR", str(secrets_dir))  # no generated token to fall back on
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         return AppTest.from_file(WEBAPP_PAGE, default_timeout=30)

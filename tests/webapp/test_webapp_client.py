@@ -16,7 +16,7 @@ from webapp.images import from_upload, preview
 
 @pytest.fixture
 def client(api):
-    http = ApiClient(api.url, timeout=10)
+    http = ApiClient(api.url, token=api.token, timeout=10)
     yield http
     http.close()
 

@@ -125,7 +125,10 @@ def test_a_feedback_that_starts_a_retrain_reports_the_new_version(
     env = {"RETRAIN_EVERY": "2", "PROMOTION_POLICY": "always"}
     with LiveServer(settings, tmp_path / "server.log", **env) as server:
         first = httpx.post(
-            f"{server.url}/feedback", files={"file": ("4.png", samples["4"])}, data={"target": "4"}
+            f"{server.url}/feedback",
+            files={"file": ("4.png", samples["4"])},
+            data={"target": "4"},
+            headers=server.auth,
         )
         assert first.json()["rows"] == 1
         at = predicted(page(server.url, RETRAIN_WAIT_SECONDS="120").run(), "5.png", samples["5"])
@@ -155,7 +158,10 @@ def test_a_rejected_retrain_says_the_served_model_stays(built, tmp_path, page) -
         for index, image in enumerate(ones[:19]):
             target = "1" if index % 5 == 4 else "7"
             reply = httpx.post(
-                f"{server.url}/feedback", files={"file": ("1.png", image)}, data={"target": target}
+                f"{server.url}/feedback",
+                files={"file": ("1.png", image)},
+                data={"target": target},
+                headers=server.auth,
             )
             assert reply.status_code == 200
         at = page(server.url, RETRAIN_WAIT_SECONDS="120").run()
@@ -177,7 +183,7 @@ def test_a_rejected_retrain_says_the_served_model_stays(built, tmp_path, page) -
 def test_a_token_is_sent_when_the_api_needs_one(built, tmp_path, page, samples) -> None:
     settings = copy_workspace(built, tmp_path)
     with LiveServer(settings, tmp_path / "server.log", API_TOKEN="s3cret-token") as server:
-        at = predicted(page(server.url).run(), "2.png", samples["2"])
+        at = predicted(page(server.url, API_TOKEN="").run(), "2.png", samples["2"])
         at.button(key="send_feedback").click().run()
         assert_no_traceback(at)
         (refusal,) = errors(at)
@@ -193,6 +199,16 @@ def test_a_token_is_sent_when_the_api_needs_one(built, tmp_path, page, samples) 
         at.button(key="send_feedback").click().run()
         assert not errors(at)
         assert [row["target"] for row in prod_rows(settings)] == ["2"]
+
+        # No API_TOKEN: the page reads the token the stack generated in SECRETS_DIR.
+        generated = tmp_path / "generated-secrets"
+        generated.mkdir()
+        (generated / "api_token").write_text("s3cret-token\n")
+        at = page(server.url, API_TOKEN="", SECRETS_DIR=str(generated)).run()
+        at = predicted(at, "3.png", samples["3"])
+        at.button(key="send_feedback").click().run()
+        assert not errors(at)
+        assert [row["target"] for row in prod_rows(settings)] == ["2", "3"]
 
 
 def test_an_api_that_is_down_is_reported_in_plain_words_and_the_image_kept(

@@ -1,0 +1,143 @@
+"""The stack as a stranger and a failing machine meet it, through Docker Compose (v2 in CI):
+locked-down containers, writes that need the generated secrets, absurd images that cost nothing,
+and a broken pointer or a read-only data/ that leave /predict serving."""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+import struct
+import zlib
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import FIGURES
+from tests.e2e.stack import Stack
+from tests.support.processes import wait_for
+
+pytestmark = pytest.mark.docker
+
+SERVICES = ("serving-api", "webapp", "reporting")
+
+
+def test_every_container_is_locked_down(stack: Stack) -> None:
+    for service in SERVICES:
+        config = stack.container(service)["HostConfig"]
+        assert config["CapDrop"] == ["ALL"] and not config["CapAdd"], service
+        assert "no-new-privileges:true" in config["SecurityOpt"], service
+        assert config["ReadonlyRootfs"] is True, service
+        assert config["Memory"] > 0 and config["PidsLimit"] > 0, service
+        for bindings in config["PortBindings"].values():
+            assert all(binding["HostIp"] == "127.0.0.1" for binding in bindings), service
+
+
+def test_writes_need_the_token_the_first_start_generated(stack: Stack, samples) -> None:
+    token_file = stack.root / "secrets" / "api_token"
+    assert not stat.S_IMODE(token_file.stat().st_mode) & 0o007, "not readable by others"
+    body = {"image": base64.b64encode(samples["2"]).decode(), "target": "2"}
+    rows = (stack.root / "data" / "prod_data.csv").read_bytes()
+    refused = httpx.post(stack.url("serving") + "/feedback", json=body)
+    assert refused.status_code == 401 and refused.json()["error"] == "unauthorized"
+    assert httpx.post(stack.url("serving") + "/model/rollback").status_code == 401
+    assert (stack.root / "data" / "prod_data.csv").read_bytes() == rows
+
+
+def test_the_dashboard_is_readable_but_refuses_writes_without_its_secret(stack: Stack) -> None:
+    api = stack.url("reporting") + "/api"
+    projects = httpx.get(api + "/projects").json()
+    assert projects, "readable without a secret"
+    project = projects[0]["id"]
+    refused = httpx.delete(f"{api}/projects/{project}")
+    assert refused.status_code in (401, 403)
+    wrong = httpx.delete(f"{api}/projects/{project}", headers={"evidently-secret": "guess"})
+    assert wrong.status_code in (401, 403)
+    assert [p["id"] for p in httpx.get(api + "/projects").json()] == [project]
+
+
+def long_png(width: int) -> bytes:
+    """A width x 1 grey PNG: 16 KB for 16,777,216 pixels."""
+    compressed = zlib.compress(b"\0" * (width + 1), 9)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, 1, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", compressed)
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_absurd_images_are_refused_and_cost_the_container_nothing(stack: Stack) -> None:
+    before = stack.memory_mib("serving-api")
+    for width in (16_777_216, 16_777_215, 16_777_214, 16_777_213):
+        image = base64.b64encode(long_png(width)).decode()
+        reply = httpx.post(stack.url("serving") + "/predict", json={"image": image})
+        assert reply.status_code == 413 and reply.json()["error"] == "image_too_large"
+    after = stack.memory_mib("serving-api")
+    FIGURES["serving_memory_mib_before_after_absurd_images"] = [round(before), round(after)]
+    assert after - before < 100, f"{before:.0f} -> {after:.0f} MiB"
+
+
+def restart_api(stack: Stack) -> None:
+    result = stack.run("restart", "serving-api", timeout=300)
+    assert result.returncode == 0, result.stderr
+    wait_for(
+        lambda: httpx.get(stack.url("serving") + "/ready", timeout=2).status_code == 200,
+        180,
+        0.5,
+        "the API to be ready again",
+    )
+
+
+def test_a_truncated_pointer_does_not_stop_predictions(stack: Stack, samples) -> None:
+    pointer = stack.root / "artifacts" / "current.json"
+    good = pointer.read_bytes()
+    served = httpx.get(stack.url("serving") + "/model").json()["version"]
+    try:
+        pointer.write_bytes(good[: len(good) // 2])  # a power cut mid-write, by hand
+        restart_api(stack)
+        image = base64.b64encode(samples["6"]).decode()
+        reply = httpx.post(stack.url("serving") + "/predict", json={"image": image})
+        assert reply.status_code == 200 and reply.json()["model_version"] == served
+        ready = httpx.get(stack.url("serving") + "/ready").json()
+        assert ready["status"] == "degraded" and "cannot be read" in ready["problems"][0]
+    finally:
+        pointer.write_bytes(good)
+        restart_api(stack)
+    assert httpx.get(stack.url("serving") + "/ready").json()["status"] == "ready"
+
+
+def test_a_read_only_data_folder_refuses_feedback_and_keeps_predicting(
+    stack: Stack, samples
+) -> None:
+    data = stack.root / "data"
+    mode = stat.S_IMODE(data.stat().st_mode)
+    prod = data / "prod_data.csv"
+    file_mode = stat.S_IMODE(prod.stat().st_mode)
+    try:
+        os.chmod(data, 0o555)  # noqa: S103 - with ACLs this is the mask: app may read, not write
+        os.chmod(prod, 0o444)
+        restart_api(stack)
+        image = base64.b64encode(samples["9"]).decode()
+        assert httpx.post(stack.url("serving") + "/predict", json={"image": image}).is_success
+        refused = httpx.post(
+            stack.url("serving") + "/feedback",
+            json={"image": image, "target": "9"},
+            headers=stack.auth,
+        )
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"] == "feedback_unavailable"
+        assert "prod_data.csv" in refused.json()["detail"]
+        ready = httpx.get(stack.url("serving") + "/ready").json()
+        assert ready["status"] == "degraded"
+    finally:
+        os.chmod(data, mode)
+        os.chmod(prod, file_mode)
+        restart_api(stack)

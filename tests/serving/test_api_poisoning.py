@@ -1,0 +1,100 @@
+"""Whoever sends feedback cannot steer the gate. The attack that got a poisoned model promoted
+(285 pictures of a 3 labelled 8: the score rose because the held-out production rows are the
+attacker's too) is replayed through a real server, for two class pairs: with the class rule off
+it does poison the served model (the control), with the default settings nothing poisoned is
+promoted and the rejections say why."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+
+from ctloop.dataset import load_dataset, split_reference_unseen
+from ctloop.preprocess import encode_png, preprocess
+from ctloop.retrain_log import RetrainLog
+from ctloop.train import reference_holdout_mask
+from tests.support.data import copy_workspace
+from tests.support.images import b64
+from tests.support.processes import LiveServer, wait_for
+from traffic.drift import transformed_png
+from traffic.scenario import load_images
+
+pytestmark = pytest.mark.slow
+
+ROWS = 285
+K = 20
+# Variants a flood would send: the unseen pictures of the class, re-rendered.
+VARIANTS = ("clean", "thick", "thin", "blur", "noise")
+
+
+def flood(settings, victim: str) -> list[bytes]:
+    cells, labels = load_images(settings.samples_dir)
+    mine = cells[labels == victim]
+    rng = np.random.default_rng(7)
+    return [
+        transformed_png(VARIANTS[i % len(VARIANTS)], mine[i % len(mine)], rng) for i in range(ROWS)
+    ]
+
+
+def held_out_reference(settings, victim: str) -> list[bytes]:
+    """The victim class's held-out reference pictures: clean data no client can send."""
+    dataset = load_dataset(settings.dataset)
+    reference, _ = split_reference_unseen(
+        dataset.labels, settings.unseen_fraction, settings.split_seed
+    )
+    labels = np.array([dataset.labels[i] for i in reference])
+    held = reference_holdout_mask(labels, settings.holdout_fraction, settings.split_seed)
+    return [
+        encode_png(preprocess(dataset.images[reference[i]]), scale=4)
+        for i in np.flatnonzero(held & (labels == victim))
+    ]
+
+
+def attack(built, root, victim: str, as_label: str, **env: str) -> tuple[float, list[dict]]:
+    """(share of the victim's held-out pictures the served model reads right, decisions)."""
+    settings = copy_workspace(built, root)
+    images, evaluation = flood(settings, victim), held_out_reference(settings, victim)
+    server = LiveServer(settings, root / "server.log", RETRAIN_EVERY=str(K), **env)
+    with server, httpx.Client(base_url=server.url, headers=server.auth, timeout=60) as http:
+        for image in images:
+            reply = http.post("/feedback", json={"image": b64(image), "target": as_label})
+            assert reply.status_code == 200, reply.text
+        last_trigger = ROWS - ROWS % K
+        wait_for(
+            lambda: RetrainLog(settings.retrain_log_path).last_decided_trigger() == last_trigger,
+            300,
+            0.5,
+            "every retrain to be decided",
+        )
+        served = http.get("/model").json()["version"]
+        wait_for(
+            lambda: http.post("/predict", json={"image": b64(evaluation[0])}).json()[
+                "model_version"
+            ]
+            == served,
+            30,
+            what="every worker to serve the last decision",
+        )
+        answers = http.post(
+            "/predict", json={"images": [b64(image) for image in evaluation]}
+        ).json()["predictions"]
+    read_right = float(np.mean([answer["label"] == victim for answer in answers]))
+    return read_right, RetrainLog(settings.retrain_log_path).decisions()
+
+
+@pytest.mark.parametrize(("victim", "as_label"), [("3", "8"), ("7", "1")])
+def test_a_poisoning_flood_promotes_nothing_poisoned(
+    built, tmp_path, victim: str, as_label: str
+) -> None:
+    without_rule, promoted = attack(
+        built, tmp_path / "control", victim, as_label, GATE_CLASS_TOLERANCE="1"
+    )
+    assert without_rule < 0.8, "the control: without the class rule the flood poisons"
+    assert any(d["decision"] == "promoted" for d in promoted)
+
+    defended, decisions = attack(built, tmp_path / "default", victim, as_label)
+    assert defended >= 0.9, f"the served model reads {defended:.0%} of held-out {victim}s right"
+    trained = [d for d in decisions if d["decision"] != "superseded"]
+    assert trained and all(d["decision"] == "rejected" for d in trained), trained
+    assert all(f"class {victim} (" in d["reason"] for d in trained)
