@@ -69,10 +69,10 @@ def attack(built, root, victim: str, as_label: str, **env: str) -> tuple[float, 
         )
         served = http.get("/model").json()["version"]
         wait_for(
-            lambda: http.post("/predict", json={"image": b64(evaluation[0])}).json()[
-                "model_version"
-            ]
-            == served,
+            lambda: (
+                http.post("/predict", json={"image": b64(evaluation[0])}).json()["model_version"]
+                == served
+            ),
             30,
             what="every worker to serve the last decision",
         )
