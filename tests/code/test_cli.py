@@ -97,3 +97,24 @@ def test_init_takes_a_dataset_folder_after_its_name(tmp_path: Path) -> None:
     assert f"reference built from {folder}" in result.stdout and "trained v0001" in result.stdout
     reference = (tmp_path / "data" / "ref_data.csv").read_text().splitlines()
     assert {line.rsplit(",", 1)[1] for line in reference[1:]} == {"0", "1", "2"}
+
+
+def test_registry_verify_checks_every_version_and_names_a_broken_one(tmp_path: Path) -> None:
+    assert run(["init"], tmp_path).returncode == 0
+    assert run(["train", "--no-promote"], tmp_path).returncode == 0
+    clean = run(["registry", "verify"], tmp_path)
+    assert clean.returncode == 0
+    assert "v0001: 3 files match" in clean.stdout and "v0002: 3 files match" in clean.stdout
+    (tmp_path / "artifacts" / "versions" / "v0001" / "embedding.onnx").write_bytes(b"tampered")
+    broken = run(["registry", "verify"], tmp_path)
+    assert broken.returncode == 1
+    assert "v0001: FAILED" in broken.stdout and "v0002: 3 files match" in broken.stdout
+
+
+def test_secrets_are_generated_once(tmp_path: Path) -> None:
+    first = run(["secrets"], tmp_path)
+    assert first.returncode == 0 and first.stdout.count("generated") == 3
+    token = (tmp_path / "secrets" / "api_token").read_text()
+    second = run(["secrets"], tmp_path)
+    assert second.stdout.count("present") == 3
+    assert (tmp_path / "secrets" / "api_token").read_text() == token

@@ -104,6 +104,7 @@ def service(tmp_path: Path, built: CoreSettings, rows: int):
     port = free_port()
     environment = {
         "DATA_DIR": str(data_dir),
+        "SECRETS_DIR": str(tmp_path / "secrets"),
         "REPORTING_HOST": "127.0.0.1",
         "REPORTING_PORT": str(port),
         "REPORTING_REFRESH_SECONDS": "1",
@@ -135,6 +136,15 @@ def test_the_service_follows_production_and_stops_cleanly(
 
         wait_for(grown, 60, what="a snapshot of the grown file")
         assert (data_dir / "reports" / "latest.html").exists()
+
+        # Reading needs nothing; writing through the UI's API needs the generated secret.
+        project = project_snapshots(port, name)[0]
+        url = f"http://127.0.0.1:{port}/api/projects/{project}"
+        assert httpx.delete(url).status_code == 403
+        assert httpx.delete(url, headers={"evidently-secret": "guess"}).status_code == 403
+        secret = (tmp_path / "secrets" / "evidently_secret").read_text().strip()
+        assert len(secret) >= 40
+        assert project_snapshots(port, name)[1], "the history is still there"
 
         (ui_pid,) = ui_pids(log_path)
         process.send_signal(signal.SIGTERM)

@@ -100,3 +100,29 @@ def test_feedback_is_rate_limited_per_client_and_nothing_is_written_beyond(
         assert other.status_code == 200, "another client has its own budget"
         rows = ProductionData(settings.prod_data_path, 32).count_rows_on_disk()
         assert rows == 4
+
+
+def test_slow_clients_get_408_and_are_disconnected(built, tmp_path) -> None:
+    """Headers or a body trickled byte by byte (slowloris) cannot hold a worker."""
+    import socket
+    import time
+
+    settings = copy_workspace(built, tmp_path)
+    env = {"HEADER_TIMEOUT_SECONDS": "1", "BODY_TIMEOUT_SECONDS": "1"}
+    with LiveServer(settings, tmp_path / "server.log", **env) as server:
+        for opening in (
+            b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ",  # headers that never end
+            b"POST /predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: 1000\r\n\r\n{",  # a body that never comes
+            b"",  # a connection that never says anything
+        ):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+                sock.sendall(opening)
+                started = time.monotonic()
+                answer = sock.recv(4096)
+                waited = time.monotonic() - started
+                assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
+                assert b'"error": "request_timeout"' in answer
+                assert sock.recv(4096) == b"", "the connection is closed"
+                assert waited < 20
+        assert httpx.get(f"{server.url}/health").status_code == 200
