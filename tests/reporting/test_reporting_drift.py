@@ -113,3 +113,19 @@ def test_a_change_of_class_balance_shows_as_target_and_prediction_drift(
 
     _, _, scores = drift_of(settings, result)
     assert scores["target"] < 0.05 and scores["prediction"] < 0.05
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shift", [0.0, 0.5, 2.0])
+def test_the_drift_trigger_and_the_dashboard_agree(tmp_path: Path, built, shift) -> None:
+    """ctloop.drift (the trainer's drift trigger, no Evidently) gives the dashboard's share."""
+    from ctloop.drift import drift_share
+
+    embeddings, targets, predictions = reference_sample(built, 120, seed=5)
+    embeddings[:, ::3] += shift  # a third of the columns move, by `shift`
+    settings, result = run(tmp_path, built, embeddings, targets, predictions)
+    _, count, _ = drift_of(settings, result)
+    reference = read_reference(settings.ref_data_path).embeddings
+    assert drift_share(reference, embeddings, settings.drift_threshold) == pytest.approx(
+        count["share"], abs=1e-9
+    )
