@@ -28,6 +28,7 @@ from ctloop.prod_data import ProductionData
 from ctloop.retrain_log import RetrainLog
 from ctloop.schedule import RetrainStatus, retrain_status
 from ctloop.trainer import trainer_is_running
+from ctloop.triggers import check_due
 
 log = logging.getLogger("serving.trainer")
 
@@ -101,5 +102,7 @@ class Retraining:
         return retrain_status(rows, self.settings.retrain_every, self.ledger.last_decided_trigger())
 
     def needs_trainer(self) -> bool:
-        """A retrain is due and no trainer holds the lock."""
-        return bool(self.status().due) and not trainer_is_running(self.settings)
+        """A retrain is due (or drift and quality are to be looked at) and no trainer runs."""
+        status = self.status()
+        work = bool(status.due) or check_due(self.settings, self.ledger, status.rows)
+        return work and not trainer_is_running(self.settings)

@@ -73,6 +73,33 @@ class CoreSettings(BaseSettings):
     gate_recent_rows: int = Field(
         200, ge=1, description="Newest held-out production rows in the gate set"
     )
+    trigger_window_rows: int = Field(
+        100,
+        ge=2,
+        description="W: the drift and quality triggers look at the latest W production rows",
+    )
+    trigger_check_rows: int = Field(
+        10, ge=1, description="Drift and quality are looked at every this many new rows"
+    )
+    trigger_min_rows: int = Field(
+        30, ge=2, description="Rows needed in the window before drift and quality are judged"
+    )
+    drift_threshold: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="A column drifted when its KS p-value is at most this (the dashboard's test)",
+    )
+    drift_trigger_share: float = Field(
+        0.5, gt=0, le=1, description="A retrain starts when this share of columns drifted"
+    )
+    quality_trigger_margin: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="A retrain starts when the served accuracy on the window falls below the "
+        "served version's held-out accuracy minus this",
+    )
     registry_keep_ancestors: int = Field(
         10,
         ge=1,

@@ -6,7 +6,9 @@ One JSON object per line, appended durably, never rewritten:
   "version": ..., "reason": ..., "seconds": ..., "finished_at": ...};
 - an attempt: {"trigger_rows": N, "event": "attempt", "attempt": 1, "pid": ..., "started_at": ...},
   written before a trainer starts on a trigger, so that a trigger whose trainer keeps dying is
-  given up after a bounded number of attempts instead of being retried forever.
+  given up after a bounded number of attempts instead of being retried forever;
+- a check: {"event": "check", "rows": N, "drift_share": ..., "served_accuracy": ..., ...}, what
+  the drift and quality triggers saw (`ctloop.triggers`).
 
 Light on purpose (no scikit-learn): the serving workers read it for /model and /metrics.
 """
@@ -33,6 +35,8 @@ class RetrainLog:
         self._entries: list[dict] = []
         self._decisions: list[dict] = []
         self._last_decided = 0
+        self._last_checked = 0
+        self._last_by_reason: dict[str, int] = {}
 
     def append(self, entry: dict) -> None:
         append_json_line(self.path, entry)
@@ -54,6 +58,11 @@ class RetrainLog:
             if "decision" in entry and isinstance(entry.get("trigger_rows"), int):
                 self._decisions.append(entry)
                 self._last_decided = max(self._last_decided, entry["trigger_rows"])
+                for reason in entry.get("reasons") or ():
+                    last = self._last_by_reason.get(reason, entry["trigger_rows"])
+                    self._last_by_reason[reason] = max(last, entry["trigger_rows"])
+            elif entry.get("event") == "check" and isinstance(entry.get("rows"), int):
+                self._last_checked = max(self._last_checked, entry["rows"])
 
     def entries(self) -> list[dict]:
         """Every line so far, oldest first (a torn or unreadable line is left out)."""
@@ -73,6 +82,16 @@ class RetrainLog:
         """The largest row count decided so far (0 before the first)."""
         self.refresh()
         return self._last_decided
+
+    def last_checked_rows(self) -> int:
+        """The row count at the last drift and quality check (0 before the first)."""
+        self.refresh()
+        return self._last_checked
+
+    def last_trigger_for(self, reason: str) -> int:
+        """The largest row count a retrain for this reason started at (far back if none)."""
+        self.refresh()
+        return self._last_by_reason.get(reason, -(10**12))
 
     def attempts(self, trigger_rows: int) -> int:
         """How many trainers started on this trigger since it was last decided."""

@@ -3,13 +3,14 @@
 The serving API only appends rows and starts this process; everything else happens here:
 
 - what is due is derived, not queued: the multiples of k reached by prod_data.csv that have no
-  decision in artifacts/retrains.jsonl (`ctloop.schedule`). A crash, a restart or a burst of
-  feedback cannot lose or duplicate one;
+  decision in artifacts/retrains.jsonl (`ctloop.schedule`), and a drift or quality trigger when
+  the latest window shows one (`ctloop.triggers`). A crash, a restart or a burst of feedback
+  cannot lose or duplicate one;
 - one trainer at a time: the trainer lock below is the only mechanism. A trainer started while
   another holds it exits at once; the holder checks again before it leaves, so no trigger is left;
 - when several triggers are due, one retrain covers the newest and the older ones are recorded as
   superseded, so the backlog cannot grow however fast feedback arrives;
-- the retrain for trigger N trains on the first N production rows exactly: reproducible, in order;
+- the retrain for trigger N trains on production rows up to N exactly: reproducible, in order;
 - each trigger gets one decision (promoted, rejected, failed, superseded). An attempt is logged
   before training; a trigger whose trainer died MAX_ATTEMPTS times is recorded as failed.
 """
@@ -27,6 +28,7 @@ from ctloop.prod_data import ProductionData
 from ctloop.registry import ModelRegistry, RegistryError
 from ctloop.retrain_log import RetrainLog
 from ctloop.schedule import RetrainStatus, retrain_status
+from ctloop.triggers import RetrainPlan, TriggerCheck, check_due, check_window, plan_retrain
 from ctloop.util import utc_iso
 
 log = logging.getLogger("ctloop.trainer")
@@ -50,15 +52,8 @@ def trainer_is_running(settings: CoreSettings) -> bool:
     return False
 
 
-def current_status(settings: CoreSettings, ledger: RetrainLog, n_components: int) -> RetrainStatus:
-    rows = ProductionData(settings.prod_data_path, n_components).count_rows_on_disk()
-    return retrain_status(rows, settings.retrain_every, ledger.last_decided_trigger())
-
-
 def run_pending(settings: CoreSettings) -> list[dict]:
     """Decide every retrain due unless another trainer is doing it; return the decisions."""
-    from ctloop.embed import load_embedding
-
     lock = trainer_lock(settings)
     ledger = RetrainLog(settings.retrain_log_path)
     outcomes: list[dict] = []
@@ -68,15 +63,61 @@ def run_pending(settings: CoreSettings) -> list[dict]:
         except Timeout:
             return outcomes  # the trainer holding the lock checks again before it leaves
         try:
-            n_components = int(load_embedding(settings.embedding_dir).info["n_components"])
-            while (status := current_status(settings, ledger, n_components)).due:
-                *skipped, newest = status.due
-                outcomes += [supersede(ledger, trigger, newest) for trigger in skipped]
-                outcomes.append(retrain(settings, ledger, newest))
+            state = TrainerState(settings, ledger)
+            while (plan := state.next_plan()) is not None:
+                outcomes += [supersede(ledger, row, plan.trigger_rows) for row in plan.superseded]
+                outcomes.append(retrain(settings, ledger, plan))
         finally:
             lock.release()
-        if not current_status(settings, ledger, n_components).due:  # landed before the release?
+        if not TrainerState(settings, ledger).work_due():  # landed before the release?
             return outcomes
+
+
+class TrainerState:
+    """What the trainer reads to decide what is due: rows, the ledger, the served version."""
+
+    def __init__(self, settings: CoreSettings, ledger: RetrainLog) -> None:
+        from ctloop.embed import load_embedding
+
+        self.settings, self.ledger = settings, ledger
+        n_components = int(load_embedding(settings.embedding_dir).info["n_components"])
+        self.production = ProductionData(settings.prod_data_path, n_components)
+
+    def status(self) -> RetrainStatus:
+        rows = self.production.count_rows_on_disk()
+        return retrain_status(rows, self.settings.retrain_every, self.ledger.last_decided_trigger())
+
+    def work_due(self) -> bool:
+        status = self.status()
+        return bool(status.due) or check_due(self.settings, self.ledger, status.rows)
+
+    def next_plan(self) -> RetrainPlan | None:
+        """The next retrain, looking at drift and quality first when a check is due."""
+        status = self.status()
+        check = None
+        if status.due or check_due(self.settings, self.ledger, status.rows):
+            check = self.check(status.rows)
+            self.ledger.append(check.entry())
+        return plan_retrain(status, check)
+
+    def check(self, rows: int) -> TriggerCheck:
+        from ctloop.reference import read_reference
+
+        window = self.production.read_rows(
+            max(rows - self.settings.trigger_window_rows + 1, 1), rows
+        )
+        reference = read_reference(self.settings.ref_data_path).embeddings
+        return check_window(
+            self.settings, self.ledger, rows, window, reference, self.served_holdout_accuracy()
+        )
+
+    def served_holdout_accuracy(self) -> float | None:
+        registry = ModelRegistry(self.settings.artifacts_dir)
+        try:
+            version = registry.current_version()
+            return registry.manifest(version)["metrics"]["holdout"]["accuracy"] if version else None
+        except (RegistryError, KeyError, OSError, ValueError):
+            return None
 
 
 def supersede(ledger: RetrainLog, trigger_rows: int, by: int) -> dict:
@@ -90,9 +131,10 @@ def supersede(ledger: RetrainLog, trigger_rows: int, by: int) -> dict:
     return entry
 
 
-def retrain(settings: CoreSettings, ledger: RetrainLog, trigger_rows: int) -> dict:
-    """Train a candidate on ref + the first `trigger_rows` prod rows, gate it, log the decision."""
+def retrain(settings: CoreSettings, ledger: RetrainLog, plan: RetrainPlan) -> dict:
+    """Train a candidate on ref + prod rows up to the plan's trigger, gate it, log the decision."""
     started = time.perf_counter()
+    trigger_rows = plan.trigger_rows
     registry = ModelRegistry(settings.artifacts_dir)
     attempts = ledger.attempts(trigger_rows)
     entry = recover(registry, trigger_rows)
@@ -112,9 +154,17 @@ def retrain(settings: CoreSettings, ledger: RetrainLog, trigger_rows: int) -> di
                 "started_at": utc_iso(),
             }
         )
-        log.info("retrain_start", extra={"event": "retrain_start", "trigger_rows": trigger_rows})
-        entry = train_and_log_entry(settings, registry, trigger_rows)
-    entry = {**entry, "seconds": round(time.perf_counter() - started, 3), "finished_at": utc_iso()}
+        log.info(
+            "retrain_start",
+            extra={"event": "retrain_start", "trigger_rows": trigger_rows, "reasons": plan.reasons},
+        )
+        entry = train_and_log_entry(settings, registry, plan)
+    entry = {
+        **entry,
+        "reasons": list(plan.reasons),
+        "seconds": round(time.perf_counter() - started, 3),
+        "finished_at": utc_iso(),
+    }
     ledger.append(entry)
     log.info("retrain_done", extra={"event": "retrain_done", **entry})
     prune(settings, registry)
@@ -132,10 +182,17 @@ def prune(settings: CoreSettings, registry: ModelRegistry) -> None:
         log.info("registry_pruned", extra={"event": "registry_pruned", "removed": removed})
 
 
-def train_and_log_entry(settings: CoreSettings, registry: ModelRegistry, trigger_rows: int) -> dict:
+def train_and_log_entry(settings: CoreSettings, registry: ModelRegistry, plan: RetrainPlan) -> dict:
     from ctloop.candidate import train_candidate  # scikit-learn: only when there is work
 
-    trigger = {"trigger_rows": trigger_rows, "retrain_every": settings.retrain_every}
+    trigger_rows = plan.trigger_rows
+    trigger = {
+        "trigger_rows": trigger_rows,
+        "retrain_every": settings.retrain_every,
+        "reasons": list(plan.reasons),
+    }
+    if plan.check is not None:
+        trigger["check"] = plan.check.entry()
     try:
         candidate = train_candidate(settings, registry, prod_rows=trigger_rows, trigger=trigger)
     except Exception as exc:  # a failed retrain is a decision too: logged, not retried forever

@@ -3,6 +3,7 @@ decision per trigger, superseded backlogs, recovery after a crash, bounded retri
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from ctloop.candidate import train_candidate
@@ -130,3 +131,49 @@ def test_only_the_holder_of_the_trainer_lock_trains(fed) -> None:
         assert run_pending(settings) == []  # another trainer holds the lock: exit at once
     assert not trainer_is_running(settings)
     assert len(run_pending(settings)) == 1
+
+
+def test_drift_in_the_latest_window_starts_a_retrain_once_per_window(
+    workspace: CoreSettings, built: CoreSettings
+) -> None:
+    """k far away: only the drift trigger can start a retrain."""
+    settings = workspace.model_copy(update={"retrain_every": 10_000})
+    embeddings, targets, predictions = served_feedback(built)
+    write_prod(settings.prod_data_path, embeddings[:25], targets[:25], predictions[:25])
+    assert run_pending(settings) == []  # below TRIGGER_MIN_ROWS: not even looked at
+
+    drifted = embeddings[25:60] + 3.0  # every column moves
+    write_prod(settings.prod_data_path, drifted, targets[25:60], predictions[25:60])
+    (entry,) = run_pending(settings)
+    assert entry["trigger_rows"] == 60 and entry["reasons"] == ["drift"]
+    check = next(e for e in ledger(settings).entries() if e.get("event") == "check")
+    assert check["drift_share"] >= settings.drift_trigger_share and check["fired"] == ["drift"]
+    manifest = ModelRegistry(settings.artifacts_dir).manifest(entry["version"])
+    assert manifest["retrain"]["reasons"] == ["drift"]
+
+    write_prod(settings.prod_data_path, drifted[:20], targets[25:45], predictions[25:45])
+    assert run_pending(settings) == [], "the same drift, within the window: no new retrain"
+    assert ledger(settings).last_checked_rows() == 80
+
+
+def test_a_drop_in_served_accuracy_starts_a_retrain(
+    workspace: CoreSettings, built: CoreSettings
+) -> None:
+    settings = workspace.model_copy(update={"retrain_every": 10_000})
+    embeddings, targets, _ = served_feedback(built)
+    wrong = np.array([str((int(t) + 1) % 10) for t in targets[:40]])  # the served answers
+    write_prod(settings.prod_data_path, embeddings[:40], targets[:40], wrong)
+    (entry,) = run_pending(settings)
+    assert "quality" in entry["reasons"] and entry["trigger_rows"] == 40
+    check = next(e for e in ledger(settings).entries() if e.get("event") == "check")
+    assert check["served_accuracy"] == 0.0 and check["quality_floor"] > 0.9
+
+
+def test_a_k_trigger_records_the_other_reasons_that_hold(
+    workspace: CoreSettings, built: CoreSettings
+) -> None:
+    settings = workspace.model_copy(update={"retrain_every": 40})
+    embeddings, targets, predictions = served_feedback(built)
+    write_prod(settings.prod_data_path, embeddings[:40] + 3.0, targets[:40], predictions[:40])
+    (entry,) = run_pending(settings)
+    assert entry["trigger_rows"] == 40 and entry["reasons"] == ["rows", "drift"]

@@ -173,7 +173,9 @@ def test_a_killed_trainer_is_replaced_without_new_traffic(built, tmp_path, sampl
         ledger = RetrainLog(settings.retrain_log_path)
 
         def training() -> bool:  # the attempt is logged and the trainer still holds its lock
-            return trainer_is_running(settings) and any(e.get("event") for e in ledger.entries())
+            return trainer_is_running(settings) and any(
+                e.get("event") == "attempt" for e in ledger.entries()
+            )
 
         wait_for(training, 60, 0.005, "the trainer to start on the trigger")
         for pid in trainer_pids(settings.artifacts_dir):
@@ -184,7 +186,11 @@ def test_a_killed_trainer_is_replaced_without_new_traffic(built, tmp_path, sampl
         )
         assert time.monotonic() - killed_at < 60
         assert [d["trigger_rows"] for d in decisions] == [20]
-        attempts = [e for e in RetrainLog(settings.retrain_log_path).entries() if e.get("event")]
+        attempts = [
+            e
+            for e in RetrainLog(settings.retrain_log_path).entries()
+            if e.get("event") == "attempt"
+        ]
         assert len(attempts) >= 2, "the killed attempt, then the one that decided"
         model = httpx.get(f"{server.url}/model").json()
         assert model["retrain_backlog"] == 0
