@@ -1,0 +1,107 @@
+"""Building blocks of the monitoring tests: the repository's files, Prometheus' own tools."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+MONITORING = REPO / "monitoring"
+RULES = MONITORING / "prometheus" / "rules" / "ctloop.rules.yml"
+RULE_TESTS = MONITORING / "prometheus" / "tests" / "ctloop.test.yml"
+DASHBOARDS = MONITORING / "grafana" / "dashboards"
+INSTALL = "apt-get install prometheus prometheus-alertmanager (.ci/run does it)"
+
+
+def tool(name: str) -> str:
+    """The path of a Prometheus tool, or skip the test saying how to install it."""
+    found = shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed: {INSTALL}")
+    return found
+
+
+def run(*command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def load_yaml(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def dashboards() -> dict[str, dict]:
+    return {path.name: json.loads(path.read_text()) for path in sorted(DASHBOARDS.glob("*.json"))}
+
+
+def panel_queries(dashboard: dict) -> list[tuple[str, str]]:
+    """(where, PromQL) of every panel target and annotation of a dashboard."""
+    found = [
+        (f"{dashboard['uid']} / {panel['title']} / {target['refId']}", target["expr"])
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+    ]
+    found += [
+        (f"{dashboard['uid']} / annotation {annotation['name']}", annotation["expr"])
+        for annotation in dashboard.get("annotations", {}).get("list", [])
+        if annotation.get("expr")
+    ]
+    return found
+
+
+def grafana_to_promql(expr: str, rate_interval: str = "1m") -> str:
+    """A panel's query as Grafana sends it: its interval variables replaced by a duration."""
+    return expr.replace("$__rate_interval", rate_interval).replace("$__interval", rate_interval)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def local_prometheus(folder: Path, rules: Path | None = None) -> Iterator[str]:
+    """A real Prometheus (Debian's binary) on loopback with an empty database; its base URL."""
+    binary = tool("prometheus")
+    config = {"global": {"evaluation_interval": "1s"}, "rule_files": [str(rules)] if rules else []}
+    (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    with (folder / "prometheus.log").open("wb") as log:
+        process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={folder / 'prometheus.yml'}",
+                f"--storage.tsdb.path={folder / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError((folder / "prometheus.log").read_text()[-3000:])
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
