@@ -279,6 +279,33 @@ def render(model) -> str:
 DASHBOARDS = {"serving.json": serving_dashboard, "model.json": model_dashboard}
 
 
+def committed_dashboards() -> dict[str, dict]:
+    """The JSON documents Grafana is provisioned with, by file name."""
+    return {
+        path.name: json.loads(path.read_text()) for path in sorted(DASHBOARDS_DIR.glob("*.json"))
+    }
+
+
+def panel_queries(document: dict) -> list[tuple[str, str]]:
+    """(where, PromQL) of every panel target and annotation of a dashboard document."""
+    found = [
+        (f"{document['uid']} / {panel['title']} / {target['refId']}", target["expr"])
+        for panel in document["panels"]
+        for target in panel.get("targets", [])
+    ]
+    found += [
+        (f"{document['uid']} / annotation {annotation['name']}", annotation["expr"])
+        for annotation in document.get("annotations", {}).get("list", [])
+        if annotation.get("expr")
+    ]
+    return found
+
+
+def as_promql(expr: str, interval: str = "1m") -> str:
+    """A panel's query as Grafana sends it: its interval variables replaced by a duration."""
+    return expr.replace("$__rate_interval", interval).replace("$__interval", interval)
+
+
 def main() -> int:
     DASHBOARDS_DIR.mkdir(parents=True, exist_ok=True)
     for name, build in DASHBOARDS.items():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import socket
 import subprocess
@@ -37,30 +36,6 @@ def run(*command: str) -> subprocess.CompletedProcess:
 
 def load_yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
-
-
-def dashboards() -> dict[str, dict]:
-    return {path.name: json.loads(path.read_text()) for path in sorted(DASHBOARDS.glob("*.json"))}
-
-
-def panel_queries(dashboard: dict) -> list[tuple[str, str]]:
-    """(where, PromQL) of every panel target and annotation of a dashboard."""
-    found = [
-        (f"{dashboard['uid']} / {panel['title']} / {target['refId']}", target["expr"])
-        for panel in dashboard["panels"]
-        for target in panel.get("targets", [])
-    ]
-    found += [
-        (f"{dashboard['uid']} / annotation {annotation['name']}", annotation["expr"])
-        for annotation in dashboard.get("annotations", {}).get("list", [])
-        if annotation.get("expr")
-    ]
-    return found
-
-
-def grafana_to_promql(expr: str, rate_interval: str = "1m") -> str:
-    """A panel's query as Grafana sends it: its interval variables replaced by a duration."""
-    return expr.replace("$__rate_interval", rate_interval).replace("$__interval", rate_interval)
 
 
 def free_port() -> int:

@@ -10,17 +10,16 @@ from pathlib import Path
 import httpx
 import pytest
 from grafana_foundation_sdk.models.dashboard import Dashboard
-from monitoring_support import (
-    MONITORING,
-    REPO,
-    dashboards,
-    grafana_to_promql,
-    load_yaml,
-    local_prometheus,
-    panel_queries,
-)
+from monitoring_support import MONITORING, REPO, load_yaml, local_prometheus
 
-from monitoring.dashboards import DASHBOARDS, DATASOURCE_UID, render
+from monitoring.dashboards import (
+    DASHBOARDS,
+    DATASOURCE_UID,
+    as_promql,
+    panel_queries,
+    render,
+)
+from monitoring.dashboards import committed_dashboards as dashboards
 
 PROVISIONING = MONITORING / "grafana" / "provisioning"
 
@@ -96,9 +95,7 @@ def test_every_panel_query_is_valid_promql(name: str, tmp_path: Path) -> None:
     document = dashboards()[name]
     with local_prometheus(tmp_path) as url:
         for where, expr in panel_queries(document):
-            reply = httpx.post(
-                f"{url}/api/v1/query", data={"query": grafana_to_promql(expr)}, timeout=10
-            )
+            reply = httpx.post(f"{url}/api/v1/query", data={"query": as_promql(expr)}, timeout=10)
             assert reply.status_code == 200 and reply.json()["status"] == "success", (
                 where,
                 reply.text,
