@@ -192,7 +192,7 @@ def model_dashboard(t: Thresholds | None = None):
                 "F1 (macro) per model version (latest W rows)",
                 "Each version on the rows it answered.",
                 "percentunit",
-                query('ctloop_window_version_quality{measure="f1"}', "{{version}}"),
+                query('ctloop_window_version_quality{measure="macro_f1"}', "{{version}}"),
             ).max(1)
         )
         .with_panel(

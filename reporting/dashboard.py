@@ -103,7 +103,7 @@ def window_text(window: WindowFigures | None) -> str:
     )
     return (
         f" Latest {window.rows:.0f} rows: drift {window.drift_share or 0:.0%}, accuracy "
-        f"{quality.get('accuracy', 0):.3f}, F1 {quality.get('f1', 0):.3f}, balanced accuracy "
+        f"{quality.get('accuracy', 0):.3f}, F1 {quality.get('macro_f1', 0):.3f}, balanced accuracy "
         f"{quality.get('balanced_accuracy', 0):.3f} ({per_version})."
     )
 
@@ -193,10 +193,10 @@ def window_panels(settings: ReportingSettings, versions: list[str]) -> dict:
     latest = f"latest {settings.window_rows} feedback rows"
     names = {
         "accuracy": "accuracy",
-        "f1": "F1 (macro)",
+        "macro_f1": "F1 (macro)",
         "balanced_accuracy": "balanced accuracy",
-        "recall": "recall (macro)",
-        "precision": "precision (macro)",
+        "macro_recall": "recall (macro)",
+        "macro_precision": "precision (macro)",
     }
 
     def quality(measure: str) -> PanelMetric:
@@ -255,7 +255,7 @@ def window_panels(settings: ReportingSettings, versions: list[str]) -> dict:
         ),
         "version-f1-plot": line_plot_panel(
             title=f"F1 (macro) of each model version on its rows among the {latest}",
-            values=per_version("VersionWindowQuality", {"measure": "f1"}),
+            values=per_version("VersionWindowQuality", {"measure": "macro_f1"}),
             size="half",
         ),
         "version-rows-plot": line_plot_panel(

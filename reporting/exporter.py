@@ -9,7 +9,8 @@ values; `version` only the model versions that answered a row of the window).
 - ctloop_drift_share, ctloop_drifted_columns: every feedback row against the reference (the
   dashboard's cumulative figures);
 - ctloop_window_drift_share, ctloop_window_drifted_columns: the latest W rows (the drift alert);
-- ctloop_window_quality{measure}: accuracy, f1, precision, recall, balanced_accuracy of the window;
+- ctloop_window_quality{measure}: accuracy, macro_f1, macro_precision, macro_recall and
+  balanced_accuracy of the window (ctloop.evaluate's names and definitions);
 - ctloop_window_version_quality{measure,version}: the same on the rows each version answered;
 - ctloop_window_rows, ctloop_window_version_rows{version}, ctloop_window_size_rows (W);
 - ctloop_reporting_snapshot_timestamp_seconds, ctloop_reporting_snapshot_age_seconds;

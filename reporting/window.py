@@ -16,8 +16,6 @@ Prometheus exporter (reporting.exporter) reads them back from the snapshot.
 from __future__ import annotations
 
 import abc
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, Generic, TypeVar
 
@@ -34,40 +32,17 @@ from evidently.core.metric_types import (
 )
 from evidently.core.report import Context, Snapshot
 
+from ctloop.evaluate import METRICS, SCORERS
 from reporting.data import VERSION
 from reporting.settings import ReportingSettings
 from reporting.snapshots import metric_values
 
-
-def _quality_measures() -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
-    """The project's metric definitions, as plain functions of (y_true, y_pred)."""
-    from sklearn.metrics import (
-        accuracy_score,
-        balanced_accuracy_score,
-        f1_score,
-        precision_score,
-        recall_score,
-    )
-
-    # The same calls as reporting.metrics (the cumulative figures), so both views agree.
-    return {
-        "accuracy": accuracy_score,
-        "f1": lambda t, p: f1_score(t, p, average="macro", zero_division=0),
-        "precision": lambda t, p: precision_score(t, p, average="macro", zero_division=0),
-        "recall": lambda t, p: recall_score(t, p, average="macro", zero_division=0),
-        "balanced_accuracy": balanced_accuracy_score,
-    }
-
-
-QUALITY = _quality_measures()
-MEASURES = tuple(QUALITY)
+MEASURES = METRICS  # accuracy, macro_f1, macro_precision, macro_recall, balanced_accuracy
 
 
 def score(measure: str, target: np.ndarray, prediction: np.ndarray) -> float:
-    """One quality measure of these labels (scikit-learn's warnings on rare classes silenced)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return float(QUALITY[measure](target, prediction))
+    """One quality measure of these labels, by its one definition (ctloop.evaluate)."""
+    return SCORERS[measure](target, prediction)
 
 
 def latest_rows(frame: pd.DataFrame, window_rows: int, version: str | None = None) -> pd.DataFrame:

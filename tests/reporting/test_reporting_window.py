@@ -57,7 +57,7 @@ def scores(target: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
         warnings.simplefilter("ignore")
         return {
             "accuracy": accuracy_score(target, prediction),
-            "f1": f1_score(target, prediction, average="macro", zero_division=0),
+            "macro_f1": f1_score(target, prediction, average="macro", zero_division=0),
             "balanced_accuracy": balanced_accuracy_score(target, prediction),
         }
 
