@@ -1,6 +1,6 @@
 """How big the monitoring window W should be: false alarms on clean traffic against detection delay.
 
-    .venv/bin/python bench/monitoring_window.py [--windows 20 40 60 100 150]
+    .venv/bin/python -m bench.monitoring_window [--windows 20 40 60 100 150]
 
 Builds the digits reference and a first model in a temporary folder, embeds the unseen images
 (never in ref_data.csv) as the API would, clean and with the `slant` drift of the traffic
@@ -25,20 +25,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # `reporting` lives at the repository root
-
-from ctloop.config import CoreSettings  # noqa: E402
-from ctloop.dataset import load_samples  # noqa: E402
-from ctloop.pipeline import train_and_register  # noqa: E402
-from ctloop.predict import load_model  # noqa: E402
-from ctloop.preprocess import preprocess, preprocess_many  # noqa: E402
-from ctloop.reference import build_reference  # noqa: E402
-from ctloop.registry import ModelRegistry  # noqa: E402
-from ctloop.tables import embedding_columns, read_table  # noqa: E402
-from reporting.drift import embedding_drift  # noqa: E402
-from reporting.settings import ReportingSettings  # noqa: E402
-from traffic.drift import transformed_png  # noqa: E402
+from ctloop.candidate import train_candidate
+from ctloop.config import CoreSettings
+from ctloop.dataset import load_samples
+from ctloop.predict import load_model
+from ctloop.preprocess import preprocess, preprocess_many
+from ctloop.reference import build_reference, read_reference
+from ctloop.registry import ModelRegistry
+from ctloop.tables import embedding_columns
+from reporting.drift import embedding_drift
+from reporting.settings import ReportingSettings
+from traffic.drift import transformed_png
 
 
 def embed(model, pngs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -56,14 +53,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         core = CoreSettings(data_dir=Path(folder) / "data", artifacts_dir=Path(folder) / "art")
         build_reference(core)
-        train_and_register(core, ModelRegistry(core.artifacts_dir))
+        train_candidate(core, ModelRegistry(core.artifacts_dir))
         model = load_model(ModelRegistry(core.artifacts_dir).load())
         samples = load_samples(core.samples_dir)
         cells = preprocess_many(samples.images)
         truth = np.array(samples.labels)
         clean, clean_labels = embed(model, [transformed_png("clean", c, rng) for c in cells])
         slanted, _ = embed(model, [transformed_png("slant", c, rng) for c in cells])
-        reference = read_table(core.ref_data_path)
+        reference = read_reference(core.ref_data_path)
         columns = embedding_columns(reference.embeddings.shape[1])
         ref_frame = pd.DataFrame(reference.embeddings, columns=columns)
         settings = ReportingSettings(data_dir=core.data_dir)

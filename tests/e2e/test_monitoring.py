@@ -8,20 +8,18 @@ test. Everything is read through the published ports, as a person or a client wo
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
 import pytest
-from helpers import CHROMIUM_ARGS
-from stack import REPO, Stack, compose_command, copy_repository, write_figures
 
 from monitoring.alerts import main as generate_rules
 from monitoring.dashboards import as_promql, committed_dashboards, panel_queries
+from tests.e2e.stack import REPO, Stack, compose_command, copy_repository, write_figures
+from tests.support.browser import CHROMIUM_ARGS, find_chromium
 
 pytestmark = pytest.mark.docker
 
@@ -115,7 +113,6 @@ def test_monitoring_services_run_as_non_root(stack: Stack) -> None:
 def drift_run(stack: Stack) -> dict:
     """`python -m traffic` with a drift: 2 clean windows of k rows, then 3 slanted ones."""
     started = time.time()
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "scripts"), str(REPO)])}
     result = subprocess.run(
         [
             sys.executable,
@@ -134,7 +131,6 @@ def drift_run(stack: Stack) -> dict:
             "--output-dir",
             str(stack.root / "traffic"),
         ],
-        env=environment,
         capture_output=True,
         text=True,
         timeout=900,
@@ -234,7 +230,7 @@ def test_grafana_serves_the_provisioned_dashboards_to_anonymous_viewers(stack: S
 
 def screenshot_prometheus(stack: Stack) -> None:
     """Prometheus' alerts page and the drift share graph, in headless Chromium, for the README."""
-    chromium = "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+    chromium = find_chromium()
     if chromium is None:
         FIGURES["screenshots"] = "no Chromium"
         return

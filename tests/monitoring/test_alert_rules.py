@@ -7,7 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from monitoring_support import (
+
+from monitoring.alerts import main as generate
+from monitoring.alerts import render, rules
+from tests.support.monitoring import (
     MONITORING,
     REPO,
     RULE_TESTS,
@@ -17,9 +20,6 @@ from monitoring_support import (
     run,
     tool,
 )
-
-from monitoring.alerts import main as generate
-from monitoring.alerts import render, rules
 
 ALERTS = [rule.name for rule in rules()]
 

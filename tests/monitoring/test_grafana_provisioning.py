@@ -10,7 +10,6 @@ from pathlib import Path
 import httpx
 import pytest
 from grafana_foundation_sdk.models.dashboard import Dashboard
-from monitoring_support import MONITORING, REPO, load_yaml, local_prometheus
 
 from monitoring.dashboards import (
     DASHBOARDS,
@@ -20,6 +19,7 @@ from monitoring.dashboards import (
     render,
 )
 from monitoring.dashboards import committed_dashboards as dashboards
+from tests.support.monitoring import MONITORING, REPO, load_yaml, local_prometheus
 
 PROVISIONING = MONITORING / "grafana" / "provisioning"
 

@@ -81,7 +81,7 @@ def test_the_ui_lists_the_project_and_shows_new_snapshots_without_restart(
             pytest.approx(expected, abs=1e-6)
         ]
         # The windowed view, with the labels the dashboard's panels filter on.
-        target, prediction = prod_labels(settings.prod_data_path)
+        target, prediction = prod_labels(settings.prod_data_path, embeddings.shape[1])
         window = {"window_rows": str(settings.window_rows)}
         assert series(
             settings.port, project_id, "WindowQuality", {"measure": "accuracy", **window}

@@ -10,21 +10,19 @@ import numpy as np
 import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from reporting_support import (
-    copy_reference,
-    free_port,
-    reporting_settings,
-    served_feedback,
-    write_prod,
-)
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from ctloop.config import CoreSettings
-from ctloop.tables import embedding_columns, read_table
+from ctloop.prod_data import ProductionData
+from ctloop.reference import read_reference
+from ctloop.tables import embedding_columns
 from reporting.drift import embedding_drift
 from reporting.exporter import SnapshotCollector, serve_metrics
 from reporting.project import UpdateResult, update
 from reporting.refresher import Refresher
+from tests.support.data import copy_reference, served_feedback, write_prod
+from tests.support.processes import free_port
+from tests.support.reporting import reporting_settings
 
 W = 60
 
@@ -41,14 +39,7 @@ def two_versions(tmp_path: Path, built: CoreSettings):
     predictions[wrong] = np.where(targets[wrong] == "0", "1", "0")
     settings = reporting_settings(data_dir, window_rows=W)
     write_prod(settings.prod_data_path, embeddings[:150], targets[:150], predictions[:150])
-    write_prod(
-        settings.prod_data_path,
-        embeddings[150:],
-        targets[150:],
-        predictions[150:],
-        header=False,
-        version="v0002",
-    )
+    write_prod(settings.prod_data_path, embeddings[150:], targets[150:], predictions[150:], "v0002")
     return settings
 
 
@@ -71,7 +62,9 @@ def test_window_figures_are_those_of_the_latest_rows_overall_and_per_version(
     window = result.window
     assert result.outcome == "snapshot" and window is not None
 
-    table = read_table(settings.prod_data_path)
+    reference = read_reference(settings.ref_data_path)
+    n_components = reference.embeddings.shape[1]
+    table = ProductionData(settings.prod_data_path, n_components).read_rows()
     target, prediction = table.columns["target"], table.columns["prediction"]
     version = table.columns["model_version"]
     assert window.rows == W
@@ -87,8 +80,7 @@ def test_window_figures_are_those_of_the_latest_rows_overall_and_per_version(
     assert window.version_quality["v0002"]["accuracy"] < window.version_quality["v0001"]["accuracy"]
 
     # The drift share of the window is the project's drift test on those rows.
-    columns = embedding_columns(table.embeddings.shape[1])
-    reference = read_table(settings.ref_data_path)
+    columns = embedding_columns(n_components)
     drift = embedding_drift(
         pd.DataFrame(reference.embeddings, columns=columns),
         pd.DataFrame(table.embeddings[-W:], columns=columns),

@@ -1,10 +1,9 @@
-"""Building blocks of the monitoring tests: the repository's files, Prometheus' own tools."""
+"""The monitoring tests' building blocks: the repository's files, Prometheus' own tools."""
 
 from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,7 +13,8 @@ import httpx
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.processes import REPO, free_port
+
 MONITORING = REPO / "monitoring"
 RULES = MONITORING / "prometheus" / "rules" / "ctloop.rules.yml"
 RULE_TESTS = MONITORING / "prometheus" / "tests" / "ctloop.test.yml"
@@ -36,12 +36,6 @@ def run(*command: str) -> subprocess.CompletedProcess:
 
 def load_yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextlib.contextmanager
