@@ -52,7 +52,7 @@ def wait_for(condition, timeout: float, what: str, interval: float = 1.0):
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Stack:
+def monitored(tmp_path_factory) -> Stack:
     compose = compose_command()
     if compose is None:
         pytest.skip("no Docker engine answers `docker info` (or no Compose): this test needs both")
@@ -80,15 +80,15 @@ def stack(tmp_path_factory) -> Stack:
         print(f"\nmonitoring figures ({write_figures(FIGURES, 'e2e-monitoring.json')}): {FIGURES}")
 
 
-def prometheus(stack: Stack, path: str, **params) -> dict:
-    reply = httpx.get(stack.url("prometheus") + path, params=params, timeout=10)
+def prometheus(monitored: Stack, path: str, **params) -> dict:
+    reply = httpx.get(monitored.url("prometheus") + path, params=params, timeout=10)
     reply.raise_for_status()
     return reply.json()["data"]
 
 
-def test_every_target_is_up(stack: Stack) -> None:
+def test_every_target_is_up(monitored: Stack) -> None:
     def all_up():
-        targets = prometheus(stack, "/api/v1/targets")["activeTargets"]
+        targets = prometheus(monitored, "/api/v1/targets")["activeTargets"]
         return targets if all(t["health"] == "up" for t in targets) else None
 
     targets = wait_for(all_up, 90, "every scrape target up")
@@ -98,19 +98,30 @@ def test_every_target_is_up(stack: Stack) -> None:
         "prometheus",
         "alertmanager",
     }
-    rules = prometheus(stack, "/api/v1/rules")["groups"]
+    rules = prometheus(monitored, "/api/v1/rules")["groups"]
     assert sum(len(group["rules"]) for group in rules) == 10
 
 
-def test_monitoring_services_run_as_non_root(stack: Stack) -> None:
-    services = ["prometheus", "alertmanager"] + (["grafana"] if stack.with_grafana else [])
+def test_monitoring_services_are_locked_down_like_the_rest(monitored: Stack) -> None:
+    """Non-root, no capabilities, limits, ports on 127.0.0.1; Prometheus and Alertmanager also
+    on a read-only root filesystem (their data is in named volumes)."""
+    services = ["prometheus", "alertmanager"] + (["grafana"] if monitored.with_grafana else [])
     for service in services:
-        uid = stack.container_user(service)
+        uid = monitored.container_user(service)
         assert uid.isdigit() and uid != "0", f"{service} runs as uid {uid!r}"
+        config = monitored.container(service)["HostConfig"]
+        assert config["CapDrop"] == ["ALL"] and not config["CapAdd"], service
+        assert "no-new-privileges:true" in config["SecurityOpt"], service
+        assert config["ReadonlyRootfs"] is (service != "grafana"), service
+        assert config["Memory"] > 0 and config["PidsLimit"] > 0, service
+        for bindings in config["PortBindings"].values():
+            assert all(binding["HostIp"] == "127.0.0.1" for binding in bindings), service
+    mounts = {m["Destination"]: m["Type"] for m in monitored.container("prometheus")["Mounts"]}
+    assert mounts["/prometheus"] == "volume"
 
 
 @pytest.fixture(scope="module")
-def drift_run(stack: Stack) -> dict:
+def drift_run(monitored: Stack) -> dict:
     """`python -m traffic` with a drift: 2 clean windows of k rows, then 3 slanted ones."""
     started = time.time()
     result = subprocess.run(
@@ -119,17 +130,19 @@ def drift_run(stack: Stack) -> dict:
             "-m",
             "traffic",
             "--url",
-            stack.url("serving"),
+            monitored.url("serving"),
             "--samples-dir",
-            str(stack.root / "data" / "samples"),
+            str(monitored.root / "data" / "samples"),
             "--transform",
             "slant",
             "--clean-windows",
             "2",
             "--drift-windows",
             "3",
+            "--token-file",
+            str(monitored.root / "secrets" / "api_token"),
             "--output-dir",
-            str(stack.root / "traffic"),
+            str(monitored.root / "traffic"),
         ],
         capture_output=True,
         text=True,
@@ -142,14 +155,14 @@ def drift_run(stack: Stack) -> dict:
     return {"started": started, "output": result.stdout}
 
 
-def firing(stack: Stack, alert: str) -> list[dict]:
-    alerts = prometheus(stack, "/api/v1/alerts")["alerts"]
+def firing(monitored: Stack, alert: str) -> list[dict]:
+    alerts = prometheus(monitored, "/api/v1/alerts")["alerts"]
     return [a for a in alerts if a["labels"]["alertname"] == alert and a["state"] == "firing"]
 
 
-def test_the_drift_alert_fires_and_reaches_alertmanager(stack: Stack, drift_run: dict) -> None:
+def test_the_drift_alert_fires_and_reaches_alertmanager(monitored: Stack, drift_run: dict) -> None:
     def exported() -> dict[str, float]:
-        text = httpx.get(stack.url("reporting-metrics") + "/metrics", timeout=5).text
+        text = httpx.get(monitored.url("reporting-metrics") + "/metrics", timeout=5).text
         return {
             line.split()[0]: float(line.split()[1])
             for line in text.splitlines()
@@ -169,24 +182,24 @@ def test_the_drift_alert_fires_and_reaches_alertmanager(stack: Stack, drift_run:
     FIGURES["window_drift_share_after_drift"] = share
     assert share > 0.5, metrics
 
-    fired = wait_for(lambda: firing(stack, "CtloopDriftDetected"), 120, "the drift alert")
+    fired = wait_for(lambda: firing(monitored, "CtloopDriftDetected"), 120, "the drift alert")
     FIGURES["drift_alert_seconds_after_traffic"] = round(
         time.time() - drift_run["started"] - FIGURES["traffic_seconds"], 1
     )
     assert fired[0]["labels"]["severity"] == "warning"
 
     def in_alertmanager():
-        alerts = httpx.get(stack.url("alertmanager") + "/api/v2/alerts", timeout=5).json()
+        alerts = httpx.get(monitored.url("alertmanager") + "/api/v2/alerts", timeout=5).json()
         return [a for a in alerts if a["labels"]["alertname"] == "CtloopDriftDetected"]
 
     received = wait_for(in_alertmanager, 60, "the drift alert in Alertmanager")
     assert received[0]["status"]["state"] == "active"
     assert received[0]["receivers"] == [{"name": "ctloop-default"}]
     assert received[0]["annotations"]["runbook_url"] == "README.md#ctloopdriftdetected"
-    screenshot_prometheus(stack)
+    screenshot_prometheus(monitored)
 
 
-def test_every_grafana_panel_query_returns_data(stack: Stack, drift_run: dict) -> None:
+def test_every_grafana_panel_query_returns_data(monitored: Stack, drift_run: dict) -> None:
     """Each panel's query, as Grafana sends it, over the run's time range: at least one series."""
     end = time.time()
     empty = []
@@ -194,7 +207,7 @@ def test_every_grafana_panel_query_returns_data(stack: Stack, drift_run: dict) -
     for name, document in committed_dashboards().items():
         for where, expr in panel_queries(document):
             data = prometheus(
-                stack,
+                monitored,
                 "/api/v1/query_range",
                 query=as_promql(expr, "30s"),
                 start=drift_run["started"],
@@ -208,27 +221,27 @@ def test_every_grafana_panel_query_returns_data(stack: Stack, drift_run: dict) -
     assert checked >= 25 and not empty, "\n".join(empty)
 
 
-def test_grafana_serves_the_provisioned_dashboards_to_anonymous_viewers(stack: Stack) -> None:
-    if not stack.with_grafana:
+def test_grafana_serves_the_provisioned_dashboards_to_anonymous_viewers(monitored: Stack) -> None:
+    if not monitored.with_grafana:
         # Said in the figures and the output; the provisioning itself is checked by
         # tests/monitoring without Grafana, and its queries by the test above.
-        listed = stack.run("ps", "--services", "--filter", "status=running").stdout.split()
+        listed = monitored.run("ps", "--services", "--filter", "status=running").stdout.split()
         assert "grafana" not in listed and "prometheus" in listed
         return
-    url = stack.url("grafana")
+    url = monitored.url("grafana")
     found = httpx.get(f"{url}/api/search", params={"query": "ctloop"}, timeout=10).json()
     assert {d["uid"] for d in found} >= {"ctloop-serving", "ctloop-model"}
     model = httpx.get(f"{url}/api/dashboards/uid/ctloop-model", timeout=10)
     assert model.status_code == 200 and model.json()["meta"]["canEdit"] is False
     assert httpx.get(f"{url}/api/admin/settings", auth=("admin", "admin")).status_code == 401
-    password = (stack.root / "secrets" / "grafana_admin_password").read_text().strip()
+    password = (monitored.root / "secrets" / "grafana_admin_password").read_text().strip()
     health = httpx.get(
         f"{url}/api/datasources/uid/ctloop-prometheus/health", auth=("admin", password)
     )
     assert health.status_code == 200 and health.json()["status"] == "OK", health.text
 
 
-def screenshot_prometheus(stack: Stack) -> None:
+def screenshot_prometheus(monitored: Stack) -> None:
     """Prometheus' alerts page and the drift share graph, in headless Chromium, for the README."""
     chromium = find_chromium()
     if chromium is None:
@@ -238,7 +251,7 @@ def screenshot_prometheus(stack: Stack) -> None:
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     # Upstream's UI lives at /; Debian's build (the CI stand-in) serves the classic one instead.
-    base = stack.url("prometheus")
+    base = monitored.url("prometheus")
     ui = "" if httpx.get(f"{base}/alerts", timeout=5).status_code == 200 else "/classic"
     drift = '{__name__=~"ctloop_window_drift_share|ctloop_drift_share"}'
     pages = {
