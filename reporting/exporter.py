@@ -13,7 +13,8 @@ values; `version` only the model versions that answered a row of the window).
   balanced_accuracy of the window (ctloop.evaluate's names and definitions);
 - ctloop_window_version_quality{measure,version}: the same on the rows each version answered;
 - ctloop_window_rows, ctloop_window_version_rows{version}, ctloop_window_size_rows (W);
-- ctloop_reporting_snapshot_timestamp_seconds, ctloop_reporting_snapshot_age_seconds;
+- ctloop_reporting_snapshot_rows, ctloop_reporting_snapshot_timestamp_seconds,
+  ctloop_reporting_snapshot_age_seconds: what the latest snapshot covers, when it was computed;
 - ctloop_reporting_last_success_timestamp_seconds (the last check that left the dashboard up to
   date: a new snapshot, or nothing changed), ctloop_reporting_last_failure_timestamp_seconds,
   ctloop_reporting_last_update_ok (1 or 0), ctloop_reporting_updates_total{outcome},
@@ -76,7 +77,7 @@ class SnapshotCollector:
             updates = self.state.updates + Counter({result.outcome: 1})
             self.state = replace(
                 self.state,
-                values=dict(result.values) if ready else {},
+                values=dict(result.values),
                 window=result.window if ready else None,
                 snapshot_timestamp=snapshot_time or self.state.snapshot_timestamp,
                 update_seconds=result.seconds,
@@ -120,6 +121,11 @@ def _snapshot_metrics(state: ExportedState, window_rows: int) -> Iterator[Metric
         "ctloop_drifted_columns",
         "Embedding columns drifted, every feedback row against the reference",
         values.get("drifted_columns"),
+    )
+    yield from _gauge(
+        "ctloop_reporting_snapshot_rows",
+        "Feedback rows the latest snapshot covers",
+        values.get("feedback_rows"),
     )
     yield GaugeMetricFamily(
         "ctloop_window_size_rows", "W: feedback rows the windowed figures look at", window_rows

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.docker
 
 K = 20  # RETRAIN_EVERY
 WINDOW = 40  # REPORTING_WINDOW_ROWS: the drift share of the latest 40 rows
+ROWS = 5 * K  # the drift run: 2 clean windows of k feedback rows, then 3 slanted ones
 FIGURES: dict = {}
 SHOTS = REPO / "tests" / "artifacts"
 
@@ -169,15 +170,16 @@ def test_the_drift_alert_fires_and_reaches_alertmanager(monitored: Stack, drift_
             if line.startswith("ctloop_") and "{" not in line
         }
 
-    # The snapshot of every row the run sent (taken after its last feedback), as a client reads it.
-    ended = drift_run["started"] + FIGURES["traffic_seconds"]
-    metrics = wait_for(
-        lambda: (
-            (m := exported()).get("ctloop_reporting_snapshot_timestamp_seconds", 0) > ended and m
-        ),
-        60,
-        "a snapshot of the whole run",
-    )
+    # The snapshot of every row the run sent, as a client reads it.
+    try:
+        metrics = wait_for(
+            lambda: (m := exported()).get("ctloop_reporting_snapshot_rows", 0) >= ROWS and m,
+            120,
+            "a snapshot of the whole run",
+        )
+    except AssertionError as error:
+        logs = monitored.run("logs", "--no-color", "--tail", "40", "reporting").stdout
+        raise AssertionError(f"{error}\n{exported()}\n{logs}") from None
     share = metrics["ctloop_window_drift_share"]
     FIGURES["window_drift_share_after_drift"] = share
     assert share > 0.5, metrics

@@ -130,6 +130,7 @@ def test_the_exporter_serves_the_snapshot_and_the_refresher_health(two_versions)
         versions = {dict(labels).get("version") for name, labels in metrics if "version" in name}
         assert versions == {"v0001", "v0002"}, "per-version series only for the window's versions"
         assert metrics[("ctloop_reporting_last_update_ok", ())] == 1
+        assert metrics[("ctloop_reporting_snapshot_rows", ())] == 190
         assert metrics[("ctloop_reporting_updates_total", (("outcome", "snapshot"),))] == 1
         assert 0 <= metrics[("ctloop_reporting_snapshot_age_seconds", ())] < 60
         first_success = metrics[("ctloop_reporting_last_success_timestamp_seconds", ())]
