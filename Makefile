@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-REQUIREMENTS := tests/requirements.txt scripts/requirements.txt $(wildcard serving/requirements.txt webapp/requirements.txt reporting/requirements.txt bench/requirements.txt)
+REQUIREMENTS := tests/requirements.txt scripts/requirements.txt $(wildcard serving/requirements.txt webapp/requirements.txt reporting/requirements.txt monitoring/requirements.txt bench/requirements.txt)
 
 .PHONY: venv test lint format lock clean bench bench-ab e2e traffic-docs
 

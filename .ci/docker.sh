@@ -15,15 +15,7 @@ log() { printf '\n== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 # The Debian mirror this machine's apt sources name (not its security or third-party ones).
-debian_mirror() {
-  cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
-    | grep -oE 'https?://[^ ]+/debian/?( |$)' | grep -v security | head -1 | tr -d ' ' | sed 's#/$##' || true
-}
-mirror=$(debian_mirror)
-if [ -z "$mirror" ]; then
-  echo "no Debian mirror found in /etc/apt/sources.list or /etc/apt/sources.list.d/" >&2
-  exit 1
-fi
+mirror=$(bash "$(dirname "$0")/debian-mirror.sh")
 
 need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)

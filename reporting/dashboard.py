@@ -16,6 +16,7 @@ from evidently.sdk.panels import counter_panel, line_plot_panel, text_panel
 from ctloop.tables import PREDICTION, TARGET
 from reporting.data import MonitoringData
 from reporting.settings import ReportingSettings
+from reporting.window import MEASURES, WindowFigures
 
 TAB_TITLE = "Monitoring"
 
@@ -33,7 +34,11 @@ def about_text(settings: ReportingSettings) -> str:
         "feedback rows, as scikit-learn computes it: macro F1, precision and recall, balanced "
         "accuracy (mean recall over the classes present in the feedback) and accuracy. A new "
         "snapshot is added whenever prod_data.csv grows; each one is also an HTML report in "
-        f"{settings.reports_path}."
+        f"{settings.reports_path}. The 'latest {settings.window_rows} rows' panels look at the "
+        "newest feedback rows only (REPORTING_WINDOW_ROWS), overall and per model version (the "
+        "version that answered each row), so they follow a drift and a new version quickly; the "
+        "same figures are Prometheus gauges on the exporter's /metrics "
+        f"(port {settings.metrics_port})."
     )
 
 
@@ -43,6 +48,7 @@ def status_text(
     timestamp: datetime | None = None,
     ready: bool = False,
     values: dict[str, float] | None = None,
+    window: WindowFigures | None = None,
     reference_missing: str | None = None,
 ) -> str:
     """What the latest update found, for the status panel."""
@@ -81,14 +87,35 @@ def status_text(
     )
     return (
         f"Last snapshot {when}: {rows} feedback rows (model versions: {versions}) against "
-        f"{len(data.reference)} reference rows.{figures}{missing}{dropped}"
+        f"{len(data.reference)} reference rows.{figures}{window_text(window)}{missing}{dropped}"
+    )
+
+
+def window_text(window: WindowFigures | None) -> str:
+    """The windowed figures in words, overall and per version."""
+    if window is None or not window.rows:
+        return ""
+    quality = window.quality
+    per_version = "; ".join(
+        f"{version}: {rows:.0f} rows, accuracy "
+        f"{window.version_quality.get(version, {}).get('accuracy', 0):.3f}"
+        for version, rows in sorted(window.version_rows.items())
+    )
+    return (
+        f" Latest {window.rows:.0f} rows: drift {window.drift_share or 0:.0%}, accuracy "
+        f"{quality.get('accuracy', 0):.3f}, F1 {quality.get('macro_f1', 0):.3f}, balanced accuracy "
+        f"{quality.get('balanced_accuracy', 0):.3f} ({per_version})."
     )
 
 
 def dashboard_model(
-    project_id: uuid.UUID, settings: ReportingSettings, status: str
+    project_id: uuid.UUID,
+    settings: ReportingSettings,
+    status: str,
+    versions: list[str] | tuple[str, ...] = (),
 ) -> DashboardModel:
-    """Every panel of the dashboard, with stable ids; `status` is the text of the status panel."""
+    """Every panel of the dashboard, with stable ids; `status` is the text of the status panel,
+    `versions` the model versions of the window (one line each in the per-version plots)."""
     share = {
         "value_type": "share",
         # Only the series of the current drift configuration, should it ever change.
@@ -145,6 +172,7 @@ def dashboard_model(
             size="full",
         ),
     }
+    panels.update(window_panels(settings, list(versions)))
     for key, panel in panels.items():
         panel.id = uuid.uuid5(project_id, f"panel:{key}")
     tab = DashboardTabModel(
@@ -157,3 +185,82 @@ def dashboard_model(
 
 def _value(metric: str, legend: str, labels: dict[str, str] | None = None) -> PanelMetric:
     return PanelMetric(legend=legend, metric=metric, metric_labels=labels or {})
+
+
+def window_panels(settings: ReportingSettings, versions: list[str]) -> dict:
+    """The latest-W-rows view: counters, quality and drift over snapshots, one line per version."""
+    w = str(settings.window_rows)
+    latest = f"latest {settings.window_rows} feedback rows"
+    names = {
+        "accuracy": "accuracy",
+        "macro_f1": "F1 (macro)",
+        "balanced_accuracy": "balanced accuracy",
+        "macro_recall": "recall (macro)",
+        "macro_precision": "precision (macro)",
+    }
+
+    def quality(measure: str) -> PanelMetric:
+        return _value("WindowQuality", names[measure], {"measure": measure, "window_rows": w})
+
+    def per_version(metric: str, labels: dict[str, str]) -> list[PanelMetric]:
+        return [
+            _value(metric, version, {**labels, "model_version": version, "window_rows": w})
+            for version in versions
+        ]
+
+    return {
+        "window-accuracy": counter_panel(
+            title=f"Accuracy, {latest}", values=[quality("accuracy")], size="half"
+        ),
+        "window-drift-share": counter_panel(
+            title=f"Share of drifted embedding columns, {latest}",
+            values=[
+                _value(
+                    "WindowDriftedColumns",
+                    "share (shown as 'no value' when 0)",
+                    {"value_type": "share", "window_rows": w},
+                )
+            ],
+            size="half",
+        ),
+        "window-quality-plot": line_plot_panel(
+            title=f"Quality on the {latest}, per snapshot",
+            values=[quality(measure) for measure in MEASURES],
+            size="full",
+        ),
+        "window-drift-plot": line_plot_panel(
+            title=f"Share of drifted embedding columns: every feedback row and the {latest}",
+            values=[
+                _value(
+                    "DriftedColumnsCount",
+                    "every feedback row",
+                    {
+                        "value_type": "share",
+                        "method": settings.drift_method,
+                        "threshold": str(settings.drift_threshold),
+                    },
+                ),
+                _value(
+                    "WindowDriftedColumns",
+                    latest,
+                    {"value_type": "share", "window_rows": w},
+                ),
+            ],
+            size="full",
+        ),
+        "version-accuracy-plot": line_plot_panel(
+            title=f"Accuracy of each model version on its rows among the {latest}",
+            values=per_version("VersionWindowQuality", {"measure": "accuracy"}),
+            size="half",
+        ),
+        "version-f1-plot": line_plot_panel(
+            title=f"F1 (macro) of each model version on its rows among the {latest}",
+            values=per_version("VersionWindowQuality", {"measure": "macro_f1"}),
+            size="half",
+        ),
+        "version-rows-plot": line_plot_panel(
+            title=f"Rows each model version answered among the {latest}",
+            values=per_version("VersionWindowRows", {}),
+            size="full",
+        ),
+    }

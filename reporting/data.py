@@ -12,6 +12,8 @@ from ctloop.prod_data import ProductionData
 from ctloop.reference import read_reference
 from ctloop.tables import PREDICTION, TARGET, embedding_columns
 
+VERSION = "model_version"  # the prod_data.csv column naming the version that answered a row
+
 
 @dataclass(frozen=True)
 class MonitoringData:
@@ -46,8 +48,12 @@ def load_monitoring_data(ref_path: Path, prod_path: Path) -> MonitoringData:
     production_frame[PREDICTION] = pd.Series(
         predictions if predictions is not None else [""] * len(production), dtype=object
     )
+    versions = production.columns.get(VERSION)
+    # Not a monitored column: the windowed figures use it to tell model versions apart.
+    production_frame[VERSION] = pd.Series(
+        versions if versions is not None else [""] * len(production), dtype=object
+    )
     labelled = (production_frame[TARGET] != "") & (production_frame[PREDICTION] != "")
-    versions = production.columns.get("model_version")
     return MonitoringData(
         reference=reference_frame,
         production=production_frame[labelled].reset_index(drop=True),

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from evidently import DataDefinition, Dataset, MulticlassClassification, Report
@@ -44,6 +45,7 @@ from reporting.snapshots import (
     quiet_numerics,
     write_html_report,
 )
+from reporting.window import WindowFigures, window_figures, window_metrics, window_versions
 
 # Target and prediction are class labels: chi-square against the reference class counts.
 LABEL_DRIFT_METHOD = "chisquare"
@@ -65,6 +67,8 @@ class UpdateResult:
     html_report: Path | None = None
     seconds: float = 0.0
     values: dict[str, float] = field(default_factory=dict)
+    window: WindowFigures | None = None  # the latest W rows, overall and per version
+    snapshot_time: datetime | None = None  # UTC, naive (as Evidently stores it)
 
 
 def update(settings: ReportingSettings) -> UpdateResult:
@@ -92,7 +96,9 @@ def update(settings: ReportingSettings) -> UpdateResult:
         # 3. Report: every metric once enough feedback has arrived, the row count until then.
         rows = len(data.production)
         ready = rows >= settings.min_rows
-        metrics = monitoring_metrics(settings, data.embedding_columns) if ready else [RowCount()]
+        versions = window_versions(data.production, settings.window_rows) if ready else []
+        columns = data.embedding_columns
+        metrics = monitoring_metrics(settings, columns, versions) if ready else [RowCount()]
         timestamp = evidently_timestamp()
         report = Report(
             metrics,
@@ -114,13 +120,16 @@ def update(settings: ReportingSettings) -> UpdateResult:
             snapshot, settings.reports_path, timestamp, settings.keep_reports
         )
         values = headline_values(snapshot)
+        window = window_figures(snapshot) if ready else None
         drop_duplicate_widgets(snapshot)
         run = workspace.add_run(project.id, snapshot)
         prune_runs(workspace, project.id, settings.keep_snapshots)
 
         # 5. Dashboard: saved whole with fixed panel ids, so re-running never duplicates panels.
-        status = status_text(settings, data, timestamp, ready, values)
-        workspace.save_dashboard(project.id, dashboard_model(project.id, settings, status))
+        status = status_text(settings, data, timestamp, ready, values, window)
+        workspace.save_dashboard(
+            project.id, dashboard_model(project.id, settings, status, versions)
+        )
 
     return UpdateResult(
         "snapshot" if ready else "waiting",
@@ -130,11 +139,16 @@ def update(settings: ReportingSettings) -> UpdateResult:
         html_report=html_report,
         seconds=time.perf_counter() - started,
         values=values,
+        window=window,
+        snapshot_time=timestamp,
     )
 
 
-def monitoring_metrics(settings: ReportingSettings, embedding_columns: list[str]) -> list:
-    """The report's metrics; their configuration never changes between runs (one series each)."""
+def monitoring_metrics(
+    settings: ReportingSettings, embedding_columns: list[str], versions: list[str] = ()
+) -> list:
+    """The report's metrics; their configuration never changes between runs (one series each),
+    except the per-version windowed ones: one series per model version in the window."""
     return [
         RowCount(),
         MacroF1(),
@@ -145,6 +159,7 @@ def monitoring_metrics(settings: ReportingSettings, embedding_columns: list[str]
         embedding_drift_preset(settings, embedding_columns),
         ValueDrift(column=TARGET, method=LABEL_DRIFT_METHOD, threshold=LABEL_DRIFT_THRESHOLD),
         ValueDrift(column=PREDICTION, method=LABEL_DRIFT_METHOD, threshold=LABEL_DRIFT_THRESHOLD),
+        *window_metrics(settings, embedding_columns, list(versions)),
     ]
 
 

@@ -7,6 +7,7 @@ panel, and tried again at the next check.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 from reporting.data import file_signature
 from reporting.logs import log
@@ -16,6 +17,14 @@ from reporting.settings import ReportingSettings
 Signature = tuple[object, object]
 
 
+class RefreshListener(Protocol):
+    """Told the outcome of every check (the Prometheus exporter)."""
+
+    def checked(self) -> None: ...  # nothing changed: the latest snapshot is up to date
+    def updated(self, result: UpdateResult) -> None: ...
+    def failed(self) -> None: ...
+
+
 class Refresher:
     """Runs `update` when the CSVs' size, modification time or inode changed."""
 
@@ -23,9 +32,11 @@ class Refresher:
         self,
         settings: ReportingSettings,
         run_update: Callable[[ReportingSettings], UpdateResult] = update,
+        listener: RefreshListener | None = None,
     ) -> None:
         self.settings = settings
         self._run_update = run_update
+        self._listener = listener
         self._seen: Signature | None = None  # the files as the last successful update read them
         self._last_error: str | None = None
 
@@ -41,14 +52,20 @@ class Refresher:
         # Taken before reading, so rows appended during the update trigger the next one.
         signature = self.signature()
         if signature == self._seen:
+            if self._listener is not None:
+                self._listener.checked()
             return None
         try:
             result = self._run_update(self.settings)
         except Exception as error:
+            if self._listener is not None:
+                self._listener.failed()
             self._report_failure(error)
             return None
         self._seen = signature
         self._last_error = None
+        if self._listener is not None:
+            self._listener.updated(result)
         log.info(
             "refreshed",
             extra={

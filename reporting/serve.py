@@ -5,7 +5,8 @@
 1. create the workspace and the project if needed (before the UI loads the workspace);
 2. start `evidently ui --workspace ... --host ... --port ...` as a child, telemetry off, with its
    secret (EVIDENTLY_SECRET, or the generated one): writes through its API need it, reads do not;
-3. every REPORTING_REFRESH_SECONDS, add a snapshot if ref_data.csv or prod_data.csv changed.
+3. every REPORTING_REFRESH_SECONDS, add a snapshot if ref_data.csv or prod_data.csv changed;
+4. serve the snapshot's figures to Prometheus on REPORTING_METRICS_PORT (reporting.exporter).
 
 SIGTERM and SIGINT are forwarded to the UI, which is waited for; if the UI dies on its own, this
 process exits non-zero so that the container is restarted. `/api/version` answers once the UI is up.
@@ -21,6 +22,7 @@ import threading
 import time
 
 from ctloop.credentials import resolve
+from reporting.exporter import SnapshotCollector, serve_metrics
 from reporting.logs import configure_logging, log
 from reporting.project import prepare
 from reporting.refresher import Refresher
@@ -83,7 +85,13 @@ class Service:
         """Run until a stop request (0) or the UI's death (its exit code, or 1)."""
         project_id = prepare(self.settings)
         log.info("project ready", extra={"project_id": str(project_id)})
-        refresher = Refresher(self.settings)
+        collector = SnapshotCollector(self.settings.window_rows)
+        server, _ = serve_metrics(collector, self.settings.host, self.settings.metrics_port)
+        log.info(
+            "prometheus exporter started",
+            extra={"url": f"http://{self.settings.host}:{self.settings.metrics_port}/metrics"},
+        )
+        refresher = Refresher(self.settings, listener=collector)
         self.ui = start_ui(self.settings)
         try:
             next_check = time.monotonic()  # the first snapshot right away
@@ -100,6 +108,8 @@ class Service:
             log.info("stop requested", extra={"signal": name})
             return 0
         finally:
+            server.shutdown()
+            server.server_close()
             code = self._stop_ui()
             log.info("evidently ui stopped", extra={"returncode": code})
 

@@ -59,6 +59,14 @@ class ReportingSettings(BaseSettings):
         gt=0,
         description="Drift threshold of that test (a p-value for ks, a distance for wasserstein)",
     )
+    window_rows: int = Field(
+        100,
+        ge=2,
+        description="W: the windowed quality and drift figures look at the newest W feedback rows",
+    )
+    metrics_port: int = Field(
+        8083, ge=1, le=65535, description="Port of the Prometheus exporter (/metrics)"
+    )
     host: str = Field(
         "127.0.0.1",
         description="Address `evidently ui` binds (the container sets 0.0.0.0; Compose publishes "

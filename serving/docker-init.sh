@@ -31,6 +31,10 @@ done
 
 as_app python -m ctloop secrets
 grafana_password="$SECRETS_DIR/grafana_admin_password"
+# A password chosen in .env replaces the generated one (Grafana reads it when it first starts).
+if [ -n "${GRAFANA_ADMIN_PASSWORD:-}" ]; then
+  printf '%s\n' "$GRAFANA_ADMIN_PASSWORD" | as_app tee "$grafana_password" >/dev/null
+fi
 setfacl -m "u:${GRAFANA_UID:-472}:r" "$grafana_password" 2>/dev/null \
   || chown "${GRAFANA_UID:-472}" "$grafana_password"
 setfacl -m "u:${GRAFANA_UID:-472}:x" "$SECRETS_DIR" 2>/dev/null || chmod o+x "$SECRETS_DIR"

@@ -47,7 +47,7 @@ def stack(compose, tmp_path_factory) -> Stack:
         yield running
     finally:
         FIGURES["image_sizes"] = running.image_sizes()
-        running.down()
+        running.down(volumes=True)
         path = write_figures(FIGURES)
         print(f"\nend-to-end figures ({path}): {FIGURES}")
 

@@ -13,6 +13,22 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[2]
+GRAFANA = "grafana"
+
+
+def compose_image(service: str) -> str:
+    """The image a service of docker-compose.yml pins."""
+    import yaml
+
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"][service]["image"]
+
+
+def image_available(image: str) -> bool:
+    """The image is here, or can be pulled (never true for Grafana on the CI machines)."""
+    if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0:
+        return True
+    pulled = subprocess.run(["docker", "pull", "-q", image], capture_output=True, timeout=600)
+    return pulled.returncode == 0
 
 
 def compose_command() -> list[str] | None:
@@ -58,7 +74,21 @@ class Stack:
     def __init__(self, root: Path, compose: list[str], free_port, **settings: str) -> None:
         self.root, self.compose = root, compose
         self.project = f"ctloop-e2e-{uuid.uuid4().hex[:8]}"
-        self.ports = {"serving": free_port(), "webapp": free_port(), "reporting": free_port()}
+        self.ports = {
+            name: free_port()
+            for name in (
+                "serving",
+                "webapp",
+                "reporting",
+                "reporting-metrics",
+                "prometheus",
+                "alertmanager",
+                "grafana",
+            )
+        }
+        # Grafana is started wherever its image can be pulled; elsewhere every other service is
+        # named, so that compose does not try to pull it.
+        self.with_grafana = image_available(compose_image(GRAFANA))
         self.env = {
             **os.environ,
             "COMPOSE_PROJECT_NAME": self.project,
@@ -66,6 +96,10 @@ class Stack:
             "SERVING_PORT": str(self.ports["serving"]),
             "WEBAPP_PORT": str(self.ports["webapp"]),
             "REPORTING_PORT": str(self.ports["reporting"]),
+            "REPORTING_METRICS_PORT": str(self.ports["reporting-metrics"]),
+            "PROMETHEUS_PORT": str(self.ports["prometheus"]),
+            "ALERTMANAGER_PORT": str(self.ports["alertmanager"]),
+            "GRAFANA_PORT": str(self.ports["grafana"]),
             "PUBLIC_API_URL": f"http://localhost:{self.ports['serving']}",
             "DASHBOARD_URL": f"http://localhost:{self.ports['reporting']}",
             **settings,
@@ -120,7 +154,7 @@ class Stack:
     def up(self, build: bool) -> float:
         """Start the stack and wait until every service answers; return the seconds it took."""
         started = time.perf_counter()
-        result = self.run("up", "-d", *(["--build"] if build else []))
+        result = self.run("up", "-d", *(["--build"] if build else []), *self.services())
         if result.returncode != 0:
             raise RuntimeError(
                 f"compose up failed:\n{result.stdout}\n{result.stderr}\n{self.logs()}"
@@ -133,7 +167,12 @@ class Stack:
             "serving": "/ready",
             "webapp": "/_stcore/health",
             "reporting": "/api/version",
+            "reporting-metrics": "/metrics",
+            "prometheus": "/-/ready",
+            "alertmanager": "/-/ready",
         }
+        if self.with_grafana:
+            checks["grafana"] = "/api/health"
         deadline = time.monotonic() + timeout
         pending = dict(checks)
         while pending and time.monotonic() < deadline:
@@ -147,8 +186,17 @@ class Stack:
         if pending:
             raise RuntimeError(f"not ready after {timeout} s: {sorted(pending)}\n{self.logs()}")
 
-    def down(self) -> None:
-        self.run("down", "--remove-orphans", timeout=300)
+    def services(self) -> list[str]:
+        """The services to start: all of them (compose's default), or all but Grafana."""
+        if self.with_grafana:
+            return []
+        import yaml
+
+        listed = yaml.safe_load((self.root / "docker-compose.yml").read_text())["services"]
+        return [name for name in listed if name != GRAFANA]
+
+    def down(self, volumes: bool = False) -> None:
+        self.run("down", "--remove-orphans", *(["--volumes"] if volumes else []), timeout=300)
 
     def logs(self) -> str:
         result = self.run("logs", "--no-color", "--tail", "80", timeout=120)

@@ -70,7 +70,7 @@ def test_two_runs_give_one_project_one_set_of_panels_two_snapshots(
     assert len(projects(settings)) == 1
     panels = json.loads(dashboard_file.read_text())["panels"]
     assert [p["id"] for p in panels] == [p["id"] for p in panels_after_first]
-    assert len(panels) == len({p["id"] for p in panels}) == 11
+    assert len(panels) == len({p["id"] for p in panels}) == 18
     titles = {p["title"] for p in panels}
     assert {"Feedback rows", "F1 (macro)", "Balanced accuracy", "Recall (macro)"} <= titles
     assert {"Precision (macro)", "Share of drifted embedding columns"} <= titles

@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
@@ -31,7 +32,9 @@ def project_snapshots(port: int, name: str) -> tuple[str, list[dict]]:
     return project_id, api(port, f"/api/projects/{project_id}/snapshots")
 
 
-def series(port: int, project_id: str, metric: str) -> list[float]:
+def series(
+    port: int, project_id: str, metric: str, labels: dict[str, str] | None = None
+) -> list[float]:
     """One metric's values over the snapshots, as the dashboard's plots request them."""
     response = httpx.post(
         f"http://127.0.0.1:{port}/api/v2/snapshots/{project_id}/data_series_batch",
@@ -39,7 +42,7 @@ def series(port: int, project_id: str, metric: str) -> list[float]:
             "series_filter": [
                 {
                     "metric": f"evidently:metric_v2:{metric}",
-                    "metric_labels": {},
+                    "metric_labels": labels or {},
                     "tags": [],
                     "metadata": {},
                 }
@@ -68,7 +71,7 @@ def test_the_ui_lists_the_project_and_shows_new_snapshots_without_restart(
         project_id, listed = project_snapshots(settings.port, settings.project)
         assert [snapshot["id"] for snapshot in listed] == [str(first.snapshot_id)]
         dashboard = api(settings.port, f"/api/v2/dashboards/{project_id}")
-        assert len(dashboard["panels"]) == 11
+        assert len(dashboard["panels"]) == 18
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             expected = balanced_accuracy_score(
@@ -77,6 +80,18 @@ def test_the_ui_lists_the_project_and_shows_new_snapshots_without_restart(
         assert series(settings.port, project_id, "BalancedAccuracy") == [
             pytest.approx(expected, abs=1e-6)
         ]
+        # The windowed view, with the labels the dashboard's panels filter on.
+        target, prediction = prod_labels(settings.prod_data_path, embeddings.shape[1])
+        window = {"window_rows": str(settings.window_rows)}
+        assert series(
+            settings.port, project_id, "WindowQuality", {"measure": "accuracy", **window}
+        ) == [pytest.approx(float(np.mean(target[-100:] == prediction[-100:])), abs=1e-6)]
+        assert series(
+            settings.port,
+            project_id,
+            "VersionWindowRows",
+            {"model_version": "v0001", **window},
+        ) == [100]
 
         # Feedback arrives while the UI runs; the update writes a new snapshot file.
         write_prod(settings.prod_data_path, embeddings[200:], targets[200:], predictions[200:])
@@ -107,6 +122,7 @@ def service(tmp_path: Path, built: CoreSettings, rows: int):
         "SECRETS_DIR": str(tmp_path / "secrets"),
         "REPORTING_HOST": "127.0.0.1",
         "REPORTING_PORT": str(port),
+        "REPORTING_METRICS_PORT": str(free_port()),
         "REPORTING_REFRESH_SECONDS": "1",
         "REPORTING_MIN_ROWS": "30",
     }
@@ -136,6 +152,14 @@ def test_the_service_follows_production_and_stops_cleanly(
 
         wait_for(grown, 60, what="a snapshot of the grown file")
         assert (data_dir / "reports" / "latest.html").exists()
+        # The exporter serves the snapshot's figures to Prometheus on its own port.
+        metrics_url = f"http://127.0.0.1:{environment['REPORTING_METRICS_PORT']}/metrics"
+        exported = wait_for(
+            lambda: "ctloop_window_rows 80.0" in httpx.get(metrics_url, timeout=5).text,
+            30,
+            what="the 80-row window on /metrics",
+        )
+        assert exported
 
         # Reading needs nothing; writing through the UI's API needs the generated secret.
         project = project_snapshots(port, name)[0]
