@@ -42,6 +42,7 @@ class Checkout(ServerProcess):
         self.environment = child_environment(
             DATA_DIR=str(root / "data"),
             ARTIFACTS_DIR=str(root / "artifacts"),
+            SECRETS_DIR=str(root / "secrets"),
             HOST="127.0.0.1",
             PORT=str(self.port),
             WORKERS="1",

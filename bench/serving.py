@@ -33,6 +33,7 @@ from ctloop.retrain_log import RetrainLog
 REPO = Path(__file__).resolve().parents[1]
 BENCH_VENV = REPO / ".venv-bench"
 CONCURRENCIES = (1, 8, 32, 64)
+BENCH_TOKEN = "bench-token"  # noqa: S105 - the throwaway token of a benchmark server
 
 
 def main() -> None:
@@ -94,6 +95,10 @@ class Bench:
             **os.environ,
             "DATA_DIR": str(self.data),
             "ARTIFACTS_DIR": str(self.artifacts),
+            "SECRETS_DIR": str(self.root / "secrets"),
+            "API_TOKEN": BENCH_TOKEN,
+            # The load generator is one client on purpose: measure appends, not the limit.
+            "FEEDBACK_RATE_LIMIT": "",
             **extra,
         }
 
@@ -255,6 +260,7 @@ class Bench:
                     "application/json",
                     connections,
                     self.seconds,
+                    token=BENCH_TOKEN,
                 )
                 self.record(run)
                 rows_added = line_count(prod) - rows_before
@@ -269,7 +275,9 @@ class Bench:
     # -- measurements -----------------------------------------------------------------------------
 
     def warm(self, server: Server, body: Path, content_type: str, path: str = "/predict") -> None:
-        wrk("warm-up", server.url + path, body, content_type, 8, min(3.0, self.seconds))
+        wrk(
+            "warm-up", server.url + path, body, content_type, 8, min(3.0, self.seconds), BENCH_TOKEN
+        )
 
     def check_reply(self, server: Server) -> None:
         reply = httpx.post(

@@ -66,7 +66,7 @@ def play(root: Path, transform: str) -> dict:
             url=serving.url,
             samples_dir=settings.samples_dir,
             transform=transform,
-            reporting_url=dashboard.url,
+            metrics_url=dashboard.metrics_url,
         )
         print(f"\n== {transform}", flush=True)
         records = run(scenario, on_window=show)

@@ -1,6 +1,6 @@
 """`python -m traffic`: play production traffic with a drift against a running stack.
 
-    .venv/bin/python -m traffic --url http://localhost:8080 --reporting-url http://localhost:8082
+    .venv/bin/python -m traffic --url http://localhost:8080 --metrics-url http://localhost:8083/metrics
 
 Prints each window as it ends and writes traffic.csv and traffic.png to --output-dir.
 """
@@ -34,7 +34,11 @@ def main(argv: list[str] | None = None) -> int:
         "--evaluation-size", type=int, default=100, help="images never sent as feedback"
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--reporting-url", help="the Evidently UI, e.g. http://localhost:8082")
+    parser.add_argument(
+        "--metrics-url",
+        help="the reporting service's exporter, for the drift share of the latest W rows "
+        "(e.g. http://localhost:8083/metrics)",
+    )
     parser.add_argument("--output-dir", type=Path, default=Path("data/traffic"))
     parser.add_argument(
         "--token-file",
@@ -53,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluation_size=args.evaluation_size,
         seed=args.seed,
         token=api_token(args.token_file),
-        reporting_url=args.reporting_url,
+        metrics_url=args.metrics_url,
     )
     print(f"{'win':>3} {'phase':7} {'rows':>5} {'served':>6} {'clean':>6} {'drifted':>7} "
           f"{'drift':>5} {'retrains':>8}  version")  # fmt: skip

@@ -8,7 +8,8 @@ The images are split once: an evaluation set that is never sent as feedback, and
 Each window sends its images to /predict, then to /feedback with their true class. The first
 windows are clean, then every image goes through a named drift transformation. After each window
 (and the retrain it may start) the served model is scored on the evaluation set, clean and
-drifted, through /predict, and the dashboard's drift share is read from its HTTP API.
+drifted, through /predict, and the drift share of the latest W rows is read from the reporting
+service's exporter (its /metrics), once a snapshot covers the window.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from traffic.drift import transformed_png
 
@@ -38,7 +40,7 @@ class Scenario:
     evaluation_size: int = 100
     seed: int = 0
     token: str | None = None
-    reporting_url: str | None = None
+    metrics_url: str | None = None  # the reporting service's exporter, e.g. http://host:8083/metrics
     retrain_timeout: float = 120.0
     dashboard_timeout: float = 120.0  # wait for a dashboard snapshot that covers the window
 
@@ -56,7 +58,7 @@ class WindowRecord:
     retrains: int
     promoted: int
     rejected: int
-    drift_share: float | None  # the dashboard's, from a snapshot taken after this window
+    drift_share: float | None  # of the latest W rows, from a snapshot taken after this window
     decisions: list[str] = field(default_factory=list)
 
 
@@ -185,54 +187,35 @@ def load_images(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _dashboard_drift_share(scenario: Scenario, rows: int) -> float | None:
-    """The dashboard's drift share, from the first snapshot that covers `rows` feedback rows."""
-    url = scenario.reporting_url
-    if not url:
+    """The reporting service's drift share of the latest W rows (ctloop_window_drift_share), from
+    the first snapshot that covers `rows` feedback rows (ctloop_reporting_snapshot_rows)."""
+    if not scenario.metrics_url:
         return None
     deadline = time.monotonic() + scenario.dashboard_timeout
-    with httpx.Client(base_url=url, timeout=10) as dashboard:
-        while True:
-            try:
-                share = _drift_share_at(dashboard, rows)
-            except (httpx.HTTPError, StopIteration, ValueError, KeyError, TypeError) as exc:
-                raise TrafficError(
-                    f"the dashboard at {url} did not answer as expected: {exc}"
-                ) from exc
-            if share is not None:
-                return share
-            if time.monotonic() > deadline:
-                raise TrafficError(
-                    f"no dashboard snapshot covered {rows} feedback rows within "
-                    f"{scenario.dashboard_timeout:g} s"
-                )
-            time.sleep(0.5)
+    while True:
+        try:
+            values = _metric_values(httpx.get(scenario.metrics_url, timeout=10).text)
+        except httpx.HTTPError as exc:
+            raise TrafficError(f"the exporter at {scenario.metrics_url}: {exc}") from exc
+        covered = values.get("ctloop_reporting_snapshot_rows", -1)
+        share = values.get("ctloop_window_drift_share")
+        if covered >= rows and share is not None:
+            return round(share, 4)
+        if time.monotonic() > deadline:
+            raise TrafficError(
+                f"no snapshot covered {rows} feedback rows within {scenario.dashboard_timeout:g} s"
+            )
+        time.sleep(0.5)
 
 
-DRIFT_SHARE = {
-    "metric": "evidently:metric_v2:DriftedColumnsCount",
-    "metric_labels": {"value_type": "share"},
-    "tags": [],
-    "metadata": {},
-}
-
-
-def _drift_share_at(dashboard: httpx.Client, rows: int) -> float | None:
-    """The drift share of the newest snapshot that covers at least `rows` rows, else None."""
-    projects = dashboard.get("/api/projects").json()
-    project = next(p for p in projects if p["name"].startswith("ctloop"))
-    reply = dashboard.post(
-        f"/api/v2/snapshots/{project['id']}/data_series_batch",
-        json={"series_filter": [DRIFT_SHARE]},
-    )
-    reply.raise_for_status()
-    answer = reply.json()
-    values = [value for serie in answer["series"] for value in serie["values"]]
-    covering = [
-        (source["timestamp"], value)
-        for source, value in zip(answer["sources"], values, strict=False)
-        if value is not None and int(source["metadata"].get("feedback_rows", -1)) >= rows
-    ]
-    return round(float(max(covering)[1]), 4) if covering else None
+def _metric_values(text: str) -> dict[str, float]:
+    """{name: value} of the unlabelled samples of a Prometheus text page."""
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.labels
+    }
 
 
 def _get(api: httpx.Client, path: str):

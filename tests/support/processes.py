@@ -161,16 +161,19 @@ class ReportingServer(ServerProcess):
     start_timeout = 120.0  # imports Evidently and computes a first snapshot
 
     def __init__(self, data_dir: Path, log_path: Path, **env: str) -> None:
-        self.port = free_port()
+        self.port, self.metrics_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"  # the exporter
+        defaults = {
+            "DATA_DIR": str(data_dir),
+            "SECRETS_DIR": str(log_path.parent / f"secrets-{self.port}"),
+            "REPORTING_HOST": "127.0.0.1",
+            "REPORTING_PORT": str(self.port),
+            "REPORTING_METRICS_PORT": str(self.metrics_port),
+        }
         super().__init__(
             [sys.executable, "-m", "reporting.serve"],
-            child_environment(
-                DATA_DIR=str(data_dir),
-                REPORTING_HOST="127.0.0.1",
-                REPORTING_PORT=str(self.port),
-                **env,
-            ),
+            child_environment(**{**defaults, **env}),
             log_path,
         )
 

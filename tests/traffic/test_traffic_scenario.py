@@ -29,7 +29,7 @@ def played(built, tmp_path_factory):
             clean_windows=2,
             drift_windows=5,
             evaluation_size=80,
-            reporting_url=dashboard.url,
+            metrics_url=dashboard.metrics_url,
             token=server.token,
         )
         records = run(scenario)
