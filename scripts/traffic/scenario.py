@@ -40,7 +40,8 @@ class Scenario:
     evaluation_size: int = 100
     seed: int = 0
     token: str | None = None
-    metrics_url: str | None = None  # the reporting service's exporter, e.g. http://host:8083/metrics
+    # The reporting service's exporter, e.g. http://localhost:8083/metrics
+    metrics_url: str | None = None
     retrain_timeout: float = 120.0
     dashboard_timeout: float = 120.0  # wait for a dashboard snapshot that covers the window
 
