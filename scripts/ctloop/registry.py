@@ -3,8 +3,9 @@
     artifacts/
       versions/v0001/{embedding.onnx, classifier.onnx, pipeline.onnx, manifest.json}
       versions/v0002/...
-      current.json        {"version": "v0002", ...}: the served version
-      history.jsonl       one line per move of the pointer
+      current.json        {"version": "v0002", ..., "stage": ...}: the served version (and the
+                          challenger on stage, during progressive delivery): ctloop.pointer
+      history.jsonl       one line per move of the pointer: ctloop.pointer
       .staging/           versions being written
 
 A version is written in .staging/ (every file fsynced) and renamed into versions/ in one step, so
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -24,28 +24,15 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from ctloop.util import (
-    append_json_line,
-    fsync_dir,
-    json_bytes,
-    read_json,
-    read_json_lines,
-    sha256_hex,
-    utc_iso,
-    write_atomic,
-    write_durable,
-)
+from ctloop.pointer import VERSION, CorruptPointerError, RegistryError, ServingPointer
+from ctloop.util import fsync_dir, json_bytes, read_json, sha256_hex, utc_iso, write_durable
+
+__all__ = ["CorruptPointerError", "IntegrityError", "ModelRegistry", "RegistryError"]
 
 MANIFEST = "manifest.json"
-CURRENT = "current.json"
-HISTORY = "history.jsonl"
 REQUIRED_FILES = ("embedding.onnx", "classifier.onnx", "pipeline.onnx")
-_VERSION = re.compile(r"^v(\d{4,})$")
+_VERSION = VERSION
 log = logging.getLogger("ctloop.registry")
-
-
-class RegistryError(RuntimeError):
-    """The registry cannot do what was asked."""
 
 
 class VersionNotFoundError(RegistryError):
@@ -54,10 +41,6 @@ class VersionNotFoundError(RegistryError):
 
 class IntegrityError(RegistryError):
     """A version's files do not match its manifest (tampered, truncated or half-written)."""
-
-
-class CorruptPointerError(RegistryError):
-    """current.json cannot be read as a pointer (truncated, edited, unreadable)."""
 
 
 @dataclass(frozen=True)
@@ -76,10 +59,11 @@ class ModelRegistry:
         self.root = Path(root)
         self.versions_dir = self.root / "versions"
         self.staging_dir = self.root / ".staging"
-        self.current_path = self.root / CURRENT
-        self.history_path = self.root / HISTORY
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(self.root / ".registry.lock"), timeout=60)
+        self.pointer = ServingPointer(self.root, self._lock)
+        self.current_path = self.pointer.path
+        self.history_path = self.pointer.history_path
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -109,21 +93,26 @@ class ModelRegistry:
         return version
 
     def promote(self, version: str, reason: str = "promote") -> None:
-        """Serve `version` from now on (after checking that it loads)."""
+        """Serve `version` to everyone from now on (after checking that it loads)."""
         self.load(version)
-        with self._lock:
-            try:
-                previous = self.current_version()
-            except CorruptPointerError:  # promoting is how a broken pointer is repaired
-                previous = None
-            pointer = {
-                "version": version,
-                "previous": previous,
-                "since": utc_iso(),
-                "reason": reason,
-            }
-            write_atomic(self.current_path, json_bytes(pointer))
-            append_json_line(self.history_path, pointer)
+        self.pointer.set_champion(version, reason)
+
+    def start_stage(
+        self, version: str, stage: str, percent: float, reason: str, rows: int = 0
+    ) -> None:
+        """Put `version` on stage (shadow or canary) beside the champion (after checking it)."""
+        self.load(version)
+        self.pointer.set_stage(version, stage, percent, reason, rows)
+
+    def end_stage(self, promote: bool, reason: str) -> str:
+        """Promote the challenger on stage to champion, or roll it back; its version."""
+        stage = self.pointer.stage()
+        if stage is None:
+            raise RegistryError("no challenger is on stage")
+        if promote:
+            self.promote(stage["version"], reason)
+            return stage["version"]
+        return self.pointer.end_stage(reason)
 
     def rollback(self, to: str | None = None) -> str:
         """Serve `to`, or by default the current version's parent; return the version now served.
@@ -164,20 +153,15 @@ class ModelRegistry:
     # -- reading -------------------------------------------------------------------------------
 
     def current_version(self) -> str | None:
-        """The served version (None before the first); CorruptPointerError if unreadable."""
-        pointer = self.current_pointer()
-        return pointer["version"] if pointer else None
+        """The champion (None before the first); CorruptPointerError if unreadable."""
+        return self.pointer.champion()
 
     def current_pointer(self) -> dict | None:
-        try:
-            pointer = read_json(self.current_path)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            raise CorruptPointerError(f"{self.current_path} cannot be read: {exc}") from exc
-        if not _VERSION.match(str(pointer.get("version"))):
-            raise CorruptPointerError(f"{self.current_path} names no version: {pointer}")
-        return pointer
+        return self.pointer.read()
+
+    def current_stage(self) -> dict | None:
+        """The challenger on stage, if any; CorruptPointerError if unreadable."""
+        return self.pointer.stage()
 
     def ancestors(self, version: str) -> list[str]:
         """The version's parent, its parent's parent, ... as far as manifests can be read."""
@@ -201,8 +185,7 @@ class ModelRegistry:
         order: list[str] = []
         base = wanted
         if wanted is None:
-            moves = [str(move.get("version")) for move in self.history()]
-            base = next((v for v in reversed(moves) if _VERSION.match(v)), None)
+            base = self.pointer.last_champion()
             if base is not None:
                 order.append(base)
         if base is not None:
@@ -218,7 +201,7 @@ class ModelRegistry:
 
     def history(self) -> list[dict]:
         """Every move of the pointer, oldest first."""
-        return read_json_lines(self.history_path)[0]
+        return self.pointer.history()
 
     def version_ids(self) -> list[str]:
         if not self.versions_dir.exists():
@@ -236,16 +219,28 @@ class ModelRegistry:
             raise IntegrityError(f"{version}: its manifest cannot be read ({exc})") from exc
 
     def list_versions(self) -> list[dict]:
-        """Every readable version's manifest, oldest first, with `current` set on the served one
-        (a version whose manifest cannot be read is left out: `ctloop registry verify` names it)."""
+        """Every readable version's manifest, oldest first, with `current` set on the champion
+        and `stages` its history (a version whose manifest cannot be read is left out: `ctloop
+        registry verify` names it)."""
         try:
             current = self.current_version()
         except CorruptPointerError:
             current = None
+        history: dict[str, list[dict]] = {}
+        for move in self.history():
+            history.setdefault(str(move.get("version")), []).append(
+                {
+                    "stage": move.get("stage", "champion"),
+                    "since": move.get("since"),
+                    "reason": move.get("reason"),
+                }
+            )
         manifests = []
         for name in self.version_ids():
             try:
-                manifests.append({**self.manifest(name), "current": name == current})
+                manifest = self.manifest(name)
+                stages = history.get(name, [])
+                manifests.append({**manifest, "current": name == current, "stages": stages})
             except (RegistryError, OSError, ValueError) as exc:
                 log.error("leaving out version %s: %s", name, exc)
         return manifests

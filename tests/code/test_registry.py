@@ -73,7 +73,15 @@ def test_register_promote_and_roll_back_move_the_pointer(workspace: CoreSettings
         registry.rollback()
     assert registry.rollback("v0003") == "v0003"
     history = [json.loads(line) for line in registry.history_path.read_text().splitlines()]
-    assert [entry["version"] for entry in history] == [
+    champions = [e["version"] for e in history if e.get("stage", "champion") == "champion"]
+    assert [e["version"] for e in history if e.get("stage") == "retired"] == [
+        "v0001",
+        "v0002",
+        "v0003",
+        "v0002",
+        "v0001",
+    ]
+    assert champions == [
         "v0001",
         "v0002",
         "v0003",
@@ -82,6 +90,48 @@ def test_register_promote_and_roll_back_move_the_pointer(workspace: CoreSettings
         "v0003",
     ]
     assert [m["version"] for m in registry.list_versions() if m["current"]] == ["v0003"]
+
+
+def test_a_challenger_goes_on_stage_and_is_promoted_or_rolled_back(
+    workspace: CoreSettings,
+) -> None:
+    registry = ModelRegistry(workspace.artifacts_dir)
+    files, manifest = copy_of_current(registry)
+    second, third, fourth = (registry.register(files, manifest) for _ in range(3))
+    registry.start_stage(second, "canary", 5.0, "passed the offline gate", rows=40)
+    assert registry.current_version() == "v0001", "the champion still serves everyone"
+    assert registry.current_stage()["version"] == second
+    assert registry.current_stage()["percent"] == 5.0
+
+    registry.start_stage(third, "shadow", 100.0, "a newer challenger")  # supersedes v0002
+    assert registry.current_stage()["version"] == third
+    assert registry.end_stage(promote=True, reason="live accuracy not worse") == third
+    assert registry.current_version() == third and registry.current_stage() is None
+
+    registry.start_stage(fourth, "canary", 10.0, "passed the offline gate")
+    assert registry.end_stage(promote=False, reason="live accuracy worse") == fourth
+    assert registry.current_version() == third and registry.current_stage() is None
+    with pytest.raises(RegistryError, match="no challenger"):
+        registry.end_stage(promote=False, reason="again")
+
+    stages = {m["version"]: [s["stage"] for s in m["stages"]] for m in registry.list_versions()}
+    assert stages == {
+        "v0001": ["champion", "retired"],
+        "v0002": ["canary", "rolled_back"],
+        "v0003": ["shadow", "champion"],
+        "v0004": ["canary", "rolled_back"],
+    }
+    reasons = [s["reason"] for s in registry.list_versions()[3]["stages"]]
+    assert reasons == ["passed the offline gate", "live accuracy worse"]
+
+
+def test_an_unreadable_stage_is_a_corrupt_pointer(workspace: CoreSettings) -> None:
+    registry = ModelRegistry(workspace.artifacts_dir)
+    registry.current_path.write_text(
+        json.dumps({"version": "v0001", "stage": {"version": "v0002", "stage": "sideways"}})
+    )
+    with pytest.raises(CorruptPointerError, match="stage"):
+        registry.current_stage()
 
 
 def test_unknown_version_is_refused(workspace: CoreSettings) -> None:

@@ -1,0 +1,178 @@
+"""artifacts/current.json and artifacts/history.jsonl: which version serves, and how it came to.
+
+The one module that writes and reads them. current.json names the champion (the version every
+client gets) and, during progressive delivery, the one challenger on stage:
+
+    {"version": "v0007", "previous": "v0005", "since": ..., "reason": ...,
+     "stage": {"version": "v0009", "stage": "canary", "percent": 5.0, "since": ...,
+               "reason": ..., "from_rows": 840}}
+
+It is replaced whole and atomically (temporary file, fsync, rename), so every worker reads one
+consistent state: never a half-moved pointer, never an unknown mix. Each move appends one line to
+history.jsonl, with the version's new stage (`champion`, `shadow`, `canary`, `retired`,
+`rolled_back`) and the reason: a version's whole story is in that file.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from filelock import FileLock
+
+from ctloop.util import (
+    append_json_line,
+    json_bytes,
+    read_json,
+    read_json_lines,
+    utc_iso,
+    write_atomic,
+)
+
+VERSION = re.compile(r"^v(\d{4,})$")
+STAGES = ("shadow", "canary")
+
+
+class RegistryError(RuntimeError):
+    """The registry (its versions or its pointer) cannot do what was asked."""
+
+
+class PointerError(RegistryError):
+    """The pointer cannot do what was asked."""
+
+
+class CorruptPointerError(PointerError):
+    """current.json cannot be read as a pointer (truncated, edited, unreadable)."""
+
+
+class ServingPointer:
+    def __init__(self, root: Path, lock: FileLock) -> None:
+        self.path = Path(root) / "current.json"
+        self.history_path = Path(root) / "history.jsonl"
+        self._lock = lock
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def read(self) -> dict | None:
+        """The pointer (None before the first version); CorruptPointerError if unreadable."""
+        try:
+            pointer = read_json(self.path)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise CorruptPointerError(f"{self.path} cannot be read: {exc}") from exc
+        if not VERSION.match(str(pointer.get("version"))):
+            raise CorruptPointerError(f"{self.path} names no version: {pointer}")
+        stage = pointer.get("stage")
+        if stage is not None and (
+            not isinstance(stage, dict)
+            or not VERSION.match(str(stage.get("version")))
+            or stage.get("stage") not in STAGES
+        ):
+            raise CorruptPointerError(f"{self.path} has an unreadable stage: {stage}")
+        return pointer
+
+    def champion(self) -> str | None:
+        pointer = self.read()
+        return pointer["version"] if pointer else None
+
+    def stage(self) -> dict | None:
+        """The challenger on stage ({"version", "stage", "percent", ...}), if any."""
+        pointer = self.read()
+        return pointer.get("stage") if pointer else None
+
+    def history(self) -> list[dict]:
+        """Every move, oldest first."""
+        return read_json_lines(self.history_path)[0]
+
+    def stages_of(self, version: str) -> list[dict]:
+        """The stages one version went through, oldest first: {"stage", "since", "reason"}."""
+        return [
+            {
+                "stage": move.get("stage", "champion"),
+                "since": move.get("since"),
+                "reason": move.get("reason"),
+            }
+            for move in self.history()
+            if move.get("version") == version
+        ]
+
+    def last_champion(self) -> str | None:
+        """The last version the history made champion (the fallback when current.json is lost)."""
+        for move in reversed(self.history()):
+            if move.get("stage", "champion") == "champion" and VERSION.match(
+                str(move.get("version"))
+            ):
+                return move["version"]
+        return None
+
+    # -- moving ----------------------------------------------------------------------------------
+
+    def set_champion(self, version: str, reason: str) -> None:
+        """`version` serves everyone from now on; a stage it ends is closed as promoted, a stage
+        of another version is closed as rolled back, the champion it replaces is retired."""
+        with self._lock:
+            pointer = self._read_for_update()
+            previous = pointer.get("version")
+            stage = pointer.get("stage")
+            moves = []
+            if stage is not None and stage["version"] != version:
+                moves.append(self._move(stage["version"], "rolled_back", f"{reason} instead"))
+            if previous and previous != version:
+                moves.append(self._move(previous, "retired", f"{version} is champion: {reason}"))
+            moves.append({**self._move(version, "champion", reason), "previous": previous})
+            self._write({"version": version, "previous": previous, "since": utc_iso(),
+                         "reason": reason, "stage": None}, moves)  # fmt: skip
+
+    def set_stage(self, version: str, stage: str, percent: float, reason: str, rows: int) -> None:
+        """Put `version` on stage beside the champion; a challenger already there is rolled back."""
+        if stage not in STAGES:
+            raise PointerError(f"unknown stage {stage!r}: one of {', '.join(STAGES)}")
+        with self._lock:
+            pointer = self._read_for_update()
+            if not pointer.get("version"):
+                raise PointerError("no champion is served yet: a challenger needs one beside it")
+            moves = []
+            current = pointer.get("stage")
+            if current is not None:
+                moves.append(
+                    self._move(current["version"], "rolled_back", f"superseded by {version}")
+                )
+            on_stage = {
+                "version": version,
+                "stage": stage,
+                "percent": percent,
+                "since": utc_iso(),
+                "reason": reason,
+                "from_rows": rows,
+            }
+            moves.append({**self._move(version, stage, reason), "percent": percent})
+            self._write({**pointer, "stage": on_stage}, moves)
+
+    def end_stage(self, reason: str) -> str:
+        """Take the challenger off stage, rolled back; the champion keeps serving. Its version."""
+        with self._lock:
+            pointer = self._read_for_update()
+            stage = pointer.get("stage")
+            if stage is None:
+                raise PointerError("no challenger is on stage")
+            moves = [self._move(stage["version"], "rolled_back", reason)]
+            self._write({**pointer, "stage": None}, moves)
+            return stage["version"]
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _read_for_update(self) -> dict:
+        try:
+            return self.read() or {}
+        except CorruptPointerError:  # moving the champion is how a broken pointer is repaired
+            return {}
+
+    def _move(self, version: str, stage: str, reason: str) -> dict:
+        return {"version": version, "stage": stage, "since": utc_iso(), "reason": reason}
+
+    def _write(self, pointer: dict, moves: list[dict]) -> None:
+        """The new pointer first (what every worker reads), then its history lines."""
+        write_atomic(self.path, json_bytes(pointer))
+        for move in moves:
+            append_json_line(self.history_path, move)
