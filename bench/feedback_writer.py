@@ -4,12 +4,12 @@
 
 Every API replica (and every worker in it) appends to the same data/prod_data.csv through
 `ctloop.prod_data.ProductionData.append`: the file lock, the checks, one write, one fsync. This
-runs that call in 1, 2 and 4 processes at once on a folder (default: a temporary one in the
-system's temporary folder: check that it is a disk, not a tmpfs) and prints the rows per second each count reached, the median of
---rounds rounds. Whatever the number of writers, the lock lets one append at a time: the total
-is the ceiling of the feedback rate, on that storage, before HTTP and embedding costs (for those,
-see docs/benchmarks.md's /feedback rows). Run it on a mounted NFS or CephFS folder to measure
-what a ReadWriteMany class gives (README: "Scaling on Kubernetes").
+runs that call in 1, 2 and 4 processes at once on a folder (default: a new one in the system's
+temporary folder: check that it is a disk, not a tmpfs) and prints the rows per second each
+count reached, the median of --rounds rounds. Whatever the number of writers, the lock lets one
+append at a time: the total is the ceiling of the feedback rate on that storage, before HTTP and
+embedding costs (for those, see the /feedback rows of docs/benchmarks.md). Run it on a mounted
+NFS or CephFS folder to measure a ReadWriteMany class (README: "Scaling on Kubernetes").
 """
 
 from __future__ import annotations
