@@ -133,8 +133,11 @@ class Pods:
         for item in items:
             path = folder / item["path"]
             path.write_text(data[item["key"]])
-            os.chown(path, 0, fs_group if fs_group is not None else 0)
-            path.chmod(mode)
+            try:  # as the kubelet lays them out: root's, readable by the pod's fsGroup
+                os.chown(path, 0, fs_group if fs_group is not None else 0)
+                path.chmod(mode)
+            except PermissionError:  # not root on this machine: readable by everyone instead
+                path.chmod(0o444)
         return folder
 
     def mount_args(self, pod_name: str, pod: dict, spec: dict) -> list[str]:
