@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 REQUIREMENTS := tests/requirements.txt scripts/requirements.txt $(wildcard serving/requirements.txt webapp/requirements.txt reporting/requirements.txt monitoring/requirements.txt bench/requirements.txt)
 
-.PHONY: venv test lint format lock clean bench bench-ab e2e traffic-docs
+.PHONY: venv test lint format lock clean bench bench-ab e2e traffic-docs k8s-tools k8s-config k8s-secrets k8s-lock
 
 venv: $(VENV)/.installed
 
@@ -24,8 +24,35 @@ test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The whole stack through Docker Compose (needs a Docker engine); prints start times and sizes.
+# tests/k8s: each Kubernetes container started with Docker exactly as its manifest says.
 e2e: venv
-	$(BIN)/python -m pytest tests/e2e -m docker -s $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/e2e tests/k8s -m docker -s $(PYTEST_ARGS)
+
+# Kubernetes (k8s/, README "Kubernetes"). k8s-config regenerates k8s/base/generated/ from
+# docker-compose.yml, .env.example and monitoring/; k8s-secrets writes an overlay's Secret files
+# (OVERLAY=local or production); k8s-tools installs the manifest checkers that make test runs
+# (kubernetes-validate, checkov; kubectl comes from your system) in their own environment.
+k8s-config: venv
+	$(BIN)/python -m k8s.generate
+
+k8s-secrets: venv
+	@test -n "$(OVERLAY)" || { echo "usage: make k8s-secrets OVERLAY=local|production"; exit 1; }
+	$(BIN)/python -m k8s.secret_files $(OVERLAY)
+
+k8s-tools: .venv-k8s/.installed
+
+.venv-k8s/.installed: k8s/requirements.txt k8s/constraints.txt
+	$(PYTHON) -m venv .venv-k8s
+	.venv-k8s/bin/python -m pip install --quiet --disable-pip-version-check -r k8s/requirements.txt -c k8s/constraints.txt
+	touch $@
+
+k8s-lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --disable-pip-version-check -r k8s/requirements.txt
+	( echo "# Transitive pins of k8s/requirements.txt (.venv-k8s); regenerate with 'make k8s-lock'."; \
+	  .lock-venv/bin/python -m pip freeze ) > k8s/constraints.txt
+	rm -rf .lock-venv
 
 # Serving benchmark (see docs/benchmarks.md). Needs wrk (apt-get install wrk); BentoML, only for
 # the comparison, lives in its own environment.
@@ -63,4 +90,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .venv-bench .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-bench .venv-k8s .pytest_cache .ruff_cache
