@@ -70,6 +70,8 @@ def train_candidate(
     challenger = gate_score(Classifier(head.model, head.classes)(gate.embeddings)[0], gate)
     champion_version = registry.current_version()
     champion = champion_score(registry, champion_version, embedding, gate)
+    # The first model's reference recall of each class, carried along the line of champions.
+    floor = class_floor(registry, champion_version) if champion is not None else None
     if promote:
         decision, reason = decide(
             champion,
@@ -77,6 +79,7 @@ def train_candidate(
             settings.promotion_policy,
             settings.gate_tolerance,
             settings.gate_class_tolerance,
+            floor,
         )
     else:
         decision, reason = "registered", "registered without the gate (--no-promote)"
@@ -89,6 +92,7 @@ def train_candidate(
         "champion": champion_version,
         "champion_score": champion,
         "challenger_score": challenger,
+        "class_floor": floor or challenger["reference_class_recall"],
         "decision": decision,
         "reason": reason,
     }
@@ -113,6 +117,16 @@ def champion_score(
     if model.manifest["embedding"]["sha256"] != embedding.sha256:
         return None
     return gate_score(model.classifier(gate.embeddings)[0], gate)
+
+
+def class_floor(registry: ModelRegistry, champion: str | None) -> dict[str, float] | None:
+    """The floor the champion carries (its manifest's gate record), None before the first."""
+    if champion is None:
+        return None
+    gate = registry.manifest(champion).get("gate") or {}
+    return gate.get("class_floor") or (gate.get("challenger_score") or {}).get(
+        "reference_class_recall"
+    )
 
 
 def promotion_reason(champion: str | None, trigger: dict | None) -> str:

@@ -8,7 +8,10 @@ what the reference teaches while following production.
 Whoever sends feedback also writes the held-out production rows, so the score alone can be
 steered: 285 images of a 3 labelled 8 made a challenger that reads 3s as 8s score higher. The
 held-out reference rows are the part nobody outside can touch, so a challenger is also rejected
-when its recall of any class on them falls more than GATE_CLASS_TOLERANCE below the champion's.
+when its recall of any class on them falls more than GATE_CLASS_TOLERANCE below the champion's,
+or below the class floor: the first model's recall on the same rows, carried from manifest to
+manifest. The floor stops a slow attack that loses a little at each retrain, each step within
+the tolerance of the last champion.
 """
 
 from __future__ import annotations
@@ -76,13 +79,14 @@ def decide(
     policy: str,
     tolerance: float,
     class_tolerance: float = 1.0,
+    class_floor: dict[str, float] | None = None,
 ) -> tuple[str, str]:
     """('promoted' | 'rejected', why)."""
     if champion is None:
         return "promoted", "no comparable champion"
     if policy == "always":
         return "promoted", "PROMOTION_POLICY=always"
-    lost = class_losses(champion, challenger, class_tolerance)
+    lost = class_losses(champion, challenger, class_tolerance, class_floor)
     if lost:
         return "rejected", "recall on the held-out reference rows fell for class " + ", ".join(
             f"{label} ({was:.3f} -> {now:.3f})" for label, was, now in lost
@@ -93,17 +97,20 @@ def decide(
 
 
 def class_losses(
-    champion: dict, challenger: dict, tolerance: float
+    champion: dict, challenger: dict, tolerance: float, floor: dict[str, float] | None = None
 ) -> list[tuple[str, float, float]]:
-    """(class, champion's recall, challenger's) for each class the challenger lost more than
-    `tolerance` of recall on, on the held-out reference rows."""
-    before = champion.get("reference_class_recall") or {}
+    """(class, recall to keep, challenger's) for each class whose recall on the held-out
+    reference rows the challenger lost more than `tolerance` of: against the champion's, or
+    against the floor when that is higher."""
+    champion_recall = champion.get("reference_class_recall") or {}
+    floor = floor or {}
     after = challenger.get("reference_class_recall") or {}
-    return [
-        (label, before[label], after.get(label, 0.0))
-        for label in sorted(before)
-        if after.get(label, 0.0) < before[label] - tolerance - 1e-9
-    ]
+    lost = []
+    for label in sorted(set(champion_recall) | set(floor)):
+        keep = max(champion_recall.get(label, 0.0), floor.get(label, 0.0))
+        if after.get(label, 0.0) < keep - tolerance - 1e-9:
+            lost.append((label, keep, after.get(label, 0.0)))
+    return lost
 
 
 RULE = (

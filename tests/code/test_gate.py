@@ -80,3 +80,14 @@ def test_the_gate_score_carries_the_recall_of_each_reference_class() -> None:
     result = gate_score(np.array(["a", "b", "b", "b", "a"]), gate)
     # The production row (a wrong "b") does not count in the reference recall.
     assert result["reference_class_recall"] == {"a": 0.5, "b": 1.0}
+
+
+def test_the_class_floor_stops_a_slow_loss_within_each_steps_tolerance() -> None:
+    """Each step loses less than the tolerance against the last champion; the floor, the first
+    model's recall, catches the sum."""
+    floor = {"3": 0.97}
+    champion = with_recall(0.95, {"3": 0.90})  # already down 0.07 since the first model
+    challenger = with_recall(0.96, {"3": 0.84})  # another 0.06: within 0.1 of the champion
+    assert decide(champion, challenger, "gate", 0.0, 0.1)[0] == "promoted"
+    decision, reason = decide(champion, challenger, "gate", 0.0, 0.1, class_floor=floor)
+    assert decision == "rejected" and "class 3 (0.970 -> 0.840)" in reason

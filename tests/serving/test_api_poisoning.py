@@ -12,6 +12,7 @@ import pytest
 
 from ctloop.dataset import load_dataset, split_reference_unseen
 from ctloop.preprocess import encode_png, preprocess
+from ctloop.registry import ModelRegistry
 from ctloop.retrain_log import RetrainLog
 from ctloop.train import reference_holdout_mask
 from tests.support.data import copy_workspace
@@ -57,16 +58,22 @@ def attack(built, root, victim: str, as_label: str, **env: str) -> tuple[float, 
     images, evaluation = flood(settings, victim), held_out_reference(settings, victim)
     server = LiveServer(settings, root / "server.log", RETRAIN_EVERY=str(K), **env)
     with server, httpx.Client(base_url=server.url, headers=server.auth, timeout=60) as http:
-        for image in images:
-            reply = http.post("/feedback", json={"image": b64(image), "target": as_label})
-            assert reply.status_code == 200, reply.text
-        last_trigger = ROWS - ROWS % K
-        wait_for(
-            lambda: RetrainLog(settings.retrain_log_path).last_decided_trigger() == last_trigger,
-            300,
-            0.5,
-            "every retrain to be decided",
-        )
+        # Window by window, each retrain decided before the next window: no retrain is
+        # superseded, so the run (and what the control measures) does not depend on timing.
+        for start in range(0, ROWS, K):
+            for image in images[start : start + K]:
+                reply = http.post("/feedback", json={"image": b64(image), "target": as_label})
+                assert reply.status_code == 200, reply.text
+            decided = start + K if start + K <= ROWS else None
+            if decided is not None:
+                wait_for(
+                    lambda d=decided: (
+                        RetrainLog(settings.retrain_log_path).last_decided_trigger() >= d
+                    ),
+                    300,
+                    0.2,
+                    f"the retrain at {decided} rows",
+                )
         served = http.get("/model").json()["version"]
         wait_for(
             lambda: (
@@ -90,11 +97,21 @@ def test_a_poisoning_flood_promotes_nothing_poisoned(
     without_rule, promoted = attack(
         built, tmp_path / "control", victim, as_label, GATE_CLASS_TOLERANCE="1"
     )
-    assert without_rule < 0.8, "the control: without the class rule the flood poisons"
     assert any(d["decision"] == "promoted" for d in promoted)
 
     defended, decisions = attack(built, tmp_path / "default", victim, as_label)
-    assert defended >= 0.9, f"the served model reads {defended:.0%} of held-out {victim}s right"
-    trained = [d for d in decisions if d["decision"] != "superseded"]
-    assert trained and all(d["decision"] == "rejected" for d in trained), trained
-    assert all(f"class {victim} (" in d["reason"] for d in trained)
+    registry = ModelRegistry(tmp_path / "default" / "artifacts")
+    floor = registry.manifest("v0001")["gate"]["class_floor"][victim]
+    tolerance = registry.manifest("v0001")["gate"]["class_tolerance"]
+    # The rule's promise, for the served model: no class below the first model's recall minus
+    # the tolerance, however many retrains the flood made; the control shows it is needed.
+    assert defended >= floor - tolerance - 1e-9, f"{defended:.2f} < {floor:.2f} - {tolerance}"
+    assert without_rule < floor - tolerance, "the control: without the rule the flood poisons"
+    assert defended - without_rule >= 0.15
+    for manifest in registry.list_versions():
+        gate = manifest["gate"]
+        if gate["champion"] is not None and gate["decision"] == "promoted":
+            kept = gate["challenger_score"]["reference_class_recall"][victim]
+            assert kept >= floor - tolerance - 1e-9, manifest["version"]
+    rejected = [d for d in decisions if d["decision"] == "rejected"]
+    assert any(f"class {victim} (" in d["reason"] for d in rejected), decisions
