@@ -13,10 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ctloop.augment import Augmentation
 from ctloop.config import CoreSettings
 from ctloop.embed import StoredEmbedding, load_embedding
 from ctloop.export import pipeline_to_onnx
 from ctloop.gate import RULE, GateSet, decide, gate_score, gate_set
+from ctloop.head import HeadConfig
 from ctloop.predict import (
     EMBEDDING_INPUT,
     EMBEDDING_OUTPUT,
@@ -65,7 +67,11 @@ def train_candidate(
     started = time.perf_counter()
     embedding = load_embedding(settings.embedding_dir)
     training_set = load_training_set(settings, prod_rows or 0)
-    head = train_head(training_set)
+    head = train_head(
+        training_set,
+        HeadConfig.from_settings(settings),
+        augmentation=Augmentation.from_settings(settings, embedding.model),
+    )
     gate = gate_set(training_set, settings.gate_recent_rows)
     challenger = gate_score(Classifier(head.model, head.classes)(gate.embeddings)[0], gate)
     champion_version = registry.current_version()
@@ -100,7 +106,9 @@ def train_candidate(
     if trigger is not None:
         manifest["retrain"] = trigger
     version = registry.register(
-        files=version_files(embedding.model, head.model), manifest=manifest, parent=champion_version
+        files=version_files(embedding.model, head.model, head.extra_files),
+        manifest=manifest,
+        parent=champion_version,
     )
     if decision == "promoted":
         registry.promote(version, reason=promotion_reason(champion_version, trigger))
@@ -135,9 +143,12 @@ def promotion_reason(champion: str | None, trigger: dict | None) -> str:
     return "initial model" if champion is None else "train"
 
 
-def version_files(embedding: bytes, head: bytes) -> dict[str, bytes]:
-    """A version's ONNX files: the embedding, the head, and both merged into one serving graph
-    (checked to give the same embeddings and probabilities as the two run one after the other)."""
+def version_files(
+    embedding: bytes, head: bytes, extra: dict[str, bytes] | None = None
+) -> dict[str, bytes]:
+    """A version's files: the embedding, the head, both merged into one serving graph (checked
+    to give the same embeddings and probabilities as the two run one after the other), and the
+    head's `extra` files (head.json: the weights a fine-tune starts from)."""
     pipeline = pipeline_to_onnx(embedding, head)
     probe = np.random.default_rng(0).random((8, Embedding(embedding).n_pixels), dtype=np.float32)
     separate = Embedding(embedding)(probe)
@@ -152,7 +163,12 @@ def version_files(embedding: bytes, head: bytes) -> dict[str, bytes]:
         and np.allclose(merged_probabilities, separate_probabilities, atol=1e-6)
     ):
         raise ExportMismatchError("the merged pipeline.onnx differs from embedding + classifier")
-    return {"embedding.onnx": embedding, "classifier.onnx": head, "pipeline.onnx": pipeline}
+    return {
+        "embedding.onnx": embedding,
+        "classifier.onnx": head,
+        "pipeline.onnx": pipeline,
+        **(extra or {}),
+    }
 
 
 def build_manifest(head: TrainedHead, embedding_info: dict, gate: dict | None = None) -> dict:

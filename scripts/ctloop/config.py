@@ -108,6 +108,19 @@ class CoreSettings(BaseSettings):
     registry_keep_others: int = Field(
         5, ge=0, description="Pruning also keeps this many of the newest other versions"
     )
+    head_model: Literal["mlp", "svc"] = Field(
+        "mlp",
+        description="Classifier head: 'mlp' (fine-tunes) or 'svc' (the first head; scratch only)",
+    )
+    finetune_epochs: int = Field(
+        20, ge=0, description="Epochs of a fine-tune over its window and replay rows"
+    )
+    augment_reference_copies: int = Field(
+        2, ge=0, description="Transformed copies of each reference row at training time"
+    )
+    augment_feedback_copies: int = Field(
+        8, ge=0, description="Transformed copies of each production row at training time"
+    )
     retrain_nice: int = Field(
         10, ge=0, le=19, description="Scheduling niceness of the retrain process"
     )

@@ -51,10 +51,7 @@ def head_to_onnx(head: Pipeline) -> bytes:
         )
     outputs = [output.name for output in model.graph.output]
     renames = dict(zip(outputs, (LABEL_OUTPUT, PROBABILITIES_OUTPUT), strict=True))
-    for node in model.graph.node:
-        node.output[:] = [renames.get(name, name) for name in node.output]
-    for output in model.graph.output:
-        output.name = renames[output.name]
+    _rename(model.graph, renames)
     return model.SerializeToString()
 
 
@@ -81,9 +78,16 @@ def pipeline_to_onnx(embedding: bytes, head: bytes) -> bytes:
         "head_" + LABEL_OUTPUT: LABEL_OUTPUT,
         "head_" + PROBABILITIES_OUTPUT: PROBABILITIES_OUTPUT,
     }
-    for node in merged.graph.node:
-        node.output[:] = [renames.get(name, name) for name in node.output]
-    for output in merged.graph.output:
-        output.name = renames.get(output.name, output.name)
+    _rename(merged.graph, renames)
     onnx.checker.check_model(merged)
     return merged.SerializeToString()
+
+
+def _rename(graph, renames: dict[str, str]) -> None:
+    """Rename tensors everywhere they occur: node outputs, node inputs (an MLP's ArgMax reads
+    the probabilities) and graph outputs."""
+    for node in graph.node:
+        node.output[:] = [renames.get(name, name) for name in node.output]
+        node.input[:] = [renames.get(name, name) for name in node.input]
+    for output in graph.output:
+        output.name = renames.get(output.name, output.name)

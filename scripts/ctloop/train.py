@@ -10,18 +10,24 @@ from __future__ import annotations
 
 import hashlib
 import platform
-import warnings
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
 
+from ctloop.augment import Augmentation, augment_training_set
 from ctloop.config import CoreSettings
 from ctloop.evaluate import classification_metrics
-from ctloop.export import head_to_onnx
+from ctloop.head import (
+    CLASSIFIER_FILE,
+    DEFAULT_HEAD,
+    HeadConfig,
+    export_head,
+    finetune_head,
+    fit_head,
+)
 from ctloop.predict import Classifier
 from ctloop.prod_data import ProductionData
 from ctloop.reference import read_reference
@@ -43,6 +49,12 @@ class TrainingSet:
     is_prod: np.ndarray
     holdout: np.ndarray
     weights: np.ndarray
+    augmented: np.ndarray | None = None  # rows made by ctloop.augment (in memory only)
+
+    def augmented_mask(self) -> np.ndarray:
+        if self.augmented is None:
+            return np.zeros(len(self.targets), dtype=bool)
+        return self.augmented
 
     @property
     def prod_rows(self) -> int:
@@ -116,45 +128,54 @@ def production_holdout_mask(row_numbers: np.ndarray, every: int) -> np.ndarray:
     return (np.asarray(row_numbers) % every) == 0
 
 
-def fit_head(
-    embeddings: np.ndarray, targets: np.ndarray, weights: np.ndarray | None = None
-) -> Pipeline:
-    """StandardScaler + RBF SVC with Platt-scaled probabilities.
-
-    scikit-learn 1.9 deprecates SVC(probability=True) (removal in 1.11) in favour of
-    CalibratedClassifierCV, but that one exports to a 332-node ONNX graph that takes 224 us per
-    row against 46 us for this 3-node one (measured here), and it is less accurate on digits
-    (held-out 0.983 against 0.986). scikit-learn is pinned at 1.9.1: revisit before 1.11.
-    """
-    head = Pipeline(
-        [
-            ("scaler", StandardScaler()),
-            ("classifier", SVC(C=10.0, probability=True, random_state=0)),
-        ]
-    )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*`probability`", category=FutureWarning)
-        head.fit(embeddings, targets, classifier__sample_weight=weights)
-    return head
-
-
 @dataclass(frozen=True)
 class TrainedHead:
     model: bytes  # classifier.onnx
     classes: list[str]
     metrics: dict
     training: dict
+    extra_files: dict[str, bytes] = field(default_factory=dict)  # head.json for an MLP head
+
+    @property
+    def files(self) -> dict[str, bytes]:
+        """The head's files for a registry version (classifier.onnx, head.json)."""
+        return {CLASSIFIER_FILE: self.model, **self.extra_files}
 
 
-def train_head(training_set: TrainingSet) -> TrainedHead:
-    """Fit on the rows not held out, export to ONNX, check parity, measure on the held-out rows."""
+def train_head(
+    training_set: TrainingSet,
+    config: HeadConfig | None = None,
+    base_files: dict[str, bytes] | None = None,
+    augmentation: Augmentation | None = None,
+) -> TrainedHead:
+    """Fit on the rows not held out, export to ONNX, check parity, measure on the held-out rows.
+
+    With `base_files` (a registry version's files) the base's head is fine-tuned on those rows
+    (`finetune_head`); without, a new head is fitted from scratch (`fit_head`). With
+    `augmentation`, transformed copies of the rows not held out are trained on too
+    (`ctloop.augment.augment_training_set`); held-out rows and metrics stay real rows only.
+    """
+    config = config or DEFAULT_HEAD
+    started = time.perf_counter()
+    if augmentation is not None:
+        training_set = augment_training_set(
+            training_set, augmentation.embedding_model, augmentation.config, augmentation.seed
+        )
+    augment_seconds = time.perf_counter() - started
     fit_rows = ~training_set.holdout
-    head = fit_head(
+    rows = (
         training_set.embeddings[fit_rows],
         training_set.targets[fit_rows],
         training_set.weights[fit_rows],
     )
-    model = head_to_onnx(head)
+    started = time.perf_counter()
+    if base_files is None:
+        head = fit_head(*rows, config=config)
+    else:
+        head = finetune_head(base_files, *rows, config=config)
+    fit_seconds = time.perf_counter() - started
+    files = export_head(head)
+    model = files.pop(CLASSIFIER_FILE)
     classes = [str(label) for label in head.classes_]
     classifier = Classifier(model, classes)
     held = training_set.embeddings[training_set.holdout]
@@ -167,17 +188,26 @@ def train_head(training_set: TrainingSet) -> TrainedHead:
         "holdout_reference": classification_metrics(truth[~held_prod], labels[~held_prod]),
         "holdout_production": classification_metrics(truth[held_prod], labels[held_prod]),
     }
+    augmented = training_set.augmented_mask()
     training = {
         "rows": int(fit_rows.sum()),
-        "reference_rows": int((fit_rows & ~training_set.is_prod).sum()),
-        "production_rows": int((fit_rows & training_set.is_prod).sum()),
+        "reference_rows": int((fit_rows & ~training_set.is_prod & ~augmented).sum()),
+        "production_rows": int((fit_rows & training_set.is_prod & ~augmented).sum()),
+        "augmented_rows": int(augmented.sum()),
         "holdout_rows": int(training_set.holdout.sum()),
-        "production_rows_read": training_set.prod_rows,
+        "production_rows_read": int((training_set.is_prod & ~augmented).sum()),
         "production_weight": _relative_weight(training_set),
         "data_sha256": training_set.fingerprint(),
-        "estimator": "StandardScaler + SVC(C=10, rbf, probability=True)",
+        "estimator": config.describe(),
+        "head": config.to_dict(),
+        "warm_start": base_files is not None,
+        "augmentation": None if augmentation is None else augmentation.config.to_dict(),
+        "augment_seconds": round(augment_seconds, 3),
+        "fit_seconds": round(fit_seconds, 3),
     }
-    return TrainedHead(model=model, classes=classes, metrics=metrics, training=training)
+    return TrainedHead(
+        model=model, classes=classes, metrics=metrics, training=training, extra_files=files
+    )
 
 
 def _relative_weight(training_set: TrainingSet) -> float | None:

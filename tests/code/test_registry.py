@@ -35,7 +35,12 @@ def test_first_version_is_served(workspace: CoreSettings) -> None:
     assert registry.current_version() == "v0001"
     manifest = registry.manifest("v0001")
     assert manifest["parent"] is None
-    assert set(manifest["files"]) == {"embedding.onnx", "classifier.onnx", "pipeline.onnx"}
+    assert set(manifest["files"]) == {
+        "embedding.onnx",
+        "classifier.onnx",
+        "pipeline.onnx",
+        "head.json",
+    }
     for key in (
         "created_at",
         "classes",

@@ -14,6 +14,7 @@ from PIL import ImageFilter, ImageOps
 from ctloop.config import CoreSettings
 from ctloop.dataset import load_dataset, load_samples, split_reference_unseen
 from ctloop.embed import fit_embedding
+from ctloop.head import load_head
 from ctloop.predict import Model, load_model
 from ctloop.preprocess import preprocess, preprocess_many
 from ctloop.reference import read_reference
@@ -54,11 +55,9 @@ def test_accuracy_on_unseen_images(model: Model, unseen: tuple[np.ndarray, np.nd
 
 
 def test_onnx_head_matches_scikit_learn(built: CoreSettings, model: Model) -> None:
+    """The served classifier.onnx against the scikit-learn head its head.json describes."""
     training_set = load_training_set(built)
-    fit = ~training_set.holdout
-    head = fit_head(
-        training_set.embeddings[fit], training_set.targets[fit], training_set.weights[fit]
-    )
+    head = load_head(ModelRegistry(built.artifacts_dir).load().files)
     held = training_set.embeddings[training_set.holdout]
     labels, probabilities = model.classifier(held)
     expected = head.predict_proba(held)

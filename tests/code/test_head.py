@@ -1,0 +1,105 @@
+"""The classifier head: scratch fit, ONNX export with parity, head.json, fine-tuning."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ctloop.config import CoreSettings
+from ctloop.head import (
+    HEAD_FILE,
+    HeadConfig,
+    WarmStartError,
+    export_head,
+    finetune_head,
+    fit_head,
+    load_head,
+)
+from ctloop.predict import Classifier
+from ctloop.train import load_training_set
+
+FAST = HeadConfig(epochs=60, finetune_epochs=10)
+
+
+@pytest.fixture(scope="module")
+def rows(built: CoreSettings):
+    training_set = load_training_set(built)
+    fit = ~training_set.holdout
+    return (
+        training_set.embeddings[fit],
+        training_set.targets[fit],
+        training_set.embeddings[training_set.holdout],
+        training_set.targets[training_set.holdout],
+    )
+
+
+@pytest.fixture(scope="module")
+def base(rows) -> tuple[object, dict[str, bytes]]:
+    head = fit_head(rows[0], rows[1], config=FAST)
+    return head, export_head(head)
+
+
+def test_the_export_matches_scikit_learn(rows, base) -> None:
+    head, files = base
+    labels, probabilities = Classifier(files["classifier.onnx"], list(head.classes_))(rows[2])
+    assert np.abs(probabilities - head.predict_proba(rows[2])).max() <= 1e-4
+    assert np.array_equal(labels, head.predict(rows[2]))
+    assert float((labels == rows[3]).mean()) >= 0.95
+
+
+def test_head_json_gives_back_the_same_head(rows, base) -> None:
+    head, files = base
+    document = json.loads(files[HEAD_FILE])
+    assert document["classes"] == [str(c) for c in head.classes_]
+    loaded = load_head(files, FAST)
+    assert np.array_equal(loaded.predict_proba(rows[2]), head.predict_proba(rows[2]))
+    untouched = finetune_head(files, *rows[:2], config=HeadConfig(finetune_epochs=0))
+    assert np.array_equal(untouched.predict_proba(rows[2]), head.predict_proba(rows[2]))
+
+
+def test_a_fine_tune_learns_the_new_rows_and_keeps_the_scaler(rows, base) -> None:
+    """Rows of 1s relabelled 7, with a replay of the reference: the tuned head follows them."""
+    head, files = base
+    embeddings, targets = rows[0], rows[1]
+    ones = embeddings[targets == "1"][:30]
+    rng = np.random.default_rng(0)
+    replay = rng.choice(len(targets), 90, replace=False)
+    tuned = finetune_head(
+        files,
+        np.vstack([ones, embeddings[replay]]),
+        np.concatenate([np.full(len(ones), "7"), targets[replay]]),
+        config=FAST,
+    )
+    assert (head.predict(ones) == "7").mean() < 0.1
+    assert (tuned.predict(ones) == "7").mean() > 0.9
+    assert np.array_equal(tuned.named_steps["scaler"].mean_, head.named_steps["scaler"].mean_)
+    others = rows[3] != "1"
+    assert float((tuned.predict(rows[2][others]) == rows[3][others]).mean()) >= 0.9
+
+
+def test_fine_tuning_is_deterministic(rows, base) -> None:
+    _, files = base
+    first = finetune_head(files, rows[0][:200], rows[1][:200], config=FAST)
+    second = finetune_head(files, rows[0][:200], rows[1][:200], config=FAST)
+    assert np.array_equal(first.predict_proba(rows[2]), second.predict_proba(rows[2]))
+
+
+def test_what_cannot_be_fine_tuned(rows, base) -> None:
+    _, files = base
+    svc = export_head(fit_head(rows[0], rows[1], config=HeadConfig(kind="svc")))
+    assert HEAD_FILE not in svc
+    with pytest.raises(WarmStartError, match=r"no head\.json"):
+        finetune_head(svc, rows[0], rows[1])
+    with pytest.raises(WarmStartError, match="every class"):
+        finetune_head(files, rows[0][rows[1] != "3"], rows[1][rows[1] != "3"])
+    with pytest.raises(WarmStartError, match="cannot be fine-tuned"):
+        finetune_head(files, rows[0], rows[1], config=HeadConfig(kind="svc"))
+    with pytest.raises(WarmStartError, match="hidden layers"):
+        finetune_head(files, rows[0], rows[1], config=HeadConfig(hidden_units=64))
+    other = export_head(fit_head(rows[0], rows[1], config=HeadConfig(epochs=5, seed=1)))
+    with pytest.raises(WarmStartError, match="does not describe"):
+        load_head({**files, HEAD_FILE: other[HEAD_FILE]})
+    with pytest.raises(WarmStartError, match="not valid JSON"):
+        load_head({**files, HEAD_FILE: b"{"})
