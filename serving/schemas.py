@@ -60,6 +60,24 @@ class BatchPredictResponse(BaseModel):
     request_id: str
 
 
+GRID_DESCRIPTION = (
+    "What the model saw (only with ?grid=true): the image after preprocessing, rows of cells "
+    "top to bottom, ink 1 and background 0"
+)
+
+
+class PredictionWithGrid(Prediction):
+    grid: list[list[float]] = Field(description=GRID_DESCRIPTION)
+
+
+class PredictResponseWithGrid(PredictResponse):
+    grid: list[list[float]] = Field(description=GRID_DESCRIPTION)
+
+
+class BatchPredictResponseWithGrid(BatchPredictResponse):
+    predictions: list[PredictionWithGrid]
+
+
 class FeedbackRequest(BaseModel):
     """An image and its true class; `prediction` is what the client showed, if it wants to say."""
 

@@ -23,6 +23,12 @@ class Prediction(BaseModel):
     probabilities: dict[str, float]
     model_version: str
     request_id: str
+    grid: list[list[float]] | None = None  # what the model saw, when asked for (?grid=true)
+
+    def top(self, count: int = 3) -> list[tuple[str, float]]:
+        """The `count` most probable classes, most probable first."""
+        ranked = sorted(self.probabilities.items(), key=lambda item: item[1], reverse=True)
+        return ranked[:count]
 
 
 class FeedbackReceipt(BaseModel):
@@ -117,13 +123,16 @@ class ApiClient:
         reply = self._call("GET", "/model", "reading the model's status", timeout=timeout)
         return self._parse(reply, ModelSummary)
 
-    def predict(self, image: bytes, filename: str, media_type: str) -> Prediction:
-        """POST /predict with the image as a multipart upload."""
+    def predict(
+        self, image: bytes, filename: str, media_type: str, grid: bool = False
+    ) -> Prediction:
+        """POST /predict with the image as a multipart upload (`grid`: also what the model saw)."""
         reply = self._call(
             "POST",
             "/predict",
             "asking for a prediction",
             files={"file": (filename, image, media_type)},
+            params={"grid": "true"} if grid else None,
         )
         return self._parse(reply, Prediction)
 

@@ -19,6 +19,7 @@ from webapp.images import (
     drawing_has_ink,
     from_drawing,
     from_upload,
+    grid_picture,
     preview,
 )
 from webapp.settings import WebappSettings
@@ -186,7 +187,9 @@ st.subheader("2. Prediction")
 if st.button("Predict", type="primary", key="predict"):
     with st.spinner("Asking the model…"):
         try:
-            answer: Prediction | ApiError = client.predict(image.data, image.name, image.media_type)
+            answer: Prediction | ApiError = client.predict(
+                image.data, image.name, image.media_type, grid=True
+            )
         except ApiError as problem:
             log.warning("predict failed: %s (request id %s)", problem.kind, problem.request_id)
             answer = problem
@@ -205,6 +208,22 @@ with st.container(key="prediction"):
     class_column, confidence_column = st.columns(2)
     class_column.metric("Predicted class", prediction.label)
     confidence_column.metric("Confidence", f"{prediction.confidence:.1%}")
+    seen_column, top_column = st.columns(2)
+    if prediction.grid is not None:
+        side = len(prediction.grid)
+        seen_column.image(
+            grid_picture(prediction.grid),
+            caption=f"What the model saw: your image reduced to {side} × {side} cells",
+            width=140,
+        )
+    with top_column.container(key="top3"):
+        st.markdown("**Most likely classes**")
+        st.markdown(
+            "\n".join(
+                f"{rank}. **{label}**: {probability:.1%}"
+                for rank, (label, probability) in enumerate(prediction.top(3), start=1)
+            )
+        )
     classes = model.classes if model is not None else list(prediction.probabilities)
     ordered = [c for c in classes if c in prediction.probabilities] or list(
         prediction.probabilities

@@ -61,6 +61,15 @@ def preview(data: bytes, side: int = PREVIEW_SIDE) -> Image.Image | None:
     return shown
 
 
+def grid_picture(grid: list[list[float]], side: int = 140) -> Image.Image:
+    """The cells the model saw, dark ink on white like the drawing, each cell a visible square."""
+    import numpy as np
+
+    levels = np.clip(np.rint(255.0 - np.asarray(grid, dtype=np.float32) * 255.0), 0, 255)
+    cells = Image.fromarray(levels.astype(np.uint8), mode="L")
+    return cells.resize((side, side), Image.Resampling.NEAREST).convert("RGB")
+
+
 def drawing_has_ink(json_data: dict | None) -> bool:
     """The canvas holds at least one stroke or shape."""
     return bool(json_data and json_data.get("objects"))

@@ -25,6 +25,7 @@ from ctloop.preprocess import BlankImageError, PreprocessSpec, preprocess_image
 
 if TYPE_CHECKING:
     from ctloop.config import CoreSettings
+    from ctloop.embed import StoredEmbedding
     from ctloop.train import TrainingSet
 
 RENDER_SCALE = 4  # pixels per cell of the 8 x 8 grid while transforming (32 x 32 for digits)
@@ -37,11 +38,14 @@ class AugmentConfig:
     Defaults measured by bench/retrain_study.py (docs/retraining.md).
     """
 
-    reference_copies: int = 2  # copies of each reference row (0: reference not augmented)
+    reference_copies: int = 8  # copies of each reference row (0: reference not augmented)
     feedback_copies: int = 8  # copies of each production row (0: feedback not augmented)
+    embedding_copies: int = 8  # copies of each reference image the PCA is fitted on (build)
     max_rotation: float = 15.0  # degrees, either way
     max_shear: float = 0.3  # horizontal shear (a slanted hand), either way
     max_shift: int = 1  # pixels at the render scale, each axis, ink pushed out of frame is lost
+    max_stretch: float = 0.0  # width scaled by a factor in [1 - s, 1 + s] (a narrower hand)
+    elastic: float = 1.0  # elastic distortion (Simard et al. 2003): largest shift, in cells
     pen_widths: tuple[int, ...] = (-1, 0, 0, 1, 2)  # pen change in pixels, one drawn per copy
 
     def to_dict(self) -> dict:
@@ -60,6 +64,7 @@ class AugmentConfig:
         return cls(
             reference_copies=settings.augment_reference_copies,
             feedback_copies=settings.augment_feedback_copies,
+            embedding_copies=settings.augment_embedding_copies,
         )
 
     @property
@@ -67,24 +72,30 @@ class AugmentConfig:
         return self.reference_copies > 0 or self.feedback_copies > 0
 
 
-NO_AUGMENTATION = AugmentConfig(reference_copies=0, feedback_copies=0)
+NO_AUGMENTATION = AugmentConfig(reference_copies=0, feedback_copies=0, embedding_copies=0)
 
 
 @dataclass(frozen=True)
 class Augmentation:
-    """What `train_head` needs to augment: the embedding (for its inverse), bounds, a seed."""
+    """What `train_head` needs to augment: the embedding (for its inverse), the preprocessing
+    its rows were made with, bounds, a seed."""
 
     embedding_model: bytes
     config: AugmentConfig
     seed: int = 0
+    spec: PreprocessSpec | None = None  # None: the default preprocessing
 
     @classmethod
     def from_settings(
-        cls, settings: CoreSettings, embedding_model: bytes, seed: int = 0
+        cls, settings: CoreSettings, embedding: StoredEmbedding, seed: int = 0
     ) -> Augmentation | None:
-        """None when the settings turn augmentation off."""
+        """None when the settings turn augmentation off. The preprocessing is the embedding's
+        own (recorded when the reference was built), so copies are made like its rows."""
         config = AugmentConfig.from_settings(settings)
-        return cls(embedding_model, config, seed) if config.enabled else None
+        if not config.enabled:
+            return None
+        spec = PreprocessSpec.from_dict(embedding.info["preprocessing"])
+        return cls(embedding.model, config, seed, spec)
 
 
 def augment_pixels(
@@ -109,13 +120,6 @@ def augment_pixels(
     return out, np.repeat(np.asarray(labels), copies)
 
 
-def augment_reference(
-    pixels: np.ndarray, labels: np.ndarray, config: AugmentConfig, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """`config.reference_copies` transformed copies of each reference row's pixels."""
-    return augment_pixels(pixels, labels, config.reference_copies, config, seed)
-
-
 def augment_embeddings(
     embeddings: np.ndarray,
     labels: np.ndarray,
@@ -123,6 +127,7 @@ def augment_embeddings(
     config: AugmentConfig,
     seed: int,
     copies: int | None = None,
+    spec: PreprocessSpec | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Transformed copies of embedding rows whose images are gone (feedback rows).
 
@@ -136,12 +141,16 @@ def augment_embeddings(
     if copies == 0 or len(embeddings) == 0:
         return np.empty((0, embeddings.shape[1]), np.float32), np.asarray(labels)[:0]
     inverse = EmbeddingInverse.from_model(embedding_model)
-    pixels, repeated = augment_pixels(inverse(embeddings), labels, copies, config, seed)
+    pixels, repeated = augment_pixels(inverse(embeddings), labels, copies, config, seed, spec)
     return Embedding(embedding_model, threads=0)(pixels), repeated
 
 
 def augment_training_set(
-    training_set: TrainingSet, embedding_model: bytes, config: AugmentConfig, seed: int
+    training_set: TrainingSet,
+    embedding_model: bytes,
+    config: AugmentConfig,
+    seed: int,
+    spec: PreprocessSpec | None = None,
 ) -> TrainingSet:
     """The training set plus transformed copies of its rows that are not held out.
 
@@ -166,6 +175,7 @@ def augment_training_set(
             config,
             seed=seed * 2 + offset,
             copies=copies,
+            spec=spec,
         )
         n = len(labels)
         parts.append(
@@ -244,19 +254,23 @@ def _transformed(
     angle = float(rng.uniform(-config.max_rotation, config.max_rotation))
     shear = float(rng.uniform(-config.max_shear, config.max_shear))
     dx, dy = (int(v) for v in rng.integers(-config.max_shift, config.max_shift + 1, size=2))
+    stretch = float(rng.uniform(1 - config.max_stretch, 1 + config.max_stretch))
     pen = int(rng.choice(config.pen_widths)) if config.pen_widths else 0
     side = picture.width
-    # One affine map (inverse, output -> input): rotation about the centre, shear, shift.
+    # One affine map (inverse, output -> input): rotation about the centre, shear, stretch,
+    # shift: input = R(angle) . Shear . Stretch^-1 . (output - centre - shift) + centre.
     radians = np.deg2rad(angle)
     cos, sin = np.cos(radians), np.sin(radians)
-    a, b = cos, sin + shear * cos
-    d, e = -sin, cos - shear * sin
+    a, b = cos / stretch, sin + shear * cos
+    d, e = -sin / stretch, cos - shear * sin
     centre = side / 2.0
     c = centre - a * (centre + dx) - b * (centre + dy)
     f = centre - d * (centre + dx) - e * (centre + dy)
     moved = picture.transform(
         picture.size, Image.Transform.AFFINE, (a, b, c, d, e, f), Image.Resampling.BILINEAR
     )
+    if config.elastic > 0:
+        moved = _elastic(moved, config.elastic * RENDER_SCALE, rng)
     if pen > 0:
         moved = moved.filter(ImageFilter.MaxFilter(2 * pen + 1))
     elif pen < 0:
@@ -265,3 +279,20 @@ def _transformed(
         return preprocess_image(moved, spec)
     except BlankImageError:  # a thin stroke eroded away: keep the digit as it was
         return cells
+
+
+def _elastic(picture: Image.Image, amplitude: float, rng: np.random.Generator) -> Image.Image:
+    """A smooth random displacement field (white noise blurred over about a cell and a half,
+    scaled so its largest shift is `amplitude` pixels), applied with bilinear interpolation."""
+    from scipy.ndimage import gaussian_filter, map_coordinates
+
+    values = np.asarray(picture, dtype=np.float32)
+    shape = values.shape
+    fields = []
+    for _ in range(2):
+        field = gaussian_filter(rng.uniform(-1, 1, shape), sigma=1.5 * RENDER_SCALE)
+        peak = float(np.abs(field).max())
+        fields.append(field * (amplitude / peak if peak > 0 else 0.0))
+    rows, cols = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    moved = map_coordinates(values, [rows + fields[0], cols + fields[1]], order=1, mode="constant")
+    return Image.fromarray(np.clip(np.rint(moved), 0, 255).astype(np.uint8))

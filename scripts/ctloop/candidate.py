@@ -70,7 +70,7 @@ def train_candidate(
     head = train_head(
         training_set,
         HeadConfig.from_settings(settings),
-        augmentation=Augmentation.from_settings(settings, embedding.model),
+        augmentation=Augmentation.from_settings(settings, embedding),
     )
     gate = gate_set(training_set, settings.gate_recent_rows)
     challenger = gate_score(Classifier(head.model, head.classes)(gate.embeddings)[0], gate)

@@ -76,15 +76,18 @@ def cmd_train(settings: CoreSettings, args: argparse.Namespace) -> int:
 def cmd_init(settings: CoreSettings, args: argparse.Namespace) -> int:
     """First start: build what is missing, reuse what exists."""
     from ctloop.candidate import train_candidate
-    from ctloop.reference import reference_is_complete
+    from ctloop.reference import check_reference, reference_is_complete
 
+    rebuilt = False
     if reference_is_complete(settings):
-        print(f"reference data present: {settings.ref_data_path}")
+        check = check_reference(settings)  # an upgrade that builds the reference differently
+        print(f"{check.message}: {settings.ref_data_path}")
+        rebuilt = check.rebuilt
     else:
         cmd_build_reference(settings, argparse.Namespace(force=False))
     registry = ModelRegistry(settings.artifacts_dir)
     current = registry.current_version()
-    if current is not None:
+    if current is not None and not rebuilt:
         registry.load(current)
         print(f"model {current} present and verified in {settings.artifacts_dir}")
         return 0

@@ -116,10 +116,13 @@ class CoreSettings(BaseSettings):
         20, ge=0, description="Epochs of a fine-tune over its window and replay rows"
     )
     augment_reference_copies: int = Field(
-        2, ge=0, description="Transformed copies of each reference row at training time"
+        8, ge=0, description="Transformed copies of each reference row at training time"
     )
     augment_feedback_copies: int = Field(
         8, ge=0, description="Transformed copies of each production row at training time"
+    )
+    augment_embedding_copies: int = Field(
+        8, ge=0, description="Transformed copies of each reference image the PCA is fitted on"
     )
     retrain_nice: int = Field(
         10, ge=0, le=19, description="Scheduling niceness of the retrain process"

@@ -96,3 +96,22 @@ def classification_metrics(y_true, y_pred) -> dict:
             label: round(value, 6) for label, value in per_class_recall(truth, predicted).items()
         },
     }
+
+
+def expected_calibration_error(
+    probabilities: np.ndarray, y_true: np.ndarray, classes: list[str], bins: int = 10
+) -> float:
+    """ECE: the rows binned by confidence (equal-width bins over [0, 1]); the mean over bins,
+    weighted by their share of rows, of |accuracy - mean confidence| (Guo et al. 2017)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if len(probabilities) == 0:
+        return 0.0
+    confidence = probabilities.max(axis=1)
+    correct = np.asarray(classes)[probabilities.argmax(axis=1)] == np.asarray(y_true, dtype=str)
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    gap = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            gap += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return round(float(gap), 6)

@@ -1,16 +1,21 @@
 """The reference data: dataset -> split -> preprocess -> fit embedding -> data/ref_data.csv.
 
-The one module that writes and reads data/ref_data.csv and data/reference.json.
+The one module that writes and reads data/ref_data.csv and data/reference.json. Also where an
+upgrade is checked: a stored reference built with another preprocessing, embedding size or
+dataset than this code would build (`check_reference`), and a model whose training rows were
+embedded differently from the rows at hand (`embedding_mismatch`).
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ctloop.augment import AugmentConfig, augment_pixels
 from ctloop.config import CoreSettings
 from ctloop.dataset import ImageDataset, load_dataset, split_reference_unseen, write_samples
 from ctloop.embed import EmbeddingError, fit_embedding, load_embedding, save_embedding
@@ -39,11 +44,12 @@ def build_reference(settings: CoreSettings, force: bool = False) -> dict:
     pixels = _preprocess_dataset(dataset, reference_idx, spec, settings.max_image_pixels)
     labels = [dataset.labels[i] for i in reference_idx]
 
-    pca, model = fit_embedding(pixels, settings.pca_components)
+    fit = embedding_fit(settings)
+    pca, model = fit_embedding(_with_copies(pixels, labels, fit, spec), settings.pca_components)
     embeddings = Embedding(model, threads=0)(pixels)
     csv_bytes = ref_csv_bytes(embeddings, labels)
     embedding_sha = sha256_hex(model)
-    _refuse_space_change(settings, embedding_sha, force)
+    _refuse_space_change(settings, embedding_sha, spec, force)
 
     info = {
         "dataset": dataset.name,
@@ -55,6 +61,7 @@ def build_reference(settings: CoreSettings, force: bool = False) -> dict:
         "reference_rows_per_class": dict(sorted(Counter(labels).items())),
         "preprocessing": spec.to_dict(),
         "n_components": settings.pca_components,
+        "embedding_fit": fit,
         "explained_variance": round(float(pca.explained_variance_ratio_.sum()), 6),
         "ref_data_sha256": sha256_hex(csv_bytes),
     }
@@ -64,6 +71,27 @@ def build_reference(settings: CoreSettings, force: bool = False) -> dict:
     info["embedding_sha256"] = embedding_sha
     write_atomic(settings.reference_info_path, (json.dumps(info, indent=2) + "\n").encode())
     return info
+
+
+def embedding_fit(settings: CoreSettings) -> dict:
+    """What the PCA is fitted on besides the reference images: transformed copies of them
+    (AUGMENT_EMBEDDING_COPIES per image, seeded), so that its components also span the ways
+    people's digits differ from the dataset's. Recorded in embedding.json."""
+    config = AugmentConfig.from_settings(settings)
+    if config.embedding_copies == 0:
+        return {"augmented_copies": 0}
+    bounds = {k: v for k, v in config.to_dict().items() if not k.endswith("_copies")}
+    return {"augmented_copies": config.embedding_copies, "seed": settings.split_seed, **bounds}
+
+
+def _with_copies(pixels: np.ndarray, labels: list[str], fit: dict, spec: PreprocessSpec):
+    if fit["augmented_copies"] == 0:
+        return pixels
+    config = AugmentConfig.from_dict(fit)
+    copies, _ = augment_pixels(
+        pixels, np.array(labels), fit["augmented_copies"], config, fit["seed"], spec
+    )
+    return np.vstack([pixels, copies])
 
 
 def _preprocess_dataset(
@@ -80,21 +108,130 @@ def _preprocess_dataset(
     return pixels
 
 
-def _refuse_space_change(settings: CoreSettings, embedding_sha: str, force: bool) -> None:
-    """Production rows were embedded by the stored embedding; a new one would orphan them."""
+def _refuse_space_change(
+    settings: CoreSettings, embedding_sha: str, spec: PreprocessSpec, force: bool
+) -> None:
+    """Production rows were embedded by the stored embedding after the stored preprocessing;
+    another embedding or preprocessing would put new rows in another space than theirs."""
     try:
         stored = load_embedding(settings.embedding_dir)
     except EmbeddingError:
         return
-    if stored.sha256 == embedding_sha or force:
+    changes = _differences(stored.info, spec, embedding_sha=embedding_sha)
+    if not changes or force:
         return
     production = ProductionData(settings.prod_data_path, int(stored.info["n_components"]))
     if production.count_rows_on_disk() > 0:
         raise ReferenceConflictError(
-            f"{settings.prod_data_path} holds rows embedded with embedding {stored.sha256[:12]}, "
-            f"and this "
-            f"build gives {embedding_sha[:12]}: move prod_data.csv away or pass --force"
+            f"{settings.prod_data_path} holds rows embedded with the stored embedding "
+            f"{stored.sha256[:12]} and its preprocessing; this build changes {'; '.join(changes)}: "
+            "move prod_data.csv away or pass --force"
         )
+
+
+def embedding_mismatch(manifest: dict, embedding_info: dict) -> str | None:
+    """Why rows embedded by `embedding_info` (artifacts/embedding/embedding.json, i.e. the rows
+    of ref_data.csv and prod_data.csv) must not be fed to the model of `manifest`, or None.
+
+    The trainer calls this before fine-tuning a base version on those rows."""
+    reasons = []
+    trained_sha = (manifest.get("embedding") or {}).get("sha256")
+    if trained_sha != embedding_info.get("sha256"):
+        reasons.append(
+            f"embedding {str(trained_sha)[:12]} (model) != {str(embedding_info.get('sha256'))[:12]}"
+            " (rows)"
+        )
+    trained = PreprocessSpec.from_dict(manifest.get("preprocessing") or {})
+    rows = PreprocessSpec.from_dict(embedding_info.get("preprocessing") or {})
+    reasons += _spec_changes(trained, rows)
+    return "; ".join(reasons) or None
+
+
+@dataclass(frozen=True)
+class ReferenceCheck:
+    """What `check_reference` found and did."""
+
+    action: str  # "unchanged", "rebuilt" or "kept"
+    message: str
+
+    @property
+    def rebuilt(self) -> bool:
+        return self.action == "rebuilt"
+
+
+def check_reference(settings: CoreSettings) -> ReferenceCheck:
+    """On an existing deployment (`ctloop init`): is the stored reference what this version
+    of the code and these settings build (preprocessing, embedding size, dataset)?
+
+    - yes: nothing to do;
+    - no, and prod_data.csv is empty: rebuild the reference (the caller trains and serves a
+      model on it);
+    - no, and production rows exist: keep everything as it is. Those rows were embedded the
+      stored way and cannot be embedded again (their images are not kept); the served model
+      and every retrain keep the stored preprocessing, which each manifest records. The message
+      says what differs and how to adopt the new preprocessing.
+    """
+    stored = load_embedding(settings.embedding_dir)
+    spec = PreprocessSpec(size=settings.image_size)
+    changes = _differences(stored.info, spec, settings=settings)
+    if not changes:
+        return ReferenceCheck("unchanged", "reference data present and up to date")
+    what = "; ".join(changes)
+    rows = ProductionData(
+        settings.prod_data_path, int(stored.info["n_components"])
+    ).count_rows_on_disk()
+    if rows == 0:
+        build_reference(settings, force=True)
+        return ReferenceCheck(
+            "rebuilt",
+            f"reference rebuilt: this version builds it differently ({what}) and "
+            f"{settings.prod_data_path} has no rows embedded the old way",
+        )
+    return ReferenceCheck(
+        "kept",
+        f"reference kept as stored, not rebuilt: this version would build it differently "
+        f"({what}), but {settings.prod_data_path} holds {rows} rows embedded the stored way, "
+        "and a model is never fed rows embedded differently from its training rows. The served "
+        "model and retrains keep the stored preprocessing. To adopt the new one, move "
+        "prod_data.csv aside and run `ctloop init` again.",
+    )
+
+
+def _differences(
+    info: dict,
+    spec: PreprocessSpec,
+    settings: CoreSettings | None = None,
+    embedding_sha: str | None = None,
+) -> list[str]:
+    """What differs between a stored reference description and a new build."""
+    changes = _spec_changes(PreprocessSpec.from_dict(info.get("preprocessing") or {}), spec)
+    if embedding_sha is not None and embedding_sha != info.get("sha256"):
+        changes.append(f"embedding {str(info.get('sha256'))[:12]} -> {embedding_sha[:12]}")
+    if settings is not None:
+        stored_fit = info.get("embedding_fit") or {"augmented_copies": 0}
+        if stored_fit != embedding_fit(settings):
+            changes.append(
+                f"embedding fitted on {stored_fit['augmented_copies']} -> "
+                f"{embedding_fit(settings)['augmented_copies']} augmented copies per image "
+                "(or other bounds)"
+            )
+        if info.get("n_components") != settings.pca_components:
+            changes.append(
+                f"PCA_COMPONENTS {info.get('n_components')} -> {settings.pca_components}"
+            )
+        dataset = load_dataset(settings.dataset)
+        if info.get("dataset_fingerprint") != dataset.fingerprint():
+            changes.append(f"dataset {info.get('dataset')} -> {dataset.name} (other images)")
+    return changes
+
+
+def _spec_changes(old: PreprocessSpec, new: PreprocessSpec) -> list[str]:
+    before, after = old.to_dict(), new.to_dict()
+    return [
+        f"preprocessing {key} {before[key]} -> {after[key]}"
+        for key in after
+        if before.get(key) != after[key]
+    ]
 
 
 def reference_is_complete(settings: CoreSettings) -> bool:

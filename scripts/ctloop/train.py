@@ -159,7 +159,11 @@ def train_head(
     started = time.perf_counter()
     if augmentation is not None:
         training_set = augment_training_set(
-            training_set, augmentation.embedding_model, augmentation.config, augmentation.seed
+            training_set,
+            augmentation.embedding_model,
+            augmentation.config,
+            augmentation.seed,
+            augmentation.spec,
         )
     augment_seconds = time.perf_counter() - started
     fit_rows = ~training_set.holdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from fastapi import APIRouter, Request, Response
 
 from ctloop.predict import Model
@@ -12,10 +13,13 @@ from serving.metrics import PREDICTIONS
 from serving.routes.direct import DirectRoute, json_response
 from serving.schemas import (
     BatchPredictResponse,
+    BatchPredictResponseWithGrid,
     ErrorResponse,
     Prediction,
+    PredictionWithGrid,
     PredictRequest,
     PredictResponse,
+    PredictResponseWithGrid,
 )
 from serving.settings import ServingSettings
 
@@ -41,19 +45,32 @@ MULTIPART_SCHEMA = {
 }
 
 
+GRID_PARAMETER = {
+    "name": "grid",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "boolean", "default": False},
+    "description": "Also return `grid`, the preprocessed cells the model saw (for display)",
+}
+
+
 @router.post(
     "/predict",
-    response_model=PredictResponse | BatchPredictResponse,
+    response_model=PredictResponse
+    | BatchPredictResponse
+    | PredictResponseWithGrid
+    | BatchPredictResponseWithGrid,
     responses=ERRORS,
     summary="Predict the class of an image (or of a small batch)",
     openapi_extra={
+        "parameters": [GRID_PARAMETER],
         "requestBody": {
             "required": True,
             "content": {
                 "application/json": {"schema": PredictRequest.model_json_schema()},
                 "multipart/form-data": {"schema": MULTIPART_SCHEMA},
             },
-        }
+        },
     },
 )
 async def predict(request: Request) -> Response:
@@ -61,9 +78,14 @@ async def predict(request: Request) -> Response:
     (`curl -F file=@digit.png`). One image gives the class, the probability of every class, the
     model version and a request id; several give a list of predictions."""
     model, settings = current_model(request), request.app.state.settings
+    # The scope's raw query string: no parsing at all on the default path.
+    with_grid = bool(request.scope["query_string"]) and _wants_grid(request)
     images, batch = await _read_images(request, settings)
-    _, labels, probabilities = model.predict_pixels(await to_pixels(images, model.spec, settings))
+    pixels = await to_pixels(images, model.spec, settings)
+    _, labels, probabilities = model.predict_pixels(pixels)
     request_id = request.state.request_id
+    if with_grid:
+        return _with_grid(model, labels, probabilities, pixels, batch, request_id)
     if batch:
         rows = zip(labels, probabilities, strict=True)
         predictions = [Prediction(**_fields(model, label, row)) for label, row in rows]
@@ -75,6 +97,36 @@ async def predict(request: Request) -> Response:
     return json_response(
         PredictResponse(
             **_fields(model, labels[0], probabilities[0]),
+            model_version=model.version,
+            request_id=request_id,
+        )
+    )
+
+
+def _wants_grid(request: Request) -> bool:
+    value = request.query_params.get("grid", "false").lower()
+    if value not in ("true", "1", "false", "0"):
+        raise ApiError(422, "invalid_query", f"grid must be true or false, not {value!r}")
+    return value in ("true", "1")
+
+
+def _with_grid(model: Model, labels, probabilities, pixels, batch: bool, request_id: str):
+    side = model.spec.size
+    grids = [np.round(row.reshape(side, side), 4).tolist() for row in pixels]
+    rows = zip(labels, probabilities, grids, strict=True)
+    if batch:
+        predictions = [
+            PredictionWithGrid(**_fields(model, label, row), grid=grid) for label, row, grid in rows
+        ]
+        return json_response(
+            BatchPredictResponseWithGrid(
+                predictions=predictions, model_version=model.version, request_id=request_id
+            )
+        )
+    return json_response(
+        PredictResponseWithGrid(
+            **_fields(model, labels[0], probabilities[0]),
+            grid=grids[0],
             model_version=model.version,
             request_id=request_id,
         )

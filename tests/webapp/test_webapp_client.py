@@ -37,6 +37,17 @@ def test_the_client_reads_the_model_and_predicts(client, samples) -> None:
     assert answer.confidence == pytest.approx(max(answer.probabilities.values()))
 
 
+def test_the_client_asks_for_the_grid_the_model_saw(client, samples) -> None:
+    plain = client.predict(samples["4"], "4.png", "image/png")
+    answer = client.predict(samples["4"], "4.png", "image/png", grid=True)
+    assert plain.grid is None
+    assert len(answer.grid) == 8 and all(len(row) == 8 for row in answer.grid)
+    assert answer.probabilities == plain.probabilities
+    top = answer.top(3)
+    assert top[0] == ("4", answer.confidence) and len(top) == 3
+    assert top[0][1] >= top[1][1] >= top[2][1]
+
+
 def test_an_unknown_class_is_refused_with_the_valid_ones(client, samples, api) -> None:
     with pytest.raises(ApiError) as refused:
         client.feedback(samples["1"], "1.png", "image/png", "eleven", "1")
