@@ -32,7 +32,7 @@ from ctloop.candidate import version_files
 from ctloop.gate import decide, gate_score, gate_set
 from ctloop.head import HeadConfig
 from ctloop.predict import Classifier
-from ctloop.train import TrainingSet, production_holdout_mask, train_head
+from ctloop.train import ExportMismatchError, TrainingSet, production_holdout_mask, train_head
 from traffic.drift import transformed_png
 
 DRIFTS = ["slant", "rotate", "shift", "thick"]
@@ -45,7 +45,7 @@ class Variant:
     mode: str  # "scratch": reference + every production row; "finetune": window + replay
     head: HeadConfig
     augment: AugmentConfig | None
-    replay_reference: int = 3  # reference rows replayed per window row (fine-tune)
+    replay_reference: int = 10  # reference rows replayed per window row (fine-tune)
     replay_production: int = 1  # older production rows replayed per window row (fine-tune)
 
 
@@ -55,6 +55,7 @@ VARIANTS = {
     for v in (
         Variant("scratch-svc", "scratch", SVC, None),
         Variant("scratch-svc-aug", "scratch", SVC, SVC_AUGMENT),
+        Variant("scratch-mlp-aug", "scratch", HeadConfig(), AugmentConfig()),
         Variant("finetune", "finetune", HeadConfig(), None),
         Variant("finetune-aug", "finetune", HeadConfig(), AugmentConfig()),
     )
@@ -67,10 +68,12 @@ class Run:
     drift: str
     seed: int
     drifted: list[float] = field(default_factory=list)  # served model after each window
+    before: tuple[float, float] = (0.0, 0.0)  # the first model: clean, drifted accuracy
     clean: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     promoted: int = 0
     rejected: int = 0
+    failed: int = 0  # the export missed the parity tolerance: the retrain fails, nothing changes
     worse_promotions: int = 0  # promoted with a gate score below the champion's (must stay 0)
 
 
@@ -88,6 +91,7 @@ def simulate(world: World, variant: Variant, drift: str, seed: int) -> Run:
     prod_embeddings = np.empty((0, world.n), np.float32)
     prod_targets = np.array([], dtype=str)
     run = Run(variant.name, drift, seed)
+    run.before = (accuracy(served, clean_eval, truth), accuracy(served, drift_eval, truth))
     for number in range(CLEAN_WINDOWS + DRIFT_WINDOWS):
         phase = "clean" if number < CLEAN_WINDOWS else drift
         batch = traffic[number * WINDOW : (number + 1) * WINDOW]
@@ -104,26 +108,37 @@ def simulate(world: World, variant: Variant, drift: str, seed: int) -> Run:
 
 def first_model(variant: Variant) -> str:
     """The first model a variant starts from: `ctloop init`'s for a fine-tune."""
-    if variant.mode == "finetune":
+    if variant.mode == "finetune" or variant.head.kind == "mlp":
         return "mlp"
     return "svc" if variant.augment else "svc-plain"
 
 
 def retrain(world, variant, served, embeddings, targets, seed, run) -> Served:
-    """Train a challenger, gate it against the served model, return the model served next."""
-    rows = len(targets)
-    holdout = production_holdout_mask(rows, 5)
+    """Train a challenger on every production row so far, gate it, return the model served."""
+    holdout = production_holdout_mask(
+        np.arange(1, len(targets) + 1), world.settings.prod_holdout_every
+    )
     everything = world.training_set(embeddings, targets, holdout)
+    return retrain_set(world, variant, served, everything, seed + len(targets), run)
+
+
+def retrain_set(world, variant, served, everything: TrainingSet, seed: int, run) -> Served:
+    """Train a challenger (scratch: every row; fine-tune: window + replay), gate it against
+    the served model on the same held-out rows, return the model served next."""
     if variant.mode == "scratch":
         training_set, base = everything, None
     else:
-        training_set, base = fine_tune_set(world, variant, served, everything, seed + rows), served
+        training_set, base = fine_tune_set(world, variant, served, everything, seed), served
     augmentation = (
-        Augmentation(world.embedding_model, variant.augment, seed + rows, world.spec)
+        Augmentation(world.embedding_model, variant.augment, seed, world.spec)
         if variant.augment
         else None
     )
-    head = train_head(training_set, variant.head, base.files if base else None, augmentation)
+    try:
+        head = train_head(training_set, variant.head, base.files if base else None, augmentation)
+    except ExportMismatchError:
+        run.failed += 1
+        return served
     gate = gate_set(everything, world.gate_recent_rows)
     challenger = gate_score(Classifier(head.model, head.classes)(gate.embeddings)[0], gate)
     champion = gate_score(served.classifier(gate.embeddings)[0], gate)
@@ -134,6 +149,7 @@ def retrain(world, variant, served, embeddings, targets, seed, run) -> Served:
     run.promoted += 1
     run.worse_promotions += int(challenger["score"] < champion["score"])
     files = version_files(world.embedding_model, head.model, head.extra_files)
+    rows = int(everything.is_prod.sum())
     return Served(files, head.classes, Classifier(head.model, head.classes), rows)
 
 
@@ -177,33 +193,6 @@ def accuracy(served: Served, embeddings: np.ndarray, truth: np.ndarray) -> float
     return float((served.classifier(embeddings)[0] == truth).mean())
 
 
-def cost_at_scale(world: World, sizes=(1_000, 100_000)) -> list[dict]:
-    """Seconds of one retrain when production holds N rows: fine-tune (bounded window + replay)
-    against scratch (every row); rows are reference rows with a little noise."""
-    rng = np.random.default_rng(0)
-    results = []
-    for size in sizes:
-        source = rng.integers(0, len(world.ref_targets), size)
-        embeddings = world.ref_embeddings[source] + rng.normal(0, 0.05, (size, world.n)).astype(
-            np.float32
-        )
-        targets = world.ref_targets[source]
-        for name in ("finetune", "finetune-aug", "scratch-svc"):
-            variant = VARIANTS[name]
-            if variant.mode == "scratch" and size > 5_000:
-                results.append({"variant": name, "rows": size, "seconds": None})
-                continue
-            served = world.initial[first_model(variant)]
-            served = Served(served.files, served.classes, served.classifier, size - WINDOW)
-            run = Run(name, "none", 0)
-            started = time.perf_counter()
-            retrain(world, variant, served, embeddings, targets, 0, run)
-            results.append(
-                {"variant": name, "rows": size, "seconds": time.perf_counter() - started}
-            )
-    return results
-
-
 def report(runs: list[Run], costs: list[dict]) -> None:
     print(
         "| Variant | "
@@ -221,10 +210,12 @@ def report(runs: list[Run], costs: list[dict]) -> None:
         seconds = statistics.median(s for run in mine for s in run.seconds)
         promoted = sum(run.promoted for run in mine)
         rejected = sum(run.rejected for run in mine)
+        failed = sum(run.failed for run in mine)
         worse = sum(run.worse_promotions for run in mine)
         print(
             f"| {name} | " + " | ".join(cells) + f" | {lowest_clean:.2f} | {seconds:.2f} | "
-            f"{promoted} / {rejected}{' (' + str(worse) + ' worse!)' if worse else ''} |"
+            f"{promoted} / {rejected}{f' / {failed} failed' if failed else ''}"
+            f"{' (' + str(worse) + ' worse!)' if worse else ''} |"
         )
     if costs:
         print("\nOne retrain at N production rows (seconds):\n")
@@ -245,16 +236,21 @@ def report(runs: list[Run], costs: list[dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default="scratch-svc,scratch-svc-aug,finetune,finetune-aug")
     parser.add_argument("--drifts", default=",".join(DRIFTS))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--no-cost", action="store_true", help="skip the 1,000 vs 100,000 rows")
+    parser.add_argument(
+        "--legacy",
+        action="store_true",
+        help="the reference as built before issue 16 (old preprocessing, PCA on the images only)",
+    )
     parser.add_argument("--json", type=Path, help="write every run's figures here")
     args = parser.parse_args()
     runs = []
     with tempfile.TemporaryDirectory(prefix="ctloop-retrain-study-") as tmp:
         started = time.perf_counter()
-        world = make_world(Path(tmp))
+        world = make_world(Path(tmp), legacy=args.legacy)
         print(f"reference and first models built in {time.perf_counter() - started:.0f} s")
         for name in args.variants.split(","):
             for drift in args.drifts.split(","):
@@ -262,13 +258,16 @@ def main() -> None:
                     run = simulate(world, VARIANTS[name], drift, seed)
                     runs.append(run)
                     print(
-                        f"{name:16} {drift:7} seed {seed}: drifted {run.drifted[-1]:.2f}, "
+                        f"{name:16} {drift:7} seed {seed}: first model {run.before[0]:.2f} clean, "
+                        f"{run.before[1]:.2f} drifted; after: drifted {run.drifted[-1]:.2f}, "
                         f"clean {run.clean[-1]:.2f} (lowest {min(run.clean):.2f}), "
                         f"{statistics.median(run.seconds):.2f} s/retrain, "
-                        f"{run.promoted} promoted / {run.rejected} rejected",
+                        f"{run.promoted} promoted / {run.rejected} rejected / {run.failed} failed",
                         flush=True,
                     )
-        costs = [] if args.no_cost else cost_at_scale(world)
+        from bench.retrain_study_cost import cost_at_scale
+
+        costs = [] if args.no_cost else cost_at_scale(world, Path(tmp))
     print()
     report(runs, costs)
     if args.json:

@@ -11,8 +11,8 @@ import numpy as np
 from ctloop.augment import Augmentation, AugmentConfig
 from ctloop.candidate import version_files
 from ctloop.config import CoreSettings
-from ctloop.dataset import load_samples
-from ctloop.embed import load_embedding
+from ctloop.dataset import load_dataset, load_samples, split_reference_unseen
+from ctloop.embed import fit_embedding, load_embedding
 from ctloop.head import HeadConfig
 from ctloop.predict import Classifier, Embedding
 from ctloop.preprocess import PreprocessSpec, preprocess_many
@@ -73,12 +73,24 @@ class World:
         )
 
 
-def make_world(root: Path) -> World:
+def make_world(root: Path, legacy: bool = False) -> World:
+    """The reference as `ctloop build-reference` builds it, or with `legacy` as the project
+    built it before issue 16: the old preprocessing, a PCA fitted on the reference images only."""
     settings = CoreSettings(data_dir=root / "data", artifacts_dir=root / "artifacts")
     build_reference(settings)
     stored = load_embedding(settings.embedding_dir)
     spec = PreprocessSpec.from_dict(stored.info["preprocessing"])
     reference = read_reference(settings.ref_data_path)
+    embeddings, model = reference.embeddings, stored.model
+    if legacy:
+        spec = PreprocessSpec.from_dict({})  # the preprocessing before its later fields
+        dataset = load_dataset(settings.dataset)
+        indices, _ = split_reference_unseen(
+            dataset.labels, settings.unseen_fraction, settings.split_seed
+        )
+        pixels = preprocess_many([dataset.images[i] for i in indices], spec)
+        _, model = fit_embedding(pixels, settings.pca_components)
+        embeddings = Embedding(model, threads=0)(pixels)
     holdout = reference_holdout_mask(
         reference.targets, settings.holdout_fraction, settings.split_seed
     )
@@ -86,9 +98,9 @@ def make_world(root: Path) -> World:
     world = World(
         settings=settings,
         spec=spec,
-        embedding_model=stored.model,
-        embedding=Embedding(stored.model, threads=0),
-        ref_embeddings=reference.embeddings,
+        embedding_model=model,
+        embedding=Embedding(model, threads=0),
+        ref_embeddings=embeddings,
         ref_targets=reference.targets.astype(str),
         ref_holdout=holdout,
         cells=preprocess_many(samples.images),
@@ -102,9 +114,9 @@ def make_world(root: Path) -> World:
         ("svc", HeadConfig(kind="svc"), SVC_AUGMENT),
         ("svc-plain", HeadConfig(kind="svc"), None),
     ):
-        augmentation = Augmentation(stored.model, augment, 0, spec) if augment else None
+        augmentation = Augmentation(model, augment, 0, spec) if augment else None
         trained = train_head(start, head, None, augmentation)
-        files = version_files(stored.model, trained.model, trained.extra_files)
+        files = version_files(model, trained.model, trained.extra_files)
         world.initial[key] = Served(
             files, trained.classes, Classifier(trained.model, trained.classes), 0
         )

@@ -113,7 +113,7 @@ class CoreSettings(BaseSettings):
         description="Classifier head: 'mlp' (fine-tunes) or 'svc' (the first head; scratch only)",
     )
     finetune_epochs: int = Field(
-        20, ge=0, description="Epochs of a fine-tune over its window and replay rows"
+        10, ge=0, description="Epochs of a fine-tune over its window and replay rows"
     )
     augment_reference_copies: int = Field(
         8, ge=0, description="Transformed copies of each reference row at training time"

@@ -44,9 +44,10 @@ class HeadConfig:
     hidden_units: int = 128
     learning_rate: float = 3e-3  # Adam's initial step
     batch_size: int = 32
-    alpha: float = 1e-2  # L2 penalty
-    epochs: int = 200  # at most, from scratch (stops earlier once the loss stops falling)
-    finetune_epochs: int = 20  # exactly, per fine-tune
+    alpha: float = 5e-2  # L2 penalty
+    epochs: int = 30  # at most, from scratch (stops earlier once the loss stops falling)
+    finetune_epochs: int = 10  # exactly, per fine-tune
+    finetune_learning_rate: float = 1e-3  # Adam restarts at each fine-tune: a gentler step
     svc_c: float = 10.0
     seed: int = 0
 
@@ -128,7 +129,7 @@ def finetune_head(
         warm_start=True,
         max_iter=config.finetune_epochs,
         n_iter_no_change=config.finetune_epochs + 1,
-        learning_rate_init=config.learning_rate,
+        learning_rate_init=config.finetune_learning_rate,
         batch_size=min(config.batch_size, len(targets)),
         alpha=config.alpha,
         random_state=config.seed,

@@ -80,7 +80,6 @@ class PreprocessSpec:
     # dataset's strokes measure 0.125 to 0.24 (median 0.18): it is never widened.
     stroke_min: float = 0.11
     stroke_target: float = 0.17
-    ink_target: float = 0.0
     fine: int = 4
     # A digit smaller than the picture is centred in its window; False: the window is kept
     # inside the picture, as before (which put a digit near a canvas edge off-centre).
@@ -315,9 +314,6 @@ def _resample_with_stroke(
     if width >= spec.stroke_min * grid:
         return _resample(ink, window, spec.size)
     grow = spec.stroke_target * grid - width  # fine pixels to add across the stroke
-    if spec.ink_target > 0:
-        length = float(fine.sum()) / max(width, 1e-6)
-        grow = max(spec.ink_target * grid * grid / max(length, 1e-6) - width, 0.0)
     # Shrink the digit inside the frame to leave room for the wider pen (on the fine grid,
     # which is cheap whatever the picture's size), then widen the strokes.
     margin = grow / 2.0 * grid / max(grid - grow, 1.0)

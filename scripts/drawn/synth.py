@@ -147,14 +147,14 @@ def synthesise(label: str, rng: np.random.Generator, canvas: int = CANVAS) -> Dr
         shaped.append(np.column_stack([cos * x - sin * y, sin * x + cos * y]))
     width = int(rng.integers(12, 23))
     points = np.vstack(shaped)
-    low, high = points.min(axis=0) - width / 2, points.max(axis=0) + width / 2
-    room_low, room_high = -low, canvas - high  # where the digit's centre may go
-    centre = np.array(
-        [
-            rng.uniform(min(room_low[i], room_high[i]), max(room_low[i], room_high[i]))
-            for i in (0, 1)
-        ]
-    )
+    extent = float((points.max(axis=0) - points.min(axis=0)).max()) + width + 4
+    if extent > canvas:  # a wide, slanted digit: drawn smaller so that all of it is on the canvas
+        scale = (canvas - width - 4) / (extent - width - 4)
+        shaped = [stroke * scale for stroke in shaped]
+        points = np.vstack(shaped)
+        share *= scale
+    low, high = points.min(axis=0) - width / 2 - 2, points.max(axis=0) + width / 2 + 2
+    centre = np.array([rng.uniform(-low[i], max(-low[i], canvas - high[i])) for i in (0, 1)])
     return DrawnDigit(
         label=label,
         width=width,

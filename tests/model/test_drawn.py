@@ -55,10 +55,12 @@ def test_invariance_a_thin_and_a_thick_pen_give_the_same_label(model: Model, dig
 
 
 def test_invariance_a_digit_moved_across_the_canvas_keeps_its_label(model: Model, digits) -> None:
-    """Pushed against each edge of the canvas: the same cells, so the same label."""
+    """Pushed against each edge of the canvas: the same cells (up to a pixel column that a
+    cell boundary passes through, which may fall to either side), so the same label."""
     for digit in digits[:60]:
         points = np.array([p for stroke in digit.strokes for p in stroke])
-        low, high = points.min(axis=0) - digit.width, points.max(axis=0) + digit.width
+        reach = digit.width // 2 + 2  # the pen's half width and a pixel of anti-aliasing
+        low, high = points.min(axis=0) - reach, points.max(axis=0) + reach
         places = [
             (-low[0], 0),  # against the left edge
             (CANVAS - 1 - high[0], 0),  # the right edge
@@ -68,7 +70,7 @@ def test_invariance_a_digit_moved_across_the_canvas_keeps_its_label(model: Model
         where = [moved(digit, int(dx), int(dy)) for dx, dy in places]
         here = preprocess(render_png(digit), model.spec)
         for other in where:
-            assert np.abs(preprocess(render_png(other), model.spec) - here).max() <= 1e-5
+            assert np.abs(preprocess(render_png(other), model.spec) - here).max() <= 0.05
         labels = labels_of(model, [render_png(d) for d in [digit, *where]])
         assert len(set(labels.tolist())) == 1
 
