@@ -8,9 +8,10 @@ The scenario is `scripts/traffic`'s: the 360 unseen digits split once per seed i
 evaluation (never fed back) and 260 for traffic; 3 clean windows of k = 20 feedback rows, then
 10 windows of 20 rows through a drift (slant, rotate, shift, thick: `traffic.drift`); every 5th
 production row is held out; after each window a challenger is trained and goes through the gate
-as `ctloop.gate` defines it (gate set: held-out reference rows + the newest GATE_RECENT_ROWS
-held-out production rows; promoted if its score >= the champion's). Images go through the one
-preprocessing and the stored embedding, as /feedback does. Prints Markdown for
+as `ctloop.gate` defines it with the default settings (gate set: held-out reference rows + the
+newest GATE_RECENT_ROWS held-out production rows; promoted if its score >= the champion's and no
+class lost more than GATE_CLASS_TOLERANCE of recall on the held-out reference rows). Images go
+through the one preprocessing and the stored embedding, as /feedback does. Prints Markdown for
 docs/retraining.md; --json writes every figure.
 """
 
@@ -142,7 +143,10 @@ def retrain_set(world, variant, served, everything: TrainingSet, seed: int, run)
     gate = gate_set(everything, world.gate_recent_rows)
     challenger = gate_score(Classifier(head.model, head.classes)(gate.embeddings)[0], gate)
     champion = gate_score(served.classifier(gate.embeddings)[0], gate)
-    decision, _ = decide(champion, challenger, "gate", 0.0)
+    settings = world.settings
+    decision, _ = decide(
+        champion, challenger, "gate", settings.gate_tolerance, settings.gate_class_tolerance
+    )
     if decision != "promoted":
         run.rejected += 1
         return served

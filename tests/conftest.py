@@ -11,13 +11,23 @@ from ctloop.candidate import train_candidate
 from ctloop.config import CoreSettings
 from ctloop.reference import build_reference
 from ctloop.registry import ModelRegistry
-from tests.support.data import make_settings
+from tests.support.data import make_settings, plain_settings
 
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> CoreSettings:
     """Reference data and v0001 for the digits dataset. Tests must not modify it."""
     settings = make_settings(tmp_path_factory.mktemp("built"))
+    build_reference(settings)
+    train_candidate(settings, ModelRegistry(settings.artifacts_dir))
+    return settings
+
+
+@pytest.fixture(scope="session")
+def plain_built(tmp_path_factory: pytest.TempPathFactory) -> CoreSettings:
+    """Reference data and v0001 built with tests.support.data.PLAIN_ENV (no augmentation, an
+    SVC): serve it with those variables too. Tests must not modify it."""
+    settings = plain_settings(tmp_path_factory.mktemp("plain"))
     build_reference(settings)
     train_candidate(settings, ModelRegistry(settings.artifacts_dir))
     return settings

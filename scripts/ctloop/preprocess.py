@@ -354,11 +354,12 @@ def _max3(values: np.ndarray, square: bool) -> np.ndarray:
     return out
 
 
-
 # Weight matrices are cached up to this many floats each (at most 256 entries of 8 x 2,048, or
 # 32 x 512 for the stroke grid: 16 MB); larger ones are computed per request, so no cache grows
 # with what a client sends.
 CACHED_ELEMENTS = 8 * 2048
+
+
 def _box_weights(start: float, side: float, size: int, extent: int) -> np.ndarray:
     if size * extent <= CACHED_ELEMENTS:
         return _cached_box_weights(start, side, size, extent)

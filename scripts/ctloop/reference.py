@@ -45,7 +45,9 @@ def build_reference(settings: CoreSettings, force: bool = False) -> dict:
     labels = [dataset.labels[i] for i in reference_idx]
 
     fit = embedding_fit(settings)
-    pca, model = fit_embedding(_with_copies(pixels, labels, fit, spec), settings.pca_components)
+    pca, model = fit_embedding(
+        embedding_fit_pixels(pixels, labels, fit, spec), settings.pca_components
+    )
     embeddings = Embedding(model, threads=0)(pixels)
     csv_bytes = ref_csv_bytes(embeddings, labels)
     embedding_sha = sha256_hex(model)
@@ -84,7 +86,10 @@ def embedding_fit(settings: CoreSettings) -> dict:
     return {"augmented_copies": config.embedding_copies, "seed": settings.split_seed, **bounds}
 
 
-def _with_copies(pixels: np.ndarray, labels: list[str], fit: dict, spec: PreprocessSpec):
+def embedding_fit_pixels(
+    pixels: np.ndarray, labels: list[str], fit: dict, spec: PreprocessSpec
+) -> np.ndarray:
+    """The pixels the PCA is fitted on: the reference images and, per `fit`, their copies."""
     if fit["augmented_copies"] == 0:
         return pixels
     config = AugmentConfig.from_dict(fit)

@@ -104,11 +104,11 @@ def test_registry_verify_checks_every_version_and_names_a_broken_one(tmp_path: P
     assert run(["train", "--no-promote"], tmp_path).returncode == 0
     clean = run(["registry", "verify"], tmp_path)
     assert clean.returncode == 0
-    assert "v0001: 3 files match" in clean.stdout and "v0002: 3 files match" in clean.stdout
+    assert "v0001: 4 files match" in clean.stdout and "v0002: 4 files match" in clean.stdout
     (tmp_path / "artifacts" / "versions" / "v0001" / "embedding.onnx").write_bytes(b"tampered")
     broken = run(["registry", "verify"], tmp_path)
     assert broken.returncode == 1
-    assert "v0001: FAILED" in broken.stdout and "v0002: 3 files match" in broken.stdout
+    assert "v0001: FAILED" in broken.stdout and "v0002: 4 files match" in broken.stdout
 
 
 def test_secrets_are_generated_once(tmp_path: Path) -> None:

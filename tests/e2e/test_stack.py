@@ -164,6 +164,6 @@ def test_root_owned_folders_work_too(compose, stack: Stack, tmp_path) -> None:
         )
         assert probe.returncode == 0, probe.stdout + probe.stderr
         assert probe.stdout.splitlines()[0] == "10001"
-        assert "v0001: 3 files match their sha256" in probe.stdout
+        assert "v0001: 4 files match their sha256" in probe.stdout  # head.json too
     finally:
         other.run("down", "--remove-orphans", timeout=300)

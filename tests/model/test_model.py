@@ -67,10 +67,20 @@ def test_onnx_head_matches_scikit_learn(built: CoreSettings, model: Model) -> No
 
 
 def test_onnx_embedding_matches_scikit_learn(built: CoreSettings) -> None:
+    """The PCA refitted as the reference build fits it (images + their seeded copies)."""
+    from ctloop.embed import load_embedding
+    from ctloop.preprocess import PreprocessSpec
+    from ctloop.reference import embedding_fit_pixels
+
     dataset = load_dataset("digits")
     reference, _ = split_reference_unseen(dataset.labels, built.unseen_fraction, built.split_seed)
     pixels = preprocess_many([dataset.images[i] for i in reference])
-    pca, _ = fit_embedding(pixels, built.pca_components)
+    info = load_embedding(built.embedding_dir).info
+    spec = PreprocessSpec.from_dict(info["preprocessing"])
+    labels = [dataset.labels[i] for i in reference]
+    fit_pixels = embedding_fit_pixels(pixels, labels, info["embedding_fit"], spec)
+    assert len(fit_pixels) == 9 * len(pixels)  # AUGMENT_EMBEDDING_COPIES=8
+    pca, _ = fit_embedding(fit_pixels, built.pca_components)
     stored = read_reference(built.ref_data_path).embeddings
     assert np.abs(pca.transform(pixels) - stored).max() <= 2e-5
 

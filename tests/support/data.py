@@ -24,6 +24,29 @@ def make_settings(root: Path, **overrides) -> CoreSettings:
     return CoreSettings(data_dir=root / "data", artifacts_dir=root / "artifacts", **overrides)
 
 
+# The first model as the project trained it before augmentation (an SVC, no transformed copies,
+# the PCA fitted on the reference images only): a model that a drift or a poisoning flood
+# visibly hurts, for the tests of what the loop does about that. The default model reads most
+# drifted digits right from the start (docs/retraining.md).
+PLAIN_ENV = {
+    "HEAD_MODEL": "svc",
+    "AUGMENT_REFERENCE_COPIES": "0",
+    "AUGMENT_FEEDBACK_COPIES": "0",
+    "AUGMENT_EMBEDDING_COPIES": "0",
+}
+
+
+def plain_settings(root: Path) -> CoreSettings:
+    """Settings under `root` with PLAIN_ENV's values."""
+    return make_settings(
+        root,
+        head_model="svc",
+        augment_reference_copies=0,
+        augment_feedback_copies=0,
+        augment_embedding_copies=0,
+    )
+
+
 def copy_workspace(built: CoreSettings, root: Path) -> CoreSettings:
     """A private copy of a built data/ and artifacts/ under `root` (the `built` one is shared)."""
     shutil.copytree(built.data_dir, root / "data")

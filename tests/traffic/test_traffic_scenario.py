@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ctloop.registry import ModelRegistry
-from tests.support.data import copy_workspace
+from tests.support.data import PLAIN_ENV, copy_workspace
 from tests.support.processes import LiveServer, ReportingServer
 from traffic.report import plot, summary, write_csv
 from traffic.scenario import Scenario, run
@@ -14,12 +14,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def played(built, tmp_path_factory):
+def played(plain_built, tmp_path_factory):
+    """On the plain model (PLAIN_ENV): a drift it visibly suffers, to check what the report
+    says about it; the default model reads slanted digits at 0.95 from the start."""
     root = tmp_path_factory.mktemp("traffic")
-    settings = copy_workspace(built, root)
+    settings = copy_workspace(plain_built, root)
     dashboard_env = {"REPORTING_REFRESH_SECONDS": "1", "REPORTING_MIN_ROWS": "20"}
     with (
-        LiveServer(settings, root / "server.log", RETRAIN_EVERY="20") as server,
+        LiveServer(settings, root / "server.log", RETRAIN_EVERY="20", **PLAIN_ENV) as server,
         ReportingServer(settings.data_dir, root / "reporting.log", **dashboard_env) as dashboard,
     ):
         scenario = Scenario(
