@@ -124,9 +124,21 @@ class VersionSummary(BaseModel):
     parent: str | None
     current: bool
     training_rows: int
+    mode: str | None = Field(
+        None, description="'finetune' (from its base version) or 'scratch'; None before modes"
+    )
+    mode_reason: str | None = None
+    base_version: str | None = Field(None, description="The version a fine-tune started from")
+    production_window: list[int] | None = Field(
+        None, description="First and last production row of a fine-tune's window"
+    )
+    seconds: float | None = Field(None, description="Training, export and gate, in seconds")
     holdout_accuracy: float | None
     holdout_macro_f1: float | None
     trigger_rows: int | None = Field(description="The retrain's production row count, if any")
+    trigger_reasons: list[str] | None = Field(
+        None, description="What started the retrain: rows (every k), drift, quality"
+    )
     gate: dict | None = Field(description="Champion and challenger scores and the decision")
 
 

@@ -30,13 +30,8 @@ from ctloop.predict import (
     make_session,
 )
 from ctloop.registry import ModelRegistry
-from ctloop.train import (
-    ExportMismatchError,
-    TrainedHead,
-    library_versions,
-    load_training_set,
-    train_head,
-)
+from ctloop.retrain_set import choose_base, read_training_set
+from ctloop.train import ExportMismatchError, TrainedHead, library_versions, train_head
 
 
 @dataclass(frozen=True)
@@ -61,16 +56,23 @@ def train_candidate(
     prod_rows: int | None = None,
     trigger: dict | None = None,
     promote: bool = True,
+    scratch: bool = False,
+    finetunes_since_scratch: int = 0,
 ) -> Candidate:
-    """Fit a head on the reference rows (+ the first `prod_rows` production rows), register it
+    """Fine-tune the served version, or fit a new head (`ctloop.retrain_set` decides which and
+    which rows: the reference and the newest production rows up to `prod_rows`), register it
     with the stored embedding, and serve it if it passes the gate (unless `promote` is False)."""
     started = time.perf_counter()
     embedding = load_embedding(settings.embedding_dir)
-    training_set = load_training_set(settings, prod_rows or 0)
+    base = choose_base(
+        settings, registry, embedding.info, prod_rows or 0, finetunes_since_scratch, scratch
+    )
+    training_set, scope = read_training_set(settings, prod_rows or 0, base, seed=prod_rows or 0)
     head = train_head(
         training_set,
         HeadConfig.from_settings(settings),
-        augmentation=Augmentation.from_settings(settings, embedding),
+        base_files=base.files,
+        augmentation=Augmentation.from_settings(settings, embedding, seed=prod_rows or 0),
     )
     gate = gate_set(training_set, settings.gate_recent_rows)
     challenger = gate_score(Classifier(head.model, head.classes)(gate.embeddings)[0], gate)
@@ -102,6 +104,7 @@ def train_candidate(
         "decision": decision,
         "reason": reason,
     }
+    head.training.update(scope, seconds=round(time.perf_counter() - started, 3))
     manifest = build_manifest(head, embedding.info, gate=gate_record)
     if trigger is not None:
         manifest["retrain"] = trigger

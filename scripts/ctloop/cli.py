@@ -68,7 +68,13 @@ def cmd_train(settings: CoreSettings, args: argparse.Namespace) -> int:
         n_components = int(load_embedding(settings.embedding_dir).info["n_components"])
         prod_rows = ProductionData(settings.prod_data_path, n_components).count_rows_on_disk()
     _print_candidate(
-        train_candidate(settings, registry, prod_rows=prod_rows, promote=not args.no_promote)
+        train_candidate(
+            settings,
+            registry,
+            prod_rows=prod_rows,
+            promote=not args.no_promote,
+            scratch=args.scratch,
+        )
     )
     return 0
 
@@ -182,7 +188,8 @@ def _print_candidate(candidate) -> None:
     holdout = candidate.head.metrics["holdout"]
     training = candidate.head.training
     print(
-        f"trained {candidate.version} in {candidate.seconds:.2f} s on {training['rows']} rows "
+        f"trained {candidate.version} ({training['mode']}: {training['mode_reason']}) "
+        f"in {candidate.seconds:.2f} s on {training['rows']} rows "
         f"({training['reference_rows']} reference, {training['production_rows']} production); "
         f"held-out ({holdout['rows']} rows): accuracy {holdout['accuracy']:.4f}, "
         f"macro F1 {holdout['macro_f1']:.4f}, "
@@ -224,6 +231,11 @@ def _parser() -> argparse.ArgumentParser:
     train = command("train", cmd_train, "train and register a model, served if it passes the gate")
     train.add_argument("--with-prod", action="store_true", help="also train on prod_data.csv")
     train.add_argument("--no-promote", action="store_true", help="register without serving it")
+    train.add_argument(
+        "--scratch",
+        action="store_true",
+        help="a new head (a full rebuild) even where RETRAIN_MODE fine-tunes the served one",
+    )
     command("init", cmd_init, "build the reference and the first model if missing")
     command("retrain", cmd_retrain, "decide the retrains due, champion/challenger gated")
     command("secrets", cmd_secrets, "generate the secrets that are missing (API token, ...)")

@@ -115,6 +115,37 @@ class CoreSettings(BaseSettings):
     finetune_epochs: int = Field(
         10, ge=0, description="Epochs of a fine-tune over its window and replay rows"
     )
+    retrain_mode: Literal["finetune", "scratch"] = Field(
+        "finetune",
+        description="'finetune': a retrain continues the served version's head on the rows since "
+        "it plus a replay sample; 'scratch': a new head on the reference and the rows read",
+    )
+    scratch_every: int = Field(
+        10,
+        ge=0,
+        description="In finetune mode, a full rebuild (scratch) after this many fine-tunes "
+        "(0: never); it competes through the same gate",
+    )
+    retrain_read_rows: int = Field(
+        2000,
+        ge=1,
+        description="A retrain reads only the newest this many production rows (its window, "
+        "replay pool and held-out rows), so its cost does not grow with prod_data.csv",
+    )
+    finetune_window_rows: int = Field(
+        500,
+        ge=1,
+        description="A fine-tune trains on at most this many production rows since the served "
+        "version (the newest)",
+    )
+    finetune_replay_production: float = Field(
+        1.0, ge=0, description="Older production rows replayed per window row in a fine-tune"
+    )
+    finetune_replay_reference: float = Field(
+        10.0,
+        ge=0,
+        description="Reference rows replayed per window row in a fine-tune (stratified by class)",
+    )
     augment_reference_copies: int = Field(
         8, ge=0, description="Transformed copies of each reference row at training time"
     )

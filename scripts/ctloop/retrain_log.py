@@ -112,3 +112,15 @@ class RetrainLog:
                 break
             count += 1
         return count
+
+    def finetunes_since_scratch(self) -> int:
+        """Fine-tunes decided (promoted or rejected) since the last full rebuild."""
+        count = 0
+        for entry in reversed(self.decisions()):
+            if entry.get("mode") == "scratch" and entry["decision"] in ("promoted", "rejected"):
+                break
+            count += entry.get("mode") == "finetune" and entry["decision"] in (
+                "promoted",
+                "rejected",
+            )
+        return count

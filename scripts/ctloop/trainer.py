@@ -158,7 +158,7 @@ def retrain(settings: CoreSettings, ledger: RetrainLog, plan: RetrainPlan) -> di
             "retrain_start",
             extra={"event": "retrain_start", "trigger_rows": trigger_rows, "reasons": plan.reasons},
         )
-        entry = train_and_log_entry(settings, registry, plan)
+        entry = train_and_log_entry(settings, registry, plan, ledger.finetunes_since_scratch())
     entry = {
         **entry,
         "reasons": list(plan.reasons),
@@ -182,7 +182,11 @@ def prune(settings: CoreSettings, registry: ModelRegistry) -> None:
         log.info("registry_pruned", extra={"event": "registry_pruned", "removed": removed})
 
 
-def train_and_log_entry(settings: CoreSettings, registry: ModelRegistry, plan: RetrainPlan) -> dict:
+def train_and_log_entry(
+    settings: CoreSettings, registry: ModelRegistry, plan: RetrainPlan, finetunes: int = 0
+) -> dict:
+    """Train, gate and register the candidate for this plan; its decision line (`finetunes`:
+    fine-tunes since the last full rebuild, for SCRATCH_EVERY)."""
     from ctloop.candidate import train_candidate  # scikit-learn: only when there is work
 
     trigger_rows = plan.trigger_rows
@@ -194,11 +198,17 @@ def train_and_log_entry(settings: CoreSettings, registry: ModelRegistry, plan: R
     if plan.check is not None:
         trigger["check"] = plan.check.entry()
     try:
-        candidate = train_candidate(settings, registry, prod_rows=trigger_rows, trigger=trigger)
+        candidate = train_candidate(
+            settings,
+            registry,
+            prod_rows=trigger_rows,
+            trigger=trigger,
+            finetunes_since_scratch=finetunes,
+        )
     except Exception as exc:  # a failed retrain is a decision too: logged, not retried forever
         log.exception("retrain for %d rows failed", trigger_rows)
         return {"trigger_rows": trigger_rows, "decision": "failed", "error": repr(exc)}
-    return decision_entry(trigger_rows, candidate.version, candidate.gate)
+    return decision_entry(trigger_rows, candidate.version, candidate.gate, candidate.head.training)
 
 
 def recover(registry: ModelRegistry, trigger_rows: int) -> dict | None:
@@ -210,14 +220,22 @@ def recover(registry: ModelRegistry, trigger_rows: int) -> dict | None:
         gate = manifest["gate"]
         if gate["decision"] == "promoted" and registry.current_version() == manifest["parent"]:
             registry.promote(manifest["version"], reason=f"retrain at {trigger_rows} rows")
-        return {**decision_entry(trigger_rows, manifest["version"], gate), "recovered": True}
+        entry = decision_entry(trigger_rows, manifest["version"], gate, manifest.get("training"))
+        return {**entry, "recovered": True}
     return None
 
 
-def decision_entry(trigger_rows: int, version: str, gate: dict) -> dict:
+def decision_entry(
+    trigger_rows: int, version: str, gate: dict, training: dict | None = None
+) -> dict:
+    training = training or {}
     return {
         "trigger_rows": trigger_rows,
         "version": version,
+        "mode": training.get("mode"),
+        "base_version": training.get("base_version"),
+        "training_rows": training.get("rows"),
+        "train_seconds": training.get("seconds"),
         "decision": gate["decision"],
         "champion": gate["champion"],
         "champion_score": (gate["champion_score"] or {}).get("score"),

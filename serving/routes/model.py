@@ -62,20 +62,28 @@ async def model_info(
 )
 async def model_versions(registry: RegistryDep) -> list[VersionSummary]:
     manifests = await run_in_threadpool(registry.list_versions)
-    return [
-        VersionSummary(
-            version=m["version"],
-            created_at=m["created_at"],
-            parent=m["parent"],
-            current=m["current"],
-            training_rows=m["training"]["rows"],
-            holdout_accuracy=m["metrics"]["holdout"].get("accuracy"),
-            holdout_macro_f1=m["metrics"]["holdout"].get("macro_f1"),
-            trigger_rows=(m.get("retrain") or {}).get("trigger_rows"),
-            gate=m.get("gate"),
-        )
-        for m in manifests
-    ]
+    return [version_summary(m) for m in manifests]
+
+
+def version_summary(manifest: dict) -> VersionSummary:
+    training, retrain = manifest["training"], manifest.get("retrain") or {}
+    return VersionSummary(
+        version=manifest["version"],
+        created_at=manifest["created_at"],
+        parent=manifest["parent"],
+        current=manifest["current"],
+        training_rows=training["rows"],
+        mode=training.get("mode"),
+        mode_reason=training.get("mode_reason"),
+        base_version=training.get("base_version"),
+        production_window=training.get("window"),
+        seconds=training.get("seconds"),
+        holdout_accuracy=manifest["metrics"]["holdout"].get("accuracy"),
+        holdout_macro_f1=manifest["metrics"]["holdout"].get("macro_f1"),
+        trigger_rows=retrain.get("trigger_rows"),
+        trigger_reasons=retrain.get("reasons"),
+        gate=manifest.get("gate"),
+    )
 
 
 @router.post(
