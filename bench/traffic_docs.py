@@ -1,15 +1,19 @@
-"""docs/traffic.md: the drift scenario on fresh local stacks, the default and every transformation.
+"""docs/traffic.md: the drift scenario on fresh local stacks, every transformation, both modes.
 
     make traffic-docs     # or: .venv/bin/python bench/traffic_docs.py [--transforms slant,rotate]
+                          #         [--modes finetune,scratch]
 
-Each transformation gets a fresh stack (reference data, first model, `python -m serving` with the
-Compose settings: 2 workers, RETRAIN_EVERY=20, and the dashboard, `reporting.serve`, whose drift
-share the simulator reads over HTTP).
+Each transformation and RETRAIN_MODE gets a fresh stack (reference data, first model, `python -m
+serving` with the Compose settings: 2 workers, RETRAIN_EVERY=20, and the dashboard,
+`reporting.serve`, whose drift share the simulator reads over HTTP). The seconds per retrain and
+the gate's scores come from the stack's retrain ledger once the run is over.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,17 +28,23 @@ from traffic.scenario import Scenario, run
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = "slant"
 ALL = ["slant", "rotate", "thick", "shift", "blur", "thin", "noise", "invert"]
+GEOMETRIC = ["slant", "rotate", "shift", "thick"]
+MODES = ["finetune", "scratch"]  # RETRAIN_MODE; the first is the default
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transforms", default=",".join(ALL))
+    parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--output", type=Path, default=REPO / "docs")
     args = parser.parse_args()
-    results = {}
+    results, by_mode = {}, {}
+    modes = args.modes.split(",")
     for name in args.transforms.split(","):
-        with tempfile.TemporaryDirectory(prefix=f"ctloop-traffic-{name}-") as tmp:
-            results[name] = play(Path(tmp), name)
+        for mode in modes:
+            with tempfile.TemporaryDirectory(prefix=f"ctloop-traffic-{name}-") as tmp:
+                by_mode[(name, mode)] = play(Path(tmp), name, mode)
+        results[name] = by_mode[(name, modes[0])]
         if name == DEFAULT:
             records = results[name]["records"]
             write_csv(records, args.output / "traffic.csv")
@@ -43,11 +53,12 @@ def main() -> None:
                 args.output / "traffic.png",
                 f"drift '{name}' after 3 clean windows (k = 20)",
             )
-    (args.output / "traffic.md").write_text("\n".join(report(results)) + "\n")
+    lines = [*report(results), "", *modes_section(by_mode, modes)]
+    (args.output / "traffic.md").write_text("\n".join(lines) + "\n")
     print(f"written to {args.output / 'traffic.md'}")
 
 
-def play(root: Path, transform: str) -> dict:
+def play(root: Path, transform: str, mode: str = MODES[0]) -> dict:
     """A fresh stack (reference, first model, 2-worker API, dashboard) and the scenario on it."""
     settings = make_settings(root)
     environment = child_environment(
@@ -56,7 +67,12 @@ def play(root: Path, transform: str) -> dict:
     subprocess.run(
         [sys.executable, "-m", "ctloop", "init"], env=environment, check=True, capture_output=True
     )
-    compose_like = {"RETRAIN_EVERY": "20", "MODEL_POLL_SECONDS": "1", "TRAINER_CHECK_SECONDS": "5"}
+    compose_like = {
+        "RETRAIN_EVERY": "20",
+        "MODEL_POLL_SECONDS": "1",
+        "TRAINER_CHECK_SECONDS": "5",
+        "RETRAIN_MODE": mode,
+    }
     dashboard_env = {"REPORTING_REFRESH_SECONDS": "2", "REPORTING_MIN_ROWS": "20"}
     with (
         LiveServer(settings, root / "serving.log", workers=2, **compose_like) as serving,
@@ -68,9 +84,14 @@ def play(root: Path, transform: str) -> dict:
             transform=transform,
             metrics_url=dashboard.metrics_url,
         )
-        print(f"\n== {transform}", flush=True)
+        print(f"\n== {transform} ({mode})", flush=True)
         records = run(scenario, on_window=show)
-    return {"records": records, "summary": summary(records, 20)}
+    decisions = [
+        entry
+        for line in settings.retrain_log_path.read_text().splitlines()
+        if "decision" in (entry := json.loads(line))
+    ]
+    return {"records": records, "summary": summary(records, 20), "decisions": decisions}
 
 
 def show(r) -> None:
@@ -182,6 +203,49 @@ def summary_table(results: dict) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def modes_section(by_mode: dict, modes: list[str]) -> list[str]:
+    """Both RETRAIN_MODEs side by side on every transformation."""
+    out = [
+        "## Fine-tuning and retraining from scratch, side by side",
+        "",
+        "`RETRAIN_MODE=finetune` (the default: the served head trained 10 more epochs on the rows "
+        "since it, with a replay sample of older and reference rows; a full rebuild every "
+        "SCRATCH_EVERY = 10 fine-tunes) against `RETRAIN_MODE=scratch` (a new head on the "
+        "reference and every production row read), each on its own fresh stack. Drifted accuracy "
+        "of the served model on the 100 evaluation images after 200 drifted feedback rows; the "
+        "lowest clean accuracy of the served model in any window; seconds per retrain (median of "
+        "the trainer's training + gate time); decisions; promotions whose gate score was below "
+        "their predecessor's (the gate's rule says none).",
+        "",
+        "| Transformation | Mode | Right after | After 200 rows | Lowest clean | s / retrain | "
+        "Promoted / rejected | Scratch rebuilds | Worse promoted |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for (name, mode), result in by_mode.items():
+        figures, decisions = result["summary"], result["decisions"]
+        seconds = [d["train_seconds"] for d in decisions if d.get("train_seconds") is not None]
+        worse = [
+            d
+            for d in decisions
+            if d["decision"] == "promoted"
+            and d.get("champion_score") is not None
+            and d["challenger_score"] < d["champion_score"]
+        ]
+        cells = [
+            name,
+            mode + (" (default)" if mode == MODES[0] else ""),
+            f"{figures['accuracy_right_after_drift']:.2f}",
+            describe(figures["accuracy_after_200_drifted_rows"]),
+            f"{min(r.clean_accuracy for r in result['records']):.2f}",
+            f"{statistics.median(seconds):.2f}" if seconds else "n/a",
+            f"{figures['promoted']} / {figures['rejected']}",
+            str(sum(d.get("mode") == "scratch" for d in decisions)),
+            str(len(worse)),
+        ]
+        out.append("| " + " | ".join(cells) + " |")
+    return out
 
 
 if __name__ == "__main__":
