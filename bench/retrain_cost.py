@@ -138,7 +138,8 @@ def prepare(root: Path, size: int, env: dict[str, str], rng: np.random.Generator
         k = settings.retrain_every
         write_state(settings, size if case == "far" else size - k, rng)
         if case == "near":  # a real retrain at size - k, then k more rows
-            run_ctloop(["retrain"], {**env, **paths(state)})
+            # promoted whatever the gate says: the state is a served version k rows behind
+            run_ctloop(["retrain"], {**env, **paths(state), "PROMOTION_POLICY": "always"})
             last = RetrainLog(settings.retrain_log_path).last_decision()
             print(f"{size} rows, near: the retrain at {size - k} was {last['decision']}")
             append_rows(settings, k, rng)

@@ -163,6 +163,10 @@ def test_a_rejected_challenger_changes_nothing_served(built, tmp_path, samples) 
         rejected = versions[-1]
         assert rejected["gate"]["decision"] == "rejected" and rejected["current"] is False
         assert rejected["gate"]["champion"] == "v0001" and rejected["trigger_rows"] == 20
+        # What it was: a fine-tune of v0001 on the window since it, for 20 rows, and its cost.
+        assert rejected["mode"] == "finetune" and rejected["base_version"] == "v0001"
+        assert rejected["production_window"] == [1, 19] and rejected["trigger_reasons"] == ["rows"]
+        assert rejected["seconds"] > 0 and entry["mode"] == "finetune"
         model = httpx.get(f"{server.url}/model").json()
         assert model["version"] == "v0001" and model["last_retrain"]["decision"] == "rejected"
         assert model["rows_since_last_retrain"] == 0 and model["rows_until_retrain"] == 20
