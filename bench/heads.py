@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.core import median_us
 from bench.retrain_study_world import SVC_AUGMENT
 from ctloop.augment import Augmentation, AugmentConfig
 from ctloop.config import CoreSettings
@@ -24,15 +25,6 @@ from ctloop.head import HEAD_FILE, HeadConfig, load_head
 from ctloop.predict import Classifier, PreprocessSpec
 from ctloop.reference import build_reference
 from ctloop.train import load_training_set, train_head
-
-
-def median_us(function, repeat: int = 2000) -> float:
-    timings = []
-    for _ in range(repeat):
-        started = time.perf_counter_ns()
-        function()
-        timings.append(time.perf_counter_ns() - started)
-    return statistics.median(timings) / 1000
 
 
 def main() -> None:

@@ -83,6 +83,7 @@ def play(root: Path, transform: str, mode: str = MODES[0]) -> dict:
             samples_dir=settings.samples_dir,
             transform=transform,
             metrics_url=dashboard.metrics_url,
+            token=serving.token,
         )
         print(f"\n== {transform} ({mode})", flush=True)
         records = run(scenario, on_window=show)
