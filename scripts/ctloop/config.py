@@ -173,8 +173,10 @@ class CoreSettings(BaseSettings):
         100, ge=1, description="Feedback rows during a shadow stage before it is judged"
     )
     canary_percent: float = Field(
-        5.0, gt=0, le=100, description="Share of clients (X-Client-ID, else requests) the canary "
-        "answers",
+        5.0,
+        gt=0,
+        le=100,
+        description="Share of clients (X-Client-ID, else requests) the canary answers",
     )
     canary_min_rows: int = Field(
         50, ge=1, description="Feedback rows answered by the canary before it is judged"
@@ -194,7 +196,9 @@ class CoreSettings(BaseSettings):
         "is rolled back at once",
     )
     canary_latency_factor: float = Field(
-        3.0, ge=1, description="A canary whose p99 latency exceeds the champion's times this is "
+        3.0,
+        ge=1,
+        description="A canary whose p99 latency exceeds the champion's times this is "
         "rolled back at once",
     )
     canary_min_requests: int = Field(
