@@ -204,8 +204,10 @@ class CanaryHealth:
             return None
         then = self._baseline[1]
         champion, challenger = served.model.version, stage["version"]
+        # The challenger's figures are all its stage's (its version answers nothing before); the
+        # champion's count from this worker's first look at the stage.
         verdict = health_verdict(
-            since(figures.get(challenger), then.get(challenger)),
+            since(figures.get(challenger), None),
             since(figures.get(champion), then.get(champion)),
             self.settings.canary_error_margin,
             self.settings.canary_latency_factor,
@@ -222,9 +224,9 @@ class CanaryHealth:
 
     async def run(self) -> None:
         while True:
-            await asyncio.sleep(HEALTH_SECONDS)
             try:
                 if self.store.served.stage is not None or self._baseline is not None:
                     await run_in_threadpool(self.check)
             except Exception:  # the watch must survive anything and look again
                 log.exception("canary health check failed")
+            await asyncio.sleep(HEALTH_SECONDS)
