@@ -19,10 +19,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 
 import numpy as np
 from fastapi import Request
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, Metric
 from starlette.concurrency import run_in_threadpool
 
 from ctloop.config import CoreSettings
@@ -138,6 +140,42 @@ def delivery_view(settings: CoreSettings, store: ModelStore) -> dict:
     review = live_review(settings, store, apply=False)
     view["live"] = review.to_dict() if review is not None else None
     return view
+
+
+class StageCollector:
+    """The live comparison of the stage as gauges, computed at scrape time (none without one)."""
+
+    def __init__(self, settings: CoreSettings, store: ModelStore) -> None:
+        self.settings, self.store = settings, store
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            review = live_review(self.settings, self.store, apply=False)
+        except Exception:  # a scrape must not fail for it
+            log.exception("the live comparison failed")
+            review = None
+        accuracy = GaugeMetricFamily(
+            "ctloop_stage_live_accuracy",
+            "During a stage: live accuracy on the feedback rows since it began, by version and "
+            "role (champion, challenger)",
+            labels=["version", "role"],
+        )
+        rows = GaugeMetricFamily(
+            "ctloop_stage_live_rows",
+            "During a stage: the feedback rows each version is judged on",
+            labels=["version", "role"],
+        )
+        if review is not None:
+            live = review.comparison
+            for role, version, value, count in (
+                ("champion", live.champion, live.champion_accuracy, live.champion_rows),
+                ("challenger", live.challenger, live.challenger_accuracy, live.challenger_rows),
+            ):
+                if value is not None:
+                    accuracy.add_metric([version, role], value)
+                rows.add_metric([version, role], count)
+        yield accuracy
+        yield rows
 
 
 # -- canary health -------------------------------------------------------------------------------

@@ -142,7 +142,7 @@ class RetrainCollector:
         )
 
 
-def render_metrics(extra: RetrainCollector) -> tuple[bytes, str]:
+def render_metrics(*extra: object) -> tuple[bytes, str]:
     registry = CollectorRegistry()
     if MULTIPROCESS:
         from prometheus_client import multiprocess
@@ -151,7 +151,8 @@ def render_metrics(extra: RetrainCollector) -> tuple[bytes, str]:
     else:
         for collector in list(REGISTRY._collector_to_names):  # this process's own metrics
             registry.register(collector)
-    registry.register(extra)
+    for collector in extra:
+        registry.register(collector)
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 

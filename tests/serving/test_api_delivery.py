@@ -68,6 +68,7 @@ def test_the_canary_split_is_the_same_in_every_worker_and_server(staged, samples
             assert reply["model_version"] == (challenger if expected[client] else "v0001")
         model = httpx.get(f"{two_workers.url}/model").json()
         versions = httpx.get(f"{two_workers.url}/model/versions").json()
+        metrics = httpx.get(f"{two_workers.url}/metrics").text
     for client, seen in answers.items():
         assert seen == {challenger if expected[client] else "v0001"}, client
     share = sum(expected.values()) / len(clients)
@@ -80,6 +81,18 @@ def test_the_canary_split_is_the_same_in_every_worker_and_server(staged, samples
     assert delivery["split"] == {"v0001": 80.0, challenger: 20.0}
     assert delivery["live"]["challenger_rows"] == sum(expected[c] for c in clients[:20])
     assert delivery["live"]["decision"] == "wait"
+    canary_rows = delivery["live"]["challenger_rows"]
+    assert (
+        f'ctloop_stage_live_rows{{role="challenger",version="{challenger}"}} {canary_rows}.0'
+        in (metrics)
+    )
+    assert 'ctloop_stage_live_accuracy{role="champion",version="v0001"} 1.0' in metrics
+    assert f'ctloop_stage_percent{{stage="canary",version="{challenger}"}}' not in metrics  # pid
+    assert f'stage="canary",version="{challenger}"}} 20.0' in metrics
+    requests = (
+        f'ctloop_version_request_duration_seconds_count{{outcome="ok",version="{challenger}"}}'
+    )
+    assert requests in metrics
     stages = {v["version"]: [s["stage"] for s in v["stages"]] for v in versions}
     assert stages == {"v0001": ["champion"], challenger: ["canary"]}
 
