@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,7 +93,7 @@ class ModelStore:
     ) -> tuple[Model | None, dict | None]:
         """The champion to serve and, unless it is the pointer's, why not (the fallback)."""
         reasons = [problem] if problem else []
-        for version in ([wanted] if wanted else []) + self.registry.fallbacks(wanted):
+        for version in self._candidates(wanted):
             model = self._known(version)
             if model is None:
                 try:
@@ -108,6 +109,12 @@ class ModelStore:
         if self.model is not None:
             return self.model, self._fallback(wanted, self.version, reasons)
         return None, None
+
+    def _candidates(self, wanted: str | None) -> Iterator[str]:
+        """The pointer's version, then (only if it does not load) the fallbacks."""
+        if wanted:
+            yield wanted
+        yield from self.registry.fallbacks(wanted)
 
     def _challenger(self, stage: dict | None, champion: Model) -> Model | None:
         """The challenger the stage names, loaded; a stage whose challenger does not load is
