@@ -76,7 +76,7 @@ SHADOW_PREDICTIONS = Counter(
 )
 SHADOW_LATENCY = Histogram(
     "ctloop_shadow_inference_seconds",
-    "Inference time of a shadow challenger on a request (after the reply was sent)",
+    "Inference time per image of a shadow challenger (its batches, run after the replies)",
     ["version"],
     buckets=(0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05),
 )
