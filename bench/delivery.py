@@ -13,6 +13,7 @@ block between the `delivery` markers, which `make bench` keeps).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -69,6 +70,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="ctloop-delivery-") as tmp:
         root = Path(tmp)
         build(root / "plain")
@@ -108,12 +110,15 @@ def main() -> None:
                 server.stop()
     figures = {name: summary(values) for name, values in runs.items()}
     requests = sum(run.requests for run in runs["shadow"])
-    block = report(figures, args, answered, agreed, requests)
+    load = (load_before, os.getloadavg()[0])
+    block = report(figures, args, answered, agreed, requests, load)
     print("\n".join(block))
     write_block(args.output, block)
 
 
-def report(figures: dict, args, answered: float, agreed: float, requests: int) -> list[str]:
+def report(
+    figures: dict, args, answered: float, agreed: float, requests: int, load: tuple[float, float]
+) -> list[str]:
     plain, shadow = figures["plain"], figures["shadow"]
     p99_ratio = shadow["p99_ms"] / plain["p99_ms"]
     return [
@@ -121,10 +126,12 @@ def report(figures: dict, args, answered: float, agreed: float, requests: int) -
         "## /predict with a shadow at 100 % (progressive delivery)",
         "",
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `python -m bench.delivery` "
-        f"on {_cores()} cores: one worker per server, wrk -t1 -c{CONNECTIONS}, "
+        f"on {os.cpu_count()} cores (load average {load[0]:.1f} before, {load[1]:.1f} after: "
+        "other work shares them, and the p99 of single rounds moves with it): one worker per "
+        f"server, wrk -t1 -c{CONNECTIONS}, "
         f"{args.rounds} rounds of {args.seconds:g} s alternating (ABBA) between a server with no "
         "stage and one whose challenger shadows every request (its head run on the champion's "
-        "embedding after the reply is sent). Medians of the rounds:",
+        "embeddings, in batches, after the replies are sent). Medians of the rounds:",
         "",
         "| Server | req/s | p50 ms | p99 ms | errors |",
         "|---|---|---|---|---|",
@@ -153,12 +160,6 @@ def write_block(path: Path, block: list[str]) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + "\n".join(block) + "\n"
     path.write_text(text)
-
-
-def _cores() -> int:
-    import os
-
-    return os.cpu_count() or 0
 
 
 if __name__ == "__main__":
