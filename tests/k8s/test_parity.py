@@ -54,8 +54,8 @@ def test_a_changed_default_is_named(local) -> None:
 
 
 def test_a_variable_no_container_reads_is_named() -> None:
-    example = {**read_env_file(), "NO_CONTAINER_READS_THIS": "10"}
-    with pytest.raises(ComposeError, match=r"NO_CONTAINER_READS_THIS \(\.env\.example\) reaches no"):
+    example = {**read_env_file(), "UNREAD_SETTING": "10"}
+    with pytest.raises(ComposeError, match=r"UNREAD_SETTING \(\.env\.example\) reaches no"):
         Generator(load_compose(), example).run()
 
 
