@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 REQUIREMENTS := tests/requirements.txt scripts/requirements.txt $(wildcard serving/requirements.txt webapp/requirements.txt reporting/requirements.txt monitoring/requirements.txt bench/requirements.txt)
 
-.PHONY: venv test lint format lock clean bench bench-ab e2e traffic-docs k8s-tools k8s-config k8s-secrets k8s-lock
+.PHONY: venv test lint format lock clean bench bench-ab bench-delivery e2e traffic-docs k8s-tools k8s-config k8s-secrets k8s-lock
 
 venv: $(VENV)/.installed
 
@@ -66,6 +66,11 @@ bench-ab: venv
 	@command -v wrk >/dev/null || { echo "bench-ab needs wrk: apt-get install wrk"; exit 1; }
 	@test -n "$(BASELINE)" || { echo "usage: make bench-ab BASELINE=../other-checkout"; exit 1; }
 	$(BIN)/python bench/ab.py --baseline $(BASELINE) $(AB_ARGS)
+
+# /predict with a shadow at 100 % against no stage, interleaved in one run (docs/benchmarks.md).
+bench-delivery: venv
+	@command -v wrk >/dev/null || { echo "bench-delivery needs wrk: apt-get install wrk"; exit 1; }
+	$(BIN)/python -m bench.delivery $(DELIVERY_ARGS)
 
 # docs/traffic.md: the drift scenario (python -m traffic) on fresh local stacks.
 traffic-docs: venv

@@ -9,8 +9,9 @@ such a stack has by then (a decision for every multiple of k, a check every TRIG
 rows), so the one retrain due is the trigger at N. Two states: `far`, the served version is the
 first one (every row is newer: a fine-tune's window is at its FINETUNE_WINDOW_ROWS cap, the worst
 case), and `near`, the served version was trained by a real retrain at N - k (the loop's steady
-state: a window of k rows). Each run starts from a fresh copy of its state. Wall time includes the process'
-imports; peak memory is the process' maximum resident set (GNU time, `apt-get install time`).
+state: a window of k rows). Each run starts from a fresh copy of its state. Wall time includes the
+process' imports; peak memory is the process' maximum resident set (GNU time, `apt-get install
+time`).
 """
 
 from __future__ import annotations

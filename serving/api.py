@@ -19,6 +19,7 @@ from ctloop.embed import EmbeddingError, load_embedding
 from ctloop.prod_data import ProductionData, ProductionDataError
 from ctloop.registry import ModelRegistry
 from ctloop.retrain_log import RetrainLog
+from serving.delivery import CanaryHealth, StageCollector
 from serving.docs import install_docs
 from serving.errors import install_error_handlers
 from serving.logs import configure_logging
@@ -46,19 +47,24 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     retraining = Retraining(settings, prod_data, RetrainLog(settings.retrain_log_path))
     launcher = TrainerLauncher(retraining.needs_trainer, settings.trainer_check_seconds)
     app.state.models, app.state.retraining, app.state.trainer = models, retraining, launcher
-    app.state.metrics_collector = RetrainCollector(retraining.ledger, retraining.status)
+    app.state.metrics_collectors = (
+        RetrainCollector(retraining.ledger, retraining.status),
+        StageCollector(settings, models),
+    )
     launcher.start()
     launcher.poke()  # retrains that became due while the service was down
     watcher = asyncio.create_task(models.watch())
+    health = asyncio.create_task(CanaryHealth(settings, models).run())
     # Everything loaded so far (libraries, the model) lives as long as the worker: move it out of
     # the garbage collector's way, so that its full collections stop scanning it mid-request.
     gc.freeze()
     try:
         yield
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        for task in (watcher, health):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await launcher.stop()
         mark_worker_dead()
 

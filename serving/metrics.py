@@ -59,6 +59,41 @@ MODEL_FALLBACK = Gauge(
     multiprocess_mode="liveall",
 )
 
+# Progressive delivery: each version's own figures, so that a challenger on stage can be watched
+# beside the champion (requests and server errors by version: the _count series by outcome).
+VERSION_LATENCY = Histogram(
+    "ctloop_version_request_duration_seconds",
+    "Time of each /predict request by the model version that answered it, and whether it "
+    "succeeded (outcome ok) or failed on the server (error); the _count series counts requests",
+    ["version", "outcome"],
+    buckets=(0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1,
+             0.25, 0.5, 1.0, 2.5),
+)  # fmt: skip
+SHADOW_PREDICTIONS = Counter(
+    "ctloop_shadow_predictions_total",
+    "Images a shadow challenger answered beside the champion, by whether it agreed",
+    ["version", "agreement"],
+)
+SHADOW_LATENCY = Histogram(
+    "ctloop_shadow_inference_seconds",
+    "Inference time per image of a shadow challenger (its batches, run after the replies)",
+    ["version"],
+    buckets=(0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05),
+)
+STAGE_INFO = Gauge(
+    "ctloop_stage_percent",
+    "The challenger on stage: its share of requests in percent (0 once its stage ended)",
+    ["version", "stage"],
+    multiprocess_mode="liveall",
+)
+
+
+def set_stage(previous: dict | None, current: dict | None) -> None:
+    if previous is not None:
+        STAGE_INFO.labels(previous["version"], previous["stage"]).set(0)
+    if current is not None:
+        STAGE_INFO.labels(current["version"], current["stage"]).set(current["percent"])
+
 
 def set_fallback(active: bool) -> None:
     MODEL_FALLBACK.set(1 if active else 0)
@@ -107,7 +142,7 @@ class RetrainCollector:
         )
 
 
-def render_metrics(extra: RetrainCollector) -> tuple[bytes, str]:
+def render_metrics(*extra: object) -> tuple[bytes, str]:
     registry = CollectorRegistry()
     if MULTIPROCESS:
         from prometheus_client import multiprocess
@@ -116,7 +151,8 @@ def render_metrics(extra: RetrainCollector) -> tuple[bytes, str]:
     else:
         for collector in list(REGISTRY._collector_to_names):  # this process's own metrics
             registry.register(collector)
-    registry.register(extra)
+    for collector in extra:
+        registry.register(collector)
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 

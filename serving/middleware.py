@@ -12,7 +12,7 @@ import time
 
 from ctloop.logs import JsonLineWriter
 from serving.logs import ACCESS_LOG
-from serving.metrics import LATENCY
+from serving.metrics import LATENCY, VERSION_LATENCY
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -35,6 +35,7 @@ class RequestMiddleware:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self._latency: dict[tuple[str, str, int], object] = {}  # labelled children, looked up once
+        self._by_version: dict[tuple[str, bool], object] = {}
         self._access: JsonLineWriter | None = None  # made in the worker, after logging is set up
 
     async def __call__(self, scope, receive, send) -> None:
@@ -73,6 +74,14 @@ class RequestMiddleware:
             if child is None:
                 child = self._latency[key] = LATENCY.labels(path, scope["method"], str(status))
             child.observe(elapsed)
+            version = state.get("model_version")
+            if version is not None and path == "/predict":
+                key = (version, status >= 500)
+                child = self._by_version.get(key)
+                if child is None:
+                    outcome = "error" if status >= 500 else "ok"
+                    child = self._by_version[key] = VERSION_LATENCY.labels(version, outcome)
+                child.observe(elapsed)
             if self._access is None:
                 self._access = JsonLineWriter(ACCESS_LOG)
             if self._access.enabled:

@@ -140,6 +140,11 @@ class VersionSummary(BaseModel):
         None, description="What started the retrain: rows (every k), drift, quality"
     )
     gate: dict | None = Field(description="Champion and challenger scores and the decision")
+    stages: list[dict] = Field(
+        default_factory=list,
+        description="Every move of the version, oldest first: {stage (champion, shadow, canary, "
+        "retired, rolled_back), since, reason}",
+    )
 
 
 class ModelInfo(BaseModel):
@@ -165,11 +170,31 @@ class ModelInfo(BaseModel):
     problems: list[str] = Field(
         default_factory=list, description="Anything degraded, in words (empty when all is well)"
     )
+    delivery: dict = Field(
+        default_factory=dict,
+        description="PROMOTION_STRATEGY, the challenger on stage (shadow or canary) if any, the "
+        "split of requests in percent by version, and the live comparison on the feedback rows "
+        "since the stage began (rows and accuracy of each, what it leads to)",
+    )
 
 
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: str | None = Field(None, description="Version to serve; default: the current's parent")
+
+
+class StageRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: str | None = Field(
+        None, description="Act only if this version is the one on stage (a guard against a race)"
+    )
+    reason: str | None = Field(None, max_length=200, description="Recorded in history.jsonl")
+
+
+class StageResponse(BaseModel):
+    version: str = Field(description="The challenger whose stage ended")
+    stage: str = Field(description="Its new stage: champion or rolled_back")
+    champion: str = Field(description="The version every client gets now")
 
 
 class RollbackResponse(BaseModel):

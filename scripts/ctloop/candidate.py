@@ -31,6 +31,7 @@ from ctloop.predict import (
 )
 from ctloop.registry import ModelRegistry
 from ctloop.retrain_set import choose_base, read_training_set
+from ctloop.stage import release
 from ctloop.train import ExportMismatchError, TrainedHead, library_versions, train_head
 
 
@@ -114,7 +115,7 @@ def train_candidate(
         parent=champion_version,
     )
     if decision == "promoted":
-        registry.promote(version, reason=promotion_reason(champion_version, trigger))
+        release(settings, registry, version, promotion_reason(champion_version, trigger))
     return Candidate(version, decision, reason, gate_record, head, time.perf_counter() - started)
 
 

@@ -148,7 +148,8 @@ def cmd_registry(settings: CoreSettings, args: argparse.Namespace) -> int:
                 f"{manifest['created_at']}  "
                 f"parent={manifest['parent'] or '-':6}  rows={manifest['training']['rows']:5}  "
                 f"acc={holdout['accuracy']:.4f}  f1={holdout['macro_f1']:.4f}  "
-                f"gate={gate.get('decision', '-')}"
+                f"gate={gate.get('decision', '-')}  "
+                f"stage={(manifest['stages'] or [{}])[-1].get('stage', '-')}"
             )
     elif action == "show":
         print(

@@ -159,6 +159,52 @@ class CoreSettings(BaseSettings):
         10, ge=0, le=19, description="Scheduling niceness of the retrain process"
     )
 
+    # -- progressive delivery (ctloop.delivery, ctloop.stage; issue 17) --------------------------
+    promotion_strategy: Literal["direct", "shadow", "canary"] = Field(
+        "direct",
+        description="How a challenger that passed the gate reaches clients: 'direct' (at once), "
+        "'shadow' (beside the champion, answers kept out of replies) or 'canary' (a share of "
+        "the clients)",
+    )
+    shadow_percent: float = Field(
+        100.0, ge=0, le=100, description="Share of /predict requests the shadow also answers"
+    )
+    shadow_min_rows: int = Field(
+        100, ge=1, description="Feedback rows during a shadow stage before it is judged"
+    )
+    canary_percent: float = Field(
+        5.0,
+        gt=0,
+        le=100,
+        description="Share of clients (X-Client-ID, else requests) the canary answers",
+    )
+    canary_min_rows: int = Field(
+        50, ge=1, description="Feedback rows answered by the canary before it is judged"
+    )
+    stage_margin: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="A challenger is promoted if its live accuracy is not below the champion's "
+        "on the same period by more than this, and rolled back otherwise",
+    )
+    canary_error_margin: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="A canary whose server-error ratio exceeds the champion's by more than this "
+        "is rolled back at once",
+    )
+    canary_latency_factor: float = Field(
+        3.0,
+        ge=1,
+        description="A canary whose p99 latency exceeds the champion's times this is "
+        "rolled back at once",
+    )
+    canary_min_requests: int = Field(
+        200, ge=1, description="Requests the canary must answer before its health is judged"
+    )
+
     @property
     def ref_data_path(self) -> Path:
         return self.data_dir / "ref_data.csv"

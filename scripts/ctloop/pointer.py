@@ -41,6 +41,10 @@ class PointerError(RegistryError):
     """The pointer cannot do what was asked."""
 
 
+class StageMovedError(PointerError):
+    """The stage a move was meant for has ended or changed meanwhile."""
+
+
 class CorruptPointerError(PointerError):
     """current.json cannot be read as a pointer (truncated, edited, unreadable)."""
 
@@ -149,15 +153,23 @@ class ServingPointer:
             moves.append({**self._move(version, stage, reason), "percent": percent})
             self._write({**pointer, "stage": on_stage}, moves)
 
-    def end_stage(self, reason: str) -> str:
-        """Take the challenger off stage, rolled back; the champion keeps serving. Its version."""
+    def end_stage(self, reason: str, version: str | None = None, promote: bool = False) -> str:
+        """Take the challenger off stage: promoted to champion, or rolled back (the champion
+        keeps serving). With `version`, only if that version is still the one on stage (several
+        workers may judge the same stage: the first move wins, the others get StageMovedError).
+        Returns its version."""
         with self._lock:
             pointer = self._read_for_update()
             stage = pointer.get("stage")
             if stage is None:
-                raise PointerError("no challenger is on stage")
-            moves = [self._move(stage["version"], "rolled_back", reason)]
-            self._write({**pointer, "stage": None}, moves)
+                raise StageMovedError("no challenger is on stage")
+            if version is not None and stage["version"] != version:
+                raise StageMovedError(f"{version} is no longer on stage ({stage['version']} is)")
+            if promote:
+                self.set_champion(stage["version"], reason)  # the lock is re-entrant
+            else:
+                moves = [self._move(stage["version"], "rolled_back", reason)]
+                self._write({**pointer, "stage": None}, moves)
             return stage["version"]
 
     # -- internals -------------------------------------------------------------------------------

@@ -24,10 +24,22 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from ctloop.pointer import VERSION, CorruptPointerError, RegistryError, ServingPointer
+from ctloop.pointer import (
+    VERSION,
+    CorruptPointerError,
+    RegistryError,
+    ServingPointer,
+    StageMovedError,
+)
 from ctloop.util import fsync_dir, json_bytes, read_json, sha256_hex, utc_iso, write_durable
 
-__all__ = ["CorruptPointerError", "IntegrityError", "ModelRegistry", "RegistryError"]
+__all__ = [
+    "CorruptPointerError",
+    "IntegrityError",
+    "ModelRegistry",
+    "RegistryError",
+    "StageMovedError",
+]
 
 MANIFEST = "manifest.json"
 REQUIRED_FILES = ("embedding.onnx", "classifier.onnx", "pipeline.onnx")
@@ -104,15 +116,15 @@ class ModelRegistry:
         self.load(version)
         self.pointer.set_stage(version, stage, percent, reason, rows)
 
-    def end_stage(self, promote: bool, reason: str) -> str:
-        """Promote the challenger on stage to champion, or roll it back; its version."""
+    def end_stage(self, promote: bool, reason: str, version: str | None = None) -> str:
+        """Promote the challenger on stage to champion, or roll it back; its version. With
+        `version`: only if that one is still on stage (StageMovedError otherwise)."""
         stage = self.pointer.stage()
         if stage is None:
-            raise RegistryError("no challenger is on stage")
+            raise StageMovedError("no challenger is on stage")
         if promote:
-            self.promote(stage["version"], reason)
-            return stage["version"]
-        return self.pointer.end_stage(reason)
+            self.load(stage["version"])
+        return self.pointer.end_stage(reason, version=version or stage["version"], promote=promote)
 
     def rollback(self, to: str | None = None) -> str:
         """Serve `to`, or by default the current version's parent; return the version now served.
@@ -143,6 +155,9 @@ class ModelRegistry:
             if current is None:
                 return []
             keep = {current, *self.ancestors(current)[:keep_ancestors]}
+            stage = self.current_stage()
+            if stage is not None:  # the challenger on stage is served too
+                keep.add(stage["version"])
             others = [name for name in self.version_ids() if name not in keep]
             doomed = others[: max(0, len(others) - keep_others)]
             for name in doomed:
@@ -190,12 +205,15 @@ class ModelRegistry:
                 order.append(base)
         if base is not None:
             order += self.ancestors(base)
+        # A challenger that passed the gate but was only ever on stage (shadow, canary) and
+        # rolled back there was judged worse live: never a fallback.
+        staged_only = self._staged_only()
         for name in reversed(self.version_ids()):
             try:
                 decision = (self.manifest(name).get("gate") or {}).get("decision")
             except (RegistryError, OSError, ValueError):
                 continue
-            if decision == "promoted":
+            if decision == "promoted" and name not in staged_only:
                 order.append(name)
         return [version for version in dict.fromkeys(order) if version != wanted]
 
@@ -276,6 +294,14 @@ class ModelRegistry:
         ids = self.version_ids()
         number = int(_VERSION.match(ids[-1]).group(1)) + 1 if ids else 1
         return f"v{number:04d}"
+
+    def _staged_only(self) -> set[str]:
+        """Versions the history put on stage and never made champion."""
+        staged, champions = set(), set()
+        for move in self.history():
+            stage = move.get("stage", "champion")
+            (champions if stage == "champion" else staged).add(str(move.get("version")))
+        return staged - champions
 
     def _clean_staging(self) -> None:
         if self.staging_dir.exists():

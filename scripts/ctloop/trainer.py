@@ -28,6 +28,7 @@ from ctloop.prod_data import ProductionData
 from ctloop.registry import ModelRegistry, RegistryError
 from ctloop.retrain_log import RetrainLog
 from ctloop.schedule import RetrainStatus, retrain_status
+from ctloop.stage import release, review_stage_safely
 from ctloop.triggers import RetrainPlan, TriggerCheck, check_due, check_window, plan_retrain
 from ctloop.util import utc_iso
 
@@ -63,6 +64,7 @@ def run_pending(settings: CoreSettings) -> list[dict]:
         except Timeout:
             return outcomes  # the trainer holding the lock checks again before it leaves
         try:
+            review_stage_safely(settings)  # a stage judged before a newer challenger may replace it
             state = TrainerState(settings, ledger)
             while (plan := state.next_plan()) is not None:
                 outcomes += [supersede(ledger, row, plan.trigger_rows) for row in plan.superseded]
@@ -137,7 +139,7 @@ def retrain(settings: CoreSettings, ledger: RetrainLog, plan: RetrainPlan) -> di
     trigger_rows = plan.trigger_rows
     registry = ModelRegistry(settings.artifacts_dir)
     attempts = ledger.attempts(trigger_rows)
-    entry = recover(registry, trigger_rows)
+    entry = recover(settings, registry, trigger_rows)
     if entry is None and attempts >= MAX_ATTEMPTS:
         entry = {
             "trigger_rows": trigger_rows,
@@ -211,7 +213,7 @@ def train_and_log_entry(
     return decision_entry(trigger_rows, candidate.version, candidate.gate, candidate.head.training)
 
 
-def recover(registry: ModelRegistry, trigger_rows: int) -> dict | None:
+def recover(settings: CoreSettings, registry: ModelRegistry, trigger_rows: int) -> dict | None:
     """A version registered for this trigger by a trainer that died before logging it: finish
     what it started (promote it if it passed and nothing moved since) and log its decision."""
     for manifest in reversed(registry.list_versions()):
@@ -219,7 +221,7 @@ def recover(registry: ModelRegistry, trigger_rows: int) -> dict | None:
             continue
         gate = manifest["gate"]
         if gate["decision"] == "promoted" and registry.current_version() == manifest["parent"]:
-            registry.promote(manifest["version"], reason=f"retrain at {trigger_rows} rows")
+            release(settings, registry, manifest["version"], f"retrain at {trigger_rows} rows")
         entry = decision_entry(trigger_rows, manifest["version"], gate, manifest.get("training"))
         return {**entry, "recovered": True}
     return None

@@ -1,6 +1,7 @@
 """`python -m traffic`: play production traffic with a drift against a running stack.
 
     .venv/bin/python -m traffic --url http://localhost:8080 --metrics-url http://localhost:8083/metrics
+    .venv/bin/python -m traffic --strategy canary   # carry a challenger on stage to its decision
 
 Prints each window as it ends and writes traffic.csv and traffic.png to --output-dir.
 """
@@ -12,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from traffic.delivery import StageScenario, describe_round, play_stage
 from traffic.drift import TRANSFORMS
 from traffic.report import describe, plot, summary, write_csv
 from traffic.scenario import Scenario, TrafficError, run
@@ -46,7 +48,18 @@ def main(argv: list[str] | None = None) -> int:
         default=Path("secrets/api_token"),
         help="the API token, when API_TOKEN is not set (the stack generates it there)",
     )
+    parser.add_argument(
+        "--strategy",
+        choices=("canary", "shadow"),
+        help="instead of the drift scenario: play traffic from many clients (X-Client-ID) until "
+        "the challenger on this stage is promoted or rolled back",
+    )
+    parser.add_argument("--clients", type=int, default=200, help="--strategy: distinct clients")
+    parser.add_argument("--round-size", type=int, default=50, help="--strategy: requests a round")
+    parser.add_argument("--max-rounds", type=int, default=40, help="--strategy: give up after")
     args = parser.parse_args(argv)
+    if args.strategy:
+        return play_stage_main(args)
     scenario = Scenario(
         url=args.url.rstrip("/"),
         samples_dir=args.samples_dir,
@@ -89,6 +102,27 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in figures.items():
         print(f"{name}: {describe(value, percent=name.startswith('won'))}")
     print(f"written: {args.output_dir / 'traffic.csv'}, {args.output_dir / 'traffic.png'}")
+    return 0
+
+
+def play_stage_main(args: argparse.Namespace) -> int:
+    scenario = StageScenario(
+        url=args.url.rstrip("/"),
+        samples_dir=args.samples_dir,
+        strategy=args.strategy,
+        clients=args.clients,
+        round_size=args.round_size,
+        max_rounds=args.max_rounds,
+        seed=args.seed,
+        token=api_token(args.token_file),
+    )
+    try:
+        outcome = play_stage(scenario, on_round=lambda r: print(describe_round(r), flush=True))
+    except TrafficError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"outcome: {outcome.challenger} {outcome.decision} ({outcome.reason}); "
+          f"served now: {outcome.served_after}")  # fmt: skip
     return 0
 
 

@@ -226,13 +226,15 @@ def _get(api: httpx.Client, path: str):
     return reply.json()
 
 
-def _post(api: httpx.Client, path: str, body: dict, patience: float = 120.0) -> dict:
+def _post(
+    api: httpx.Client, path: str, body: dict, patience: float = 120.0, headers: dict | None = None
+) -> dict:
     """POST and return the JSON reply; a 429 is waited out as its Retry-After says."""
     deadline = time.monotonic() + patience
-    reply = api.post(path, json=body)
+    reply = api.post(path, json=body, headers=headers)
     while reply.status_code == 429 and time.monotonic() < deadline:
         time.sleep(float(reply.headers.get("retry-after", "1")))
-        reply = api.post(path, json=body)
+        reply = api.post(path, json=body, headers=headers)
     if reply.status_code != 200:
         raise TrafficError(f"POST {path}: {reply.status_code} {reply.text[:200]}")
     return reply.json()

@@ -7,9 +7,9 @@ from starlette.concurrency import run_in_threadpool
 
 from ctloop.predict import Model
 from ctloop.prod_data import ProductionDataError, ProductionRow
+from serving.delivery import answering_models, review_after_feedback
 from serving.deps import (
     FeedbackLimitDep,
-    ModelDep,
     RetrainingDep,
     SettingsDep,
     TokenDep,
@@ -57,7 +57,6 @@ FORM_SCHEMA = {
 )
 async def feedback(
     request: Request,
-    model: ModelDep,
     settings: SettingsDep,
     retraining: RetrainingDep,
     trainer: TrainerDep,
@@ -65,7 +64,10 @@ async def feedback(
     """The image is embedded with the embedding that produced ref_data.csv, predicted by the
     serving model, and one row `PCA_1..PCA_n,target,prediction,model_version,timestamp,
     request_id,client_prediction` is appended to prod_data.csv (fsynced before this reply). Every
-    RETRAIN_EVERY rows a retrain starts in another process."""
+    RETRAIN_EVERY rows a retrain starts in another process. During a canary stage the image is
+    predicted by the version that answers this client (`X-Client-ID`), and a stage is judged on
+    each new row."""
+    model, _ = answering_models(request, shadow=False)  # a canary client's is the canary
     image, target, shown = await _read_feedback(request, settings)
     _check_class(model, target, "target")
     if shown:
@@ -89,6 +91,8 @@ async def feedback(
             "the operator must repair or move the file",
         ) from exc
     FEEDBACK_ROWS.inc()
+    if request.app.state.models.served.stage is not None:  # judged on each new row
+        await run_in_threadpool(review_after_feedback, settings, request.app.state.models, rows)
     status = await run_in_threadpool(retraining.status, rows)
     if status.triggered:
         trainer.poke()

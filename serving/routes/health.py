@@ -52,6 +52,6 @@ def service_problems(state) -> list[str]:
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
     body, content_type = await run_in_threadpool(
-        render_metrics, request.app.state.metrics_collector
+        render_metrics, *request.app.state.metrics_collectors
     )
     return Response(body, media_type=content_type)

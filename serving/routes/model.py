@@ -1,4 +1,4 @@
-"""GET /model, GET /model/versions, POST /model/rollback (admin)."""
+"""GET /model, GET /model/versions, POST /model/rollback, /model/stage/{promote,abort} (admin)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ctloop.gate import RULE
 from ctloop.registry import RegistryError
+from serving.delivery import delivery_view
 from serving.deps import (
     ModelDep,
     ModelStoreDep,
@@ -22,6 +23,8 @@ from serving.schemas import (
     ModelInfo,
     RollbackRequest,
     RollbackResponse,
+    StageRequest,
+    StageResponse,
     VersionSummary,
 )
 
@@ -52,6 +55,7 @@ async def model_info(
         last_retrain=last,
         fallback=request.app.state.models.fallback,
         problems=service_problems(request.app.state),
+        delivery=await run_in_threadpool(delivery_view, settings, request.app.state.models),
     )
 
 
@@ -83,6 +87,7 @@ def version_summary(manifest: dict) -> VersionSummary:
         trigger_rows=retrain.get("trigger_rows"),
         trigger_reasons=retrain.get("reasons"),
         gate=manifest.get("gate"),
+        stages=manifest.get("stages", []),
     )
 
 
@@ -120,3 +125,54 @@ async def rollback(
     await run_in_threadpool(models.load_current)
     request.state.model_version = version
     return RollbackResponse(version=version, previous=previous)
+
+
+STAGE_ERRORS = {
+    401: {"model": ErrorResponse, "description": "API token required"},
+    409: {"model": ErrorResponse, "description": "No challenger (or another one) is on stage"},
+    422: {"model": ErrorResponse, "description": "The body is not valid"},
+}
+
+
+@router.post(
+    "/model/stage/promote",
+    response_model=StageResponse,
+    dependencies=[TokenDep],
+    responses=STAGE_ERRORS,
+    summary="Promote the challenger on stage (shadow or canary) now, by hand",
+)
+async def promote_stage(
+    request: Request, models: ModelStoreDep, body: StageRequest | None = None
+) -> StageResponse:
+    """The challenger serves everyone from now on; the champion is retired. Recorded in
+    history.jsonl with the reason; every worker follows within MODEL_POLL_SECONDS."""
+    return await _end_stage(request, models, body, promote=True)
+
+
+@router.post(
+    "/model/stage/abort",
+    response_model=StageResponse,
+    dependencies=[TokenDep],
+    responses=STAGE_ERRORS,
+    summary="Roll the challenger on stage (shadow or canary) back now, by hand",
+)
+async def abort_stage(
+    request: Request, models: ModelStoreDep, body: StageRequest | None = None
+) -> StageResponse:
+    """The champion serves everyone again; the challenger is recorded as rolled back."""
+    return await _end_stage(request, models, body, promote=False)
+
+
+async def _end_stage(request: Request, models, body: StageRequest | None, promote: bool):
+    body = body or StageRequest()
+    reason = body.reason or ("promoted by hand" if promote else "aborted by hand")
+    try:
+        version = await run_in_threadpool(models.registry.end_stage, promote, reason, body.version)
+    except RegistryError as exc:
+        raise ApiError(409, "no_such_stage", str(exc)) from exc
+    await run_in_threadpool(models.load_current)
+    champion = models.registry.current_version()
+    request.state.model_version = champion
+    return StageResponse(
+        version=version, stage="champion" if promote else "rolled_back", champion=champion
+    )

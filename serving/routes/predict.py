@@ -6,7 +6,7 @@ import numpy as np
 from fastapi import APIRouter, Request, Response
 
 from ctloop.predict import Model
-from serving.deps import current_model
+from serving.delivery import answering_models, shadow_later
 from serving.errors import ApiError
 from serving.images import decode_base64, media_type, read_form, to_pixels, uploaded_files
 from serving.metrics import PREDICTIONS
@@ -76,13 +76,18 @@ GRID_PARAMETER = {
 async def predict(request: Request) -> Response:
     """JSON `{"image": "<base64>"}` or `{"images": [...]}`, or multipart `file` field(s)
     (`curl -F file=@digit.png`). One image gives the class, the probability of every class, the
-    model version and a request id; several give a list of predictions."""
-    model, settings = current_model(request), request.app.state.settings
+    model version that answered and a request id; several give a list of predictions. During a
+    canary stage the version depends on the `X-Client-ID` header (the request id without one)."""
+    model, shadow = answering_models(request)  # the champion, or the canary for this client
+    settings = request.app.state.settings
     # The scope's raw query string: no parsing at all on the default path.
     with_grid = bool(request.scope["query_string"]) and _wants_grid(request)
     images, batch = await _read_images(request, settings)
     pixels = await to_pixels(images, model.spec, settings)
-    _, labels, probabilities = model.predict_pixels(pixels)
+    embeddings, labels, probabilities = model.predict_pixels(pixels)
+    if shadow is not None:
+        served = request.app.state.models.served
+        shadow_later(shadow, served.same_embedding, labels, embeddings, pixels)
     request_id = request.state.request_id
     if with_grid:
         return _with_grid(model, labels, probabilities, pixels, batch, request_id)

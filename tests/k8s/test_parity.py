@@ -30,17 +30,17 @@ def test_every_container_runs_what_compose_runs(rendered, overlay: str) -> None:
 
 def test_a_setting_added_to_compose_alone_is_named(local) -> None:
     compose, example = load_compose(), read_env_file()
-    compose["services"]["serving-api"]["environment"]["RETRAIN_MODE"] = "${RETRAIN_MODE:-finetune}"
-    example["RETRAIN_MODE"] = "finetune"
+    compose["services"]["serving-api"]["environment"]["COMPOSE_ONLY"] = "${COMPOSE_ONLY:-on}"
+    example["COMPOSE_ONLY"] = "on"
     found = parity.problems(compose, example, local)
     assert found == [
-        "Deployment/serving-api (serving-api, from Compose's serving-api): RETRAIN_MODE is set "
+        "Deployment/serving-api (serving-api, from Compose's serving-api): COMPOSE_ONLY is set "
         "by Compose, not by Kubernetes: run `make k8s-config`"
     ]
     # ... and the generator carries it: the ConfigMap and the container both get it.
     files = Generator(compose, example).run()
-    assert "RETRAIN_MODE=finetune" in files["settings.env"]
-    assert "key: RETRAIN_MODE" in files["containers.yaml"]
+    assert "COMPOSE_ONLY=on" in files["settings.env"]
+    assert "key: COMPOSE_ONLY" in files["containers.yaml"]
 
 
 def test_a_changed_default_is_named(local) -> None:
@@ -54,8 +54,8 @@ def test_a_changed_default_is_named(local) -> None:
 
 
 def test_a_variable_no_container_reads_is_named() -> None:
-    example = {**read_env_file(), "SHADOW_PERCENT": "10"}
-    with pytest.raises(ComposeError, match=r"SHADOW_PERCENT \(\.env\.example\) reaches no"):
+    example = {**read_env_file(), "UNREAD_SETTING": "10"}
+    with pytest.raises(ComposeError, match=r"UNREAD_SETTING \(\.env\.example\) reaches no"):
         Generator(load_compose(), example).run()
 
 

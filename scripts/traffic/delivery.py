@@ -1,0 +1,153 @@
+"""Traffic that carries a challenger on stage (shadow or canary) to its decision.
+
+    .venv/bin/python -m traffic --strategy canary --url http://localhost:8080
+
+A client of the stack and nothing more, like the drift scenario: a crowd of clients (each with
+its own X-Client-ID, as the page sends one per browser session) ask /predict about labelled
+images and send the true class to /feedback, round after round. After each round it reads
+/model's `delivery` (the stage, the split, the live comparison) and stops when the stage has
+ended, promoted or rolled back, saying which and why (/model/versions).
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+
+from traffic.drift import transformed_png
+from traffic.scenario import TrafficError, _get, _post, load_images
+
+
+@dataclass
+class StageScenario:
+    url: str = "http://localhost:8080"
+    samples_dir: Path = Path("data/samples")
+    strategy: str = "canary"  # the stage expected on the server: "canary" or "shadow"
+    clients: int = 200
+    round_size: int = 50
+    max_rounds: int = 40
+    seed: int = 0
+    token: str | None = None
+    settle_seconds: float = 10.0  # for the workers to follow the decision
+
+
+@dataclass
+class RoundRecord:
+    round: int
+    requests: dict[str, int]  # by the version that answered
+    accuracy: dict[str, float]  # of the answers each version gave this round
+    live: dict | None  # /model's live comparison after the round
+    agreement: float | None = None  # shadow: share of shadowed images it answered alike
+
+
+@dataclass
+class StageOutcome:
+    challenger: str
+    champion: str
+    decision: str  # "promoted" or "rolled_back"
+    reason: str
+    served_after: str
+    rounds: list[RoundRecord] = field(default_factory=list)
+
+
+def play_stage(scenario: StageScenario, on_round=None) -> StageOutcome:
+    """Play rounds until the stage on the server ends; the outcome."""
+    cells, labels = load_images(scenario.samples_dir)
+    rng = np.random.default_rng(scenario.seed)
+    headers = {"Authorization": f"Bearer {scenario.token}"} if scenario.token else {}
+    with httpx.Client(base_url=scenario.url, timeout=60, headers=headers) as api:
+        stage = _get(api, "/model")["delivery"].get("stage")
+        if stage is None or stage["stage"] != scenario.strategy:
+            raise TrafficError(
+                f"no {scenario.strategy} stage on {scenario.url}: /model says {stage}"
+            )
+        challenger, champion = stage["version"], _get(api, "/model")["version"]
+        rounds: list[RoundRecord] = []
+        for number in range(1, scenario.max_rounds + 1):
+            record = _play_round(api, scenario, number, cells, labels, rng)
+            rounds.append(record)
+            if on_round is not None:
+                on_round(record)
+            if _get(api, "/model")["delivery"].get("stage") is None:
+                return _outcome(api, scenario, challenger, champion, rounds)
+    raise TrafficError(f"the {scenario.strategy} of {challenger} was still on stage after "
+                       f"{scenario.max_rounds} rounds")  # fmt: skip
+
+
+def _play_round(api, scenario, number, cells, labels, rng) -> RoundRecord:
+    requests: dict[str, int] = {}
+    right: dict[str, int] = {}
+    before = _shadow_counts(api) if scenario.strategy == "shadow" else None
+    for index in rng.integers(len(labels), size=scenario.round_size):
+        client = {"X-Client-ID": f"client-{rng.integers(scenario.clients)}"}
+        encoded = base64.b64encode(transformed_png("clean", cells[index], rng)).decode()
+        answer = _post(api, "/predict", {"image": encoded}, headers=client)
+        version = answer["model_version"]
+        requests[version] = requests.get(version, 0) + 1
+        right[version] = right.get(version, 0) + int(answer["label"] == labels[index])
+        body = {"image": encoded, "target": str(labels[index]), "prediction": answer["label"]}
+        _post(api, "/feedback", body, headers=client)
+    agreement = None
+    if before is not None:
+        after = _shadow_counts(api)
+        agree, total = after[0] - before[0], sum(after) - sum(before)
+        agreement = round(agree / total, 4) if total else None
+    return RoundRecord(
+        round=number,
+        requests=requests,
+        accuracy={v: round(right[v] / n, 4) for v, n in requests.items()},
+        live=_get(api, "/model")["delivery"].get("live"),
+        agreement=agreement,
+    )
+
+
+def _outcome(api, scenario, challenger: str, champion: str, rounds) -> StageOutcome:
+    versions = {v["version"]: v for v in _get(api, "/model/versions")}
+    last = versions[challenger]["stages"][-1]
+    if last["stage"] not in ("champion", "rolled_back"):
+        raise TrafficError(f"{challenger} left its stage as {last['stage']}")
+    expected = challenger if last["stage"] == "champion" else champion
+    deadline = time.monotonic() + scenario.settle_seconds
+    served = _get(api, "/model")["version"]
+    while served != expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+        served = _get(api, "/model")["version"]
+    decision = "promoted" if last["stage"] == "champion" else "rolled_back"
+    return StageOutcome(challenger, champion, decision, last["reason"], served, rounds)
+
+
+def _shadow_counts(api) -> tuple[float, float]:
+    """(agreed, disagreed) images of every shadow so far, from /metrics."""
+    reply = api.get("/metrics")
+    counts = {"agree": 0.0, "disagree": 0.0}
+    for family in text_string_to_metric_families(reply.text):
+        if family.name == "ctloop_shadow_predictions":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    counts[sample.labels["agreement"]] += sample.value
+    return counts["agree"], counts["disagree"]
+
+
+def describe_round(record: RoundRecord) -> str:
+    served = " ".join(
+        f"{v}:{n} ({record.accuracy[v]:.2f})" for v, n in sorted(record.requests.items())
+    )
+    live = record.live or {}
+    text = (
+        f"{record.round:3}  answered {served:32}  live: challenger "
+        f"{live.get('challenger_rows', 0)} rows {_number(live.get('challenger_accuracy'))}, "
+        f"champion {live.get('champion_rows', 0)} rows {_number(live.get('champion_accuracy'))}"
+    )
+    if record.agreement is not None:
+        text += f", shadow agreement {record.agreement:.2f}"
+    return text
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
