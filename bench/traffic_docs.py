@@ -43,14 +43,19 @@ def main() -> None:
     )
     parser.add_argument("--output", type=Path, default=REPO / "docs")
     args = parser.parse_args()
-    results, by_mode = {}, {}
     modes, compared = args.modes.split(","), args.compare.split(",")
-    for name in args.transforms.split(","):
-        for mode in modes if name in compared else modes[:1]:
-            with tempfile.TemporaryDirectory(prefix=f"ctloop-traffic-{name}-") as tmp:
-                by_mode[(name, mode)] = play(Path(tmp), name, mode)
-        results[name] = by_mode[(name, modes[0])]
-        if name == DEFAULT:
+    names = args.transforms.split(",")
+    # Every transformation in the default mode first, then the comparisons; traffic.md is
+    # written after each run, so a long run that is stopped keeps what it measured.
+    plan = [(name, modes[0]) for name in names]
+    plan += [(name, mode) for mode in modes[1:] for name in names if name in compared]
+    results, by_mode = {}, {}
+    for name, mode in plan:
+        with tempfile.TemporaryDirectory(prefix=f"ctloop-traffic-{name}-") as tmp:
+            by_mode[(name, mode)] = play(Path(tmp), name, mode)
+        if mode == modes[0]:
+            results[name] = by_mode[(name, mode)]
+        if name == DEFAULT and mode == modes[0]:
             records = results[name]["records"]
             write_csv(records, args.output / "traffic.csv")
             plot(
@@ -58,8 +63,8 @@ def main() -> None:
                 args.output / "traffic.png",
                 f"drift '{name}' after 3 clean windows (k = 20)",
             )
-    lines = [*report(results), "", *modes_section(by_mode, modes)]
-    (args.output / "traffic.md").write_text("\n".join(lines) + "\n")
+        lines = [*report(results), "", *modes_section(by_mode, modes)]
+        (args.output / "traffic.md").write_text("\n".join(lines) + "\n")
     print(f"written to {args.output / 'traffic.md'}")
 
 
@@ -222,8 +227,9 @@ def modes_section(by_mode: dict, modes: list[str]) -> list[str]:
         "reference and every production row read), each on its own fresh stack. Drifted accuracy "
         "of the served model on the 100 evaluation images after 200 drifted feedback rows; the "
         "lowest clean accuracy of the served model in any window; seconds per retrain (median of "
-        "the trainer's training + gate time); decisions; promotions whose gate score was below "
-        "their predecessor's (the gate's rule says none).",
+        "the trainer's training + gate time); the decisions of every retrain (k rows, drift and quality "
+        "triggers) from the stack's ledger; promotions whose gate score was below their "
+        "predecessor's (the gate's rule says none).",
         "",
         "| Transformation | Mode | Right after | After 200 rows | Lowest clean | s / retrain | "
         "Promoted / rejected | Scratch rebuilds | Worse promoted |",
@@ -246,7 +252,8 @@ def modes_section(by_mode: dict, modes: list[str]) -> list[str]:
             describe(figures["accuracy_after_200_drifted_rows"]),
             f"{min(r.clean_accuracy for r in result['records']):.2f}",
             f"{statistics.median(seconds):.2f}" if seconds else "n/a",
-            f"{figures['promoted']} / {figures['rejected']}",
+            f"{sum(d['decision'] == 'promoted' for d in decisions)} / "
+            f"{sum(d['decision'] == 'rejected' for d in decisions)}",
             str(sum(d.get("mode") == "scratch" for d in decisions)),
             str(len(worse)),
         ]
