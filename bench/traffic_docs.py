@@ -227,8 +227,8 @@ def modes_section(by_mode: dict, modes: list[str]) -> list[str]:
         "reference and every production row read), each on its own fresh stack. Drifted accuracy "
         "of the served model on the 100 evaluation images after 200 drifted feedback rows; the "
         "lowest clean accuracy of the served model in any window; seconds per retrain (median of "
-        "the trainer's training + gate time); the decisions of every retrain (k rows, drift and quality "
-        "triggers) from the stack's ledger; promotions whose gate score was below their "
+        "the trainer's training + gate time); the decisions of every retrain (k rows, drift and "
+        "quality triggers) from the stack's ledger; promotions whose gate score was below their "
         "predecessor's (the gate's rule says none).",
         "",
         "| Transformation | Mode | Right after | After 200 rows | Lowest clean | s / retrain | "
