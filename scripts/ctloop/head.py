@@ -50,7 +50,7 @@ class HeadConfig:
     batch_size: int = 32
     alpha: float = 2e-2  # L2 penalty
     epochs: int = 60  # at most, from scratch (stops earlier once the loss stops falling)
-    finetune_epochs: int = 5  # exactly, per fine-tune
+    finetune_epochs: int = 10  # exactly, per fine-tune
     finetune_learning_rate: float = 1e-3  # Adam restarts at each fine-tune: a gentler step
     svc_c: float = 10.0
     seed: int = 0
