@@ -39,7 +39,12 @@ def main() -> None:
         held = training_set.embeddings[training_set.holdout]
         rows = {}
         for name, config, augment in (
-            ("MLP, 8 reference copies (default)", HeadConfig(), AugmentConfig()),
+            ("5 MLPs merged, 8 reference copies (default)", HeadConfig(), AugmentConfig()),
+            (
+                "one MLP (lr 3e-3, 30 epochs, alpha 0.05), 8 reference copies: before",
+                HeadConfig(members=1, learning_rate=3e-3, epochs=30, alpha=0.05),
+                AugmentConfig(),
+            ),
             ("MLP, no augmentation", HeadConfig(), None),
             ("SVC, 2 reference copies", HeadConfig(kind="svc"), SVC_AUGMENT),
             ("SVC, no augmentation", HeadConfig(kind="svc"), None),
@@ -63,7 +68,7 @@ def main() -> None:
                 "parity": parity,
                 "files": head.files,
             }
-        base = rows["MLP, 8 reference copies (default)"]["files"]
+        base = rows["5 MLPs merged, 8 reference copies (default)"]["files"]
         fine = training_set  # 1,149 reference rows: time a fine-tune on a window's worth
         rng = np.random.default_rng(0)
         chosen = rng.choice(np.flatnonzero(~fine.holdout), 192, replace=False)

@@ -59,6 +59,13 @@ VARIANTS = {
         Variant("scratch-mlp-aug", "scratch", HeadConfig(), AugmentConfig()),
         Variant("finetune", "finetune", HeadConfig(), None),
         Variant("finetune-aug", "finetune", HeadConfig(), AugmentConfig()),
+        Variant(
+            "finetune-aug-no-side-shift",
+            "finetune",
+            HeadConfig(),
+            AugmentConfig(retrain_side_shift=0.0),
+        ),
+        Variant("finetune-aug-replay20", "finetune", HeadConfig(), AugmentConfig(), 20),
     )
 }
 
@@ -254,9 +261,12 @@ def main() -> None:
     runs = []
     with tempfile.TemporaryDirectory(prefix="ctloop-retrain-study-") as tmp:
         started = time.perf_counter()
-        world = make_world(Path(tmp), legacy=args.legacy)
+        names = args.variants.split(",")
+        world = make_world(
+            Path(tmp), args.legacy, tuple({first_model(VARIANTS[name]) for name in names})
+        )
         print(f"reference and first models built in {time.perf_counter() - started:.0f} s")
-        for name in args.variants.split(","):
+        for name in names:
             for drift in args.drifts.split(","):
                 for seed in (int(s) for s in args.seeds.split(",")):
                     run = simulate(world, VARIANTS[name], drift, seed)

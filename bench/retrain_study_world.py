@@ -73,9 +73,12 @@ class World:
         )
 
 
-def make_world(root: Path, legacy: bool = False) -> World:
+def make_world(
+    root: Path, legacy: bool = False, first_models: tuple[str, ...] = ("mlp", "svc", "svc-plain")
+) -> World:
     """The reference as `ctloop build-reference` builds it, or with `legacy` as the project
-    built it before issue 16: the old preprocessing, a PCA fitted on the reference images only."""
+    built it before issue 16: the old preprocessing, a PCA fitted on the reference images only.
+    `first_models`: which first models to train (`World.initial`'s keys)."""
     settings = CoreSettings(data_dir=root / "data", artifacts_dir=root / "artifacts")
     build_reference(settings)
     stored = load_embedding(settings.embedding_dir)
@@ -114,6 +117,8 @@ def make_world(root: Path, legacy: bool = False) -> World:
         ("svc", HeadConfig(kind="svc"), SVC_AUGMENT),
         ("svc-plain", HeadConfig(kind="svc"), None),
     ):
+        if key not in first_models:
+            continue
         augmentation = Augmentation(model, augment, 0, spec) if augment else None
         trained = train_head(start, head, None, augmentation)
         files = version_files(model, trained.model, trained.extra_files)

@@ -44,6 +44,12 @@ class AugmentConfig:
     max_rotation: float = 15.0  # degrees, either way
     max_shear: float = 0.3  # horizontal shear (a slanted hand), either way
     max_shift: int = 1  # pixels at the render scale, each axis, ink pushed out of frame is lost
+    # Share of copies also moved one whole cell sideways (left or right; ink pushed past the
+    # frame is lost): a digit written off its guide (the traffic simulator's `shift`).
+    # `side_shift` for a head trained on the reference alone (the first model), and
+    # `retrain_side_shift` once production rows are in the training set.
+    side_shift: float = 0.0
+    retrain_side_shift: float = 0.25
     max_stretch: float = 0.0  # width scaled by a factor in [1 - s, 1 + s] (a narrower hand)
     elastic: float = 1.0  # elastic distortion (Simard et al. 2003): largest shift, in cells
     pen_widths: tuple[int, ...] = (-1, 0, 0, 1, 2)  # pen change in pixels, one drawn per copy
@@ -161,6 +167,8 @@ def augment_training_set(
     reference images themselves (docs/retraining.md).
     """
     parts = [training_set]
+    if training_set.prod_rows:
+        config = replace(config, side_shift=config.retrain_side_shift)
     for is_prod, copies, offset in (
         (False, config.reference_copies, 0),
         (True, config.feedback_copies, 1),
@@ -271,6 +279,8 @@ def _transformed(
     )
     if config.elastic > 0:
         moved = _elastic(moved, config.elastic * RENDER_SCALE, rng)
+    if config.side_shift > 0 and rng.random() < config.side_shift:
+        moved = _moved_sideways(moved, RENDER_SCALE * int(rng.choice([-1, 1])))
     if pen > 0:
         moved = moved.filter(ImageFilter.MaxFilter(2 * pen + 1))
     elif pen < 0:
@@ -279,6 +289,13 @@ def _transformed(
         return preprocess_image(moved, spec)
     except BlankImageError:  # a thin stroke eroded away: keep the digit as it was
         return cells
+
+
+def _moved_sideways(picture: Image.Image, step: int) -> Image.Image:
+    """The picture moved `step` pixels to the right (left if negative) in its frame."""
+    moved = Image.new(picture.mode, picture.size, 0)
+    moved.paste(picture, (step, 0))
+    return moved
 
 
 def _elastic(picture: Image.Image, amplitude: float, rng: np.random.Generator) -> Image.Image:

@@ -1,6 +1,9 @@
 """The classifier head: StandardScaler + a classifier on embedding rows, fitted or fine-tuned.
 
-`mlp` (the default) is StandardScaler + MLPClassifier: it fine-tunes. A fine-tune starts from a
+`mlp` (the default) is StandardScaler + MLPClassifier: it fine-tunes. From scratch, `members`
+networks are trained from different seeds on the same rows and merged into one network whose
+output is the mean of their logits (hidden layers side by side, output weights divided by their
+number): an ensemble that exports, serves and fine-tunes as one MLP. A fine-tune starts from a
 served version's weights, read from its `head.json` (JSON, never pickle), keeps that version's
 scaler frozen and trains the network for `finetune_epochs` epochs on the rows given. `svc` is the
 first head of this project (StandardScaler + RBF SVC with Platt probabilities): scratch only.
@@ -41,11 +44,12 @@ class HeadConfig:
     """What the head is and how it is trained. Defaults measured in docs/retraining.md."""
 
     kind: Literal["mlp", "svc"] = "mlp"
-    hidden_units: int = 128
-    learning_rate: float = 3e-3  # Adam's initial step
+    hidden_units: int = 128  # per member
+    members: int = 5  # networks averaged (one network of members * hidden_units units)
+    learning_rate: float = 1e-3  # Adam's initial step
     batch_size: int = 32
-    alpha: float = 5e-2  # L2 penalty
-    epochs: int = 30  # at most, from scratch (stops earlier once the loss stops falling)
+    alpha: float = 2e-2  # L2 penalty
+    epochs: int = 60  # at most, from scratch (stops earlier once the loss stops falling)
     finetune_epochs: int = 10  # exactly, per fine-tune
     finetune_learning_rate: float = 1e-3  # Adam restarts at each fine-tune: a gentler step
     svc_c: float = 10.0
@@ -66,10 +70,13 @@ class HeadConfig:
     def describe(self) -> str:
         if self.kind == "svc":
             return f"StandardScaler + SVC(C={self.svc_c:g}, rbf, probability=True)"
-        return (
-            f"StandardScaler + MLPClassifier(({self.hidden_units},), relu, adam "
+        network = (
+            f"MLPClassifier(({self.hidden_units},), relu, adam "
             f"lr={self.learning_rate:g}, batch={self.batch_size}, alpha={self.alpha:g})"
         )
+        if self.members > 1:
+            network = f"mean of {self.members} x {network}"
+        return f"StandardScaler + {network}"
 
 
 DEFAULT_HEAD = HeadConfig()
@@ -85,11 +92,35 @@ def fit_head(
     config = config or DEFAULT_HEAD
     if config.kind == "svc":
         return _fit_svc(embeddings, targets, weights, config)
-    head = Pipeline([("scaler", StandardScaler()), ("classifier", _mlp(config, config.epochs))])
+    scaler = StandardScaler().fit(_float64(embeddings))
+    scaled = scaler.transform(_float64(embeddings))
+    networks = []
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=ConvergenceWarning)
-        head.fit(_float64(embeddings), targets, classifier__sample_weight=weights)
-    return head
+        for member in range(max(config.members, 1)):
+            network = _mlp(config, config.epochs).set_params(random_state=config.seed + member)
+            networks.append(network.fit(scaled, targets, sample_weight=weights))
+    return Pipeline([("scaler", scaler), ("classifier", merge_networks(networks))])
+
+
+def merge_networks(networks: list[MLPClassifier]) -> MLPClassifier:
+    """One network computing the mean of the networks' logits: their hidden units side by side,
+    output weights and biases divided by their number (softmax of the mean logit: the usual
+    way to average an ensemble of classifiers in one graph)."""
+    merged = networks[0]
+    if len(networks) == 1:
+        return merged
+    count = float(len(networks))
+    merged.coefs_ = [
+        np.hstack([network.coefs_[0] for network in networks]),
+        np.vstack([network.coefs_[1] for network in networks]) / count,
+    ]
+    merged.intercepts_ = [
+        np.concatenate([network.intercepts_[0] for network in networks]),
+        np.sum([network.intercepts_[1] for network in networks], axis=0) / count,
+    ]
+    merged.hidden_layer_sizes = (merged.coefs_[0].shape[1],)
+    return merged
 
 
 def finetune_head(
@@ -183,10 +214,10 @@ def load_head(base_files: dict[str, bytes], config: HeadConfig | None = None) ->
             f"{HEAD_FILE} has format {document.get('format')!r}, not {HEAD_FORMAT}"
         )
     layers = document["layers"]
-    if len(layers) != 2 or len(layers[0]["bias"]) != config.hidden_units:
+    if len(layers) != 2:
         raise WarmStartError(
             f"the base head has hidden layers {[len(x['bias']) for x in layers[:-1]]}; "
-            f"HeadConfig asks for ({config.hidden_units},): train from scratch to change it"
+            "a fine-tune continues a network with one hidden layer: train from scratch"
         )
     head = _assemble(document, config)
     if CLASSIFIER_FILE in base_files:
@@ -204,7 +235,8 @@ def _assemble(document: dict, config: HeadConfig) -> Pipeline:
     scaler = StandardScaler()
     scaler.mean_, scaler.scale_, scaler.var_ = mean, scale, scale**2
     scaler.n_features_in_, scaler.n_samples_seen_ = len(mean), 1
-    network = _mlp(config, 1).set_params(batch_size=len(classes))
+    units = len(document["layers"][0]["bias"])  # the base's own width (members side by side)
+    network = _mlp(config, 1, units).set_params(batch_size=len(classes))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=ConvergenceWarning)
         network.fit(np.zeros((len(classes), len(mean))), classes)
@@ -230,9 +262,9 @@ def _float64(values: np.ndarray) -> np.ndarray:
     return np.asarray(values, dtype=np.float64)
 
 
-def _mlp(config: HeadConfig, epochs: int) -> MLPClassifier:
+def _mlp(config: HeadConfig, epochs: int, units: int | None = None) -> MLPClassifier:
     return MLPClassifier(
-        hidden_layer_sizes=(config.hidden_units,),
+        hidden_layer_sizes=(units or config.hidden_units,),
         activation="relu",
         solver="adam",
         learning_rate_init=config.learning_rate,

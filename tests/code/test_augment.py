@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -97,3 +99,45 @@ def test_the_training_set_gains_copies_of_rows_not_held_out(built, embedding_mod
     assert augment_training_set(training_set, embedding_model, AugmentConfig(0, 0), 0) is (
         training_set
     )
+
+
+def test_a_side_shift_moves_a_digit_one_cell_sideways(reference) -> None:
+    """side_shift 1: every copy moved one cell left or right (nothing else): its columns are
+    the digit's own, one over, except a digit cut by the left edge, which the preprocessing
+    moves back (`recentre_left`)."""
+    pixels, labels = reference
+    grids = pixels[:60].reshape(-1, 8, 8)
+    config = AugmentConfig(
+        max_rotation=0, max_shear=0, max_shift=0, pen_widths=(0,), elastic=0, side_shift=1.0
+    )
+    copies, _ = augment_pixels(pixels[:60], labels[:60], 1, config, seed=0)
+    moved = 0
+    for grid, copy in zip(grids, copies.reshape(-1, 8, 8), strict=True):
+        right = np.zeros_like(grid)
+        right[:, 1:] = grid[:, :-1]
+        left = np.zeros_like(grid)
+        left[:, :-1] = grid[:, 1:]
+        as_moved = min(np.abs(copy - right).max(), np.abs(copy - left).max()) <= 1 / 16
+        moved += as_moved
+        assert as_moved or np.abs(copy - grid).max() <= 1 / 16
+    assert moved >= 30
+
+
+def test_retrains_copy_with_side_shifts_the_first_model_does_not(
+    built: CoreSettings, embedding_model
+) -> None:
+    """retrain_side_shift applies once production rows are in the training set."""
+    reference_only = load_training_set(built)
+    config = AugmentConfig(reference_copies=1, feedback_copies=0, retrain_side_shift=1.0)
+    plain = augment_training_set(reference_only, embedding_model, config, seed=0)
+    unshifted = augment_training_set(
+        reference_only, embedding_model, replace(config, retrain_side_shift=0.0), seed=0
+    )
+    assert np.array_equal(plain.embeddings, unshifted.embeddings)
+    with_prod = replace(reference_only, is_prod=reference_only.is_prod.copy())
+    with_prod.is_prod[-1] = True
+    shifted = augment_training_set(with_prod, embedding_model, config, seed=0)
+    fresh = augment_training_set(
+        with_prod, embedding_model, replace(config, retrain_side_shift=0.0), seed=0
+    )
+    assert not np.array_equal(shifted.embeddings, fresh.embeddings)

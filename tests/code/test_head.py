@@ -96,8 +96,10 @@ def test_what_cannot_be_fine_tuned(rows, base) -> None:
         finetune_head(files, rows[0][rows[1] != "3"], rows[1][rows[1] != "3"])
     with pytest.raises(WarmStartError, match="cannot be fine-tuned"):
         finetune_head(files, rows[0], rows[1], config=HeadConfig(kind="svc"))
+    deeper = json.loads(files[HEAD_FILE])
+    deeper["layers"].insert(1, deeper["layers"][0])
     with pytest.raises(WarmStartError, match="hidden layers"):
-        finetune_head(files, rows[0], rows[1], config=HeadConfig(hidden_units=64))
+        load_head({HEAD_FILE: json.dumps(deeper).encode()})
     other = export_head(fit_head(rows[0], rows[1], config=HeadConfig(epochs=5, seed=1)))
     with pytest.raises(WarmStartError, match="does not describe"):
         load_head({**files, HEAD_FILE: other[HEAD_FILE]})
@@ -121,3 +123,38 @@ def test_train_head_on_a_set_with_nothing_held_out(built: CoreSettings, base) ->
     trained = train_head(rows, FAST, base_files=base[1])
     assert trained.metrics["holdout"] == {"rows": 0}
     assert trained.training["warm_start"] is True and "head.json" in trained.files
+
+
+def test_members_are_merged_into_one_network_averaging_their_logits(rows) -> None:
+    """members=3: one MLP of 3 x hidden_units units whose logits are the mean of the three
+    networks fitted from seeds 0, 1, 2 on the same rows; it exports and fine-tunes as one."""
+    config = HeadConfig(hidden_units=16, members=3, epochs=20)
+    merged = fit_head(rows[0], rows[1], config=config)
+    network = merged.named_steps["classifier"]
+    assert network.coefs_[0].shape == (rows[0].shape[1], 48)
+    scaled = merged.named_steps["scaler"].transform(rows[2])
+    logits = []
+    for seed in range(3):
+        single = fit_head(
+            rows[0], rows[1], config=HeadConfig(hidden_units=16, members=1, epochs=20, seed=seed)
+        )
+        one = single.named_steps["classifier"]
+        hidden = np.maximum(scaled @ one.coefs_[0] + one.intercepts_[0], 0)
+        logits.append(hidden @ one.coefs_[1] + one.intercepts_[1])
+    mean = np.mean(logits, axis=0)
+    expected = np.exp(mean - mean.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    assert np.abs(merged.predict_proba(rows[2]) - expected).max() < 1e-9
+    files = export_head(merged)
+    served = Classifier(files["classifier.onnx"], list(merged.classes_))(rows[2])[1]
+    assert np.abs(served - merged.predict_proba(rows[2])).max() <= 1e-4
+    tuned = finetune_head(files, rows[0][:300], rows[1][:300], config=config)
+    assert tuned.named_steps["classifier"].coefs_[0].shape == (rows[0].shape[1], 48)
+
+
+def test_a_version_with_one_network_is_fine_tuned_as_it_is(rows) -> None:
+    """A version trained before members existed (one network of 128 units) keeps being
+    fine-tuned with the default settings: a fine-tune continues the base's own network."""
+    single = export_head(fit_head(rows[0], rows[1], config=HeadConfig(members=1, epochs=5)))
+    tuned = finetune_head(single, rows[0][:300], rows[1][:300])
+    assert tuned.named_steps["classifier"].coefs_[0].shape[1] == 128

@@ -39,13 +39,13 @@ def moved(digit: DrawnDigit, dx: int, dy: int) -> DrawnDigit:
 
 
 def test_the_drawn_set_is_read_right(model: Model, digits) -> None:
-    """Measured 0.938 (docs/drawn-digits.md); floor 0.90. Every class at least 0.7 (lowest
-    measured: "4", 0.80)."""
+    """Measured 0.963 (docs/drawn-digits.md; 0.938 with the single MLP before); floor 0.93.
+    Every class at least 0.8 (lowest measured: "1", "3" and "4", 0.90)."""
     truth = np.array([d.label for d in digits])
     predicted = labels_of(model, [render_png(d) for d in digits])
-    assert float((predicted == truth).mean()) >= 0.90
+    assert float((predicted == truth).mean()) >= 0.93
     for label in CLASSES:
-        assert float((predicted[truth == label] == label).mean()) >= 0.7, label
+        assert float((predicted[truth == label] == label).mean()) >= 0.8, label
 
 
 def test_invariance_a_thin_and_a_thick_pen_give_the_same_label(model: Model, digits) -> None:

@@ -120,6 +120,20 @@ def test_invariance_a_picture_shifted_by_one_pixel_keeps_its_label(
     )
 
 
+def test_invariance_a_digit_moved_one_cell_left_out_of_its_frame_keeps_its_label(
+    model: Model, unseen
+) -> None:
+    """The traffic simulator's `shift` to the left: the digit moved 4 px left in its 32 x 32
+    frame, cut by the frame. The preprocessing moves it back where it can (`recentre_left`).
+    Measured: accuracy on those pictures 0.942-0.972 with it, 0.886 without (docs/retraining.md)."""
+
+    def moved_left(cells):
+        picture = digit_image(cells, 4)
+        return to_bytes(on_canvas(picture, picture.size, (-4, 0)))
+
+    assert kept_label_rate(model, unseen, moved_left) >= 0.93
+
+
 def test_invariance_thicker_strokes_keep_the_label(model: Model, unseen) -> None:
     rate = kept_label_rate(
         model, unseen, lambda c: to_bytes(digit_image(c, 4).filter(ImageFilter.MaxFilter(3)))
