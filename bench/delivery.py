@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.ab import CONNECTIONS, Checkout, body_file
+from bench.ab import CONNECTIONS, Checkout, body_file, summary
 from bench.loadgen import Run, wrk
 from ctloop.registry import ModelRegistry
 from tests.support.data import make_settings
@@ -42,15 +41,6 @@ def build(root: Path) -> None:
         check=True,
         capture_output=True,
     )
-
-
-def summary(runs: list[Run]) -> dict[str, float]:
-    return {
-        "rps": statistics.median(run.rps for run in runs),
-        "p50_ms": statistics.median(run.p50_ms for run in runs),
-        "p99_ms": statistics.median(run.p99_ms for run in runs),
-        "errors": sum(run.errors for run in runs),
-    }
 
 
 def shadow_figures(url: str) -> tuple[float, float]:
