@@ -228,6 +228,14 @@ def draw(page: Page, strokes: list[list[tuple[int, int]]]) -> None:
         page.mouse.up()
 
 
+def settle(page: Page) -> None:
+    """Let the canvas send its last stroke and the page's run finish: a digit of several strokes
+    reruns the page after each, and a Predict clicked between two of them reads a partial drawing
+    whose answer the next rerun (a new image) no longer shows."""
+    page.wait_for_timeout(500)
+    page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for()
+
+
 def test_drawn_digits_are_read_right_and_the_page_shows_what_the_model_saw(
     page: Page, stack
 ) -> None:
@@ -242,6 +250,7 @@ def test_drawn_digits_are_read_right_and_the_page_shows_what_the_model_saw(
     for digit in chosen:
         draw(page, digit.strokes)
         page.get_by_text("In use: your drawing").wait_for()
+        settle(page)
         shown, _ = predict(page)
         read.append((digit.label, shown))
         page.locator(".st-key-prediction").get_by_text("What the model saw").wait_for()
