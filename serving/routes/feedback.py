@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from starlette.concurrency import run_in_threadpool
 
 from ctloop.predict import Model
@@ -60,13 +60,14 @@ async def feedback(
     settings: SettingsDep,
     retraining: RetrainingDep,
     trainer: TrainerDep,
+    background: BackgroundTasks,
 ) -> FeedbackResponse:
     """The image is embedded with the embedding that produced ref_data.csv, predicted by the
     serving model, and one row `PCA_1..PCA_n,target,prediction,model_version,timestamp,
     request_id,client_prediction` is appended to prod_data.csv (fsynced before this reply). Every
     RETRAIN_EVERY rows a retrain starts in another process. During a canary stage the image is
     predicted by the version that answers this client (`X-Client-ID`), and a stage is judged on
-    each new row."""
+    each new row, after the reply has gone (it reads the rows since the stage began)."""
     model, _ = answering_models(request, shadow=False)  # a canary client's is the canary
     image, target, shown = await _read_feedback(request, settings)
     _check_class(model, target, "target")
@@ -91,8 +92,8 @@ async def feedback(
             "the operator must repair or move the file",
         ) from exc
     FEEDBACK_ROWS.inc()
-    if request.app.state.models.served.stage is not None:  # judged on each new row
-        await run_in_threadpool(review_after_feedback, settings, request.app.state.models, rows)
+    if request.app.state.models.served.stage is not None:  # judged on each new row, off the reply
+        background.add_task(review_after_feedback, settings, request.app.state.models, rows)
     status = await run_in_threadpool(retraining.status, rows)
     if status.triggered:
         trainer.poke()
