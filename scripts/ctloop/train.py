@@ -29,9 +29,6 @@ from ctloop.head import (
     fit_head,
 )
 from ctloop.predict import Classifier
-from ctloop.prod_data import ProductionData
-from ctloop.reference import read_reference
-from ctloop.tables import TableError
 
 PARITY_TOLERANCE = 1e-4
 
@@ -69,38 +66,11 @@ class TrainingSet:
 
 
 def load_training_set(settings: CoreSettings, prod_rows: int = 0) -> TrainingSet:
-    """Reference rows (+ the first `prod_rows` production rows) with their held-out flags."""
-    reference = read_reference(settings.ref_data_path)
-    n = reference.embeddings.shape[1]
-    ref_holdout = reference_holdout_mask(
-        reference.targets, settings.holdout_fraction, settings.split_seed
-    )
-    parts = [(reference.embeddings, reference.targets, np.zeros(len(reference), bool), ref_holdout)]
-    if prod_rows > 0:
-        production = ProductionData(settings.prod_data_path, n).read_rows(1, prod_rows)
-        unknown = set(production.targets.tolist()) - set(reference.targets.tolist())
-        if unknown:
-            raise TableError(
-                f"{settings.prod_data_path}: classes {sorted(unknown)} are not in the reference"
-            )
-        parts.append(
-            (
-                production.embeddings,
-                production.targets,
-                np.ones(len(production), bool),
-                production_holdout_mask(production.row_numbers, settings.prod_holdout_every),
-            )
-        )
-    embeddings, targets, is_prod, holdout = (
-        np.concatenate(column) for column in zip(*parts, strict=True)
-    )
-    return TrainingSet(
-        embeddings,
-        targets.astype(str),
-        is_prod,
-        holdout,
-        row_weights(is_prod, settings.prod_weight),
-    )
+    """Reference rows (+ the production rows up to `prod_rows`, at most RETRAIN_READ_ROWS of
+    the newest) with their held-out flags: what a scratch retrain trains on."""
+    from ctloop.retrain_set import RetrainBase, read_training_set  # it builds on this module
+
+    return read_training_set(settings, prod_rows, RetrainBase("scratch", "all rows"))[0]
 
 
 def row_weights(is_prod: np.ndarray, prod_weight: float) -> np.ndarray:
