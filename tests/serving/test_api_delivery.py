@@ -30,10 +30,15 @@ def stage_of(url: str) -> dict | None:
 
 def version_for(url: str, samples, client: str | None = None) -> str:
     """The version that answers one /predict, on a new connection each time (any worker)."""
+    return answer(url, samples, client)[0]
+
+
+def answer(url: str, samples, client: str | None = None) -> tuple[str, str]:
+    """(model version, request id) of one /predict on a new connection (any worker)."""
     headers = {"X-Client-ID": client} if client else {}
     reply = httpx.post(f"{url}/predict", json=image(samples), headers=headers, timeout=30)
     assert reply.status_code == 200, reply.text
-    return reply.json()["model_version"]
+    return reply.json()["model_version"], reply.headers["x-request-id"]
 
 
 @pytest.fixture
@@ -57,7 +62,7 @@ def test_the_canary_split_is_the_same_in_every_worker_and_server(staged, samples
             c: {version_for(s.url, samples, c) for s in (two_workers, two_workers, other_server)}
             for c in clients
         }
-        anonymous = Counter(version_for(two_workers.url, samples) for _ in range(300))
+        anonymous = [answer(two_workers.url, samples) for _ in range(300)]
         # Feedback from a client is predicted and recorded by the version that answers it.
         for client in clients[:20]:
             reply = httpx.post(
@@ -73,7 +78,12 @@ def test_the_canary_split_is_the_same_in_every_worker_and_server(staged, samples
         assert seen == {challenger if expected[client] else "v0001"}, client
     share = sum(expected.values()) / len(clients)
     assert abs(share - 0.2) < 0.07  # 150 fixed keys: 0.2 give or take their hash
-    assert abs(anonymous[challenger] / 300 - 0.2) < 0.09  # by request id: random, 4 sigma
+    # Without a client id, each request is routed by its own id (random, returned in the reply).
+    for version, request_id in anonymous:
+        routed = routed_to_challenger(f"request:{request_id}", 20.0)
+        assert version == (challenger if routed else "v0001"), request_id
+    share = Counter(version for version, _ in anonymous)[challenger] / len(anonymous)
+    assert abs(share - 0.2) < 0.1  # 300 random ids: 0.2 give or take 0.023 (4.3 sigma)
     pids = {r["pid"] for r in json_logs(tmp_path / "a.log") if r.get("route") == "/predict"}
     assert len(pids) == 2  # both workers answered, and agreed on every client
     delivery = model["delivery"]
