@@ -1,7 +1,11 @@
 """docs/traffic.md: the drift scenario on fresh local stacks, every transformation, both modes.
 
     make traffic-docs     # or: .venv/bin/python bench/traffic_docs.py [--transforms slant,rotate]
-                          #         [--modes finetune,scratch]
+                          #         [--modes finetune,scratch] [--runs DIR [--report-only]]
+
+With --runs, each run's figures are kept as JSON and the report covers every run kept there:
+one process per mode then shares the cores (`--modes finetune --runs D` beside `--modes scratch
+--transforms slant,rotate,shift,thick --runs D --output /tmp/x`, then `--runs D --report-only`).
 
 Each transformation and RETRAIN_MODE gets a fresh stack (reference data, first model, `python -m
 serving` with the Compose settings: 2 workers, RETRAIN_EVERY=20, and the dashboard,
@@ -17,13 +21,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
 from tests.support.data import make_settings
 from tests.support.processes import LiveServer, ReportingServer, child_environment
 from traffic.report import describe, plot, summary, write_csv
-from traffic.scenario import Scenario, run
+from traffic.scenario import Scenario, WindowRecord, run
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = "slant"
@@ -42,6 +47,15 @@ def main() -> None:
         help="transformations run in every mode (the others in the first mode only)",
     )
     parser.add_argument("--output", type=Path, default=REPO / "docs")
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        help="keep each run's figures here as JSON, and report every run found there (so that "
+        "two processes, one per mode, can share the machine's cores and one report)",
+    )
+    parser.add_argument(
+        "--report-only", action="store_true", help="run nothing: write the report from --runs"
+    )
     args = parser.parse_args()
     modes, compared = args.modes.split(","), args.compare.split(",")
     names = args.transforms.split(",")
@@ -49,23 +63,51 @@ def main() -> None:
     # written after each run, so a long run that is stopped keeps what it measured.
     plan = [(name, modes[0]) for name in names]
     plan += [(name, mode) for mode in modes[1:] for name in names if name in compared]
-    results, by_mode = {}, {}
+    if args.report_only:
+        plan = []
+    by_mode: dict[tuple[str, str], dict] = {}
+    if args.runs:
+        args.runs.mkdir(parents=True, exist_ok=True)
     for name, mode in plan:
         with tempfile.TemporaryDirectory(prefix=f"ctloop-traffic-{name}-") as tmp:
             by_mode[(name, mode)] = play(Path(tmp), name, mode)
-        if mode == modes[0]:
-            results[name] = by_mode[(name, mode)]
-        if name == DEFAULT and mode == modes[0]:
-            records = results[name]["records"]
-            write_csv(records, args.output / "traffic.csv")
-            plot(
-                records,
-                args.output / "traffic.png",
-                f"drift '{name}' after 3 clean windows (k = 20)",
-            )
-        lines = [*report(results), "", *modes_section(by_mode, modes)]
-        (args.output / "traffic.md").write_text("\n".join(lines) + "\n")
+        if args.runs:
+            keep(args.runs, name, mode, by_mode[(name, mode)])
+        write_report({**kept(args.runs), **by_mode}, args.output)
+    if not plan:
+        write_report(kept(args.runs), args.output)
     print(f"written to {args.output / 'traffic.md'}")
+
+
+def write_report(by_mode: dict[tuple[str, str], dict], output: Path) -> None:
+    """traffic.md (and, once the default scenario ran in the default mode, its curve and CSV)."""
+    ordered = {
+        key: by_mode[key]
+        for key in sorted(by_mode, key=lambda k: (MODES.index(k[1]), ALL.index(k[0])))
+    }
+    results = {name: result for (name, mode), result in ordered.items() if mode == MODES[0]}
+    if DEFAULT in results:
+        records = results[DEFAULT]["records"]
+        write_csv(records, output / "traffic.csv")
+        plot(records, output / "traffic.png", f"drift '{DEFAULT}' after 3 clean windows (k = 20)")
+    lines = [*report(results), "", *modes_section(ordered)]
+    (output / "traffic.md").write_text("\n".join(lines) + "\n")
+
+
+def keep(folder: Path, name: str, mode: str, result: dict) -> None:
+    document = {**result, "records": [asdict(r) for r in result["records"]]}
+    (folder / f"{name}-{mode}.json").write_text(json.dumps(document, indent=1) + "\n")
+
+
+def kept(folder: Path | None) -> dict[tuple[str, str], dict]:
+    """The runs kept in `folder` (any process's), by (transformation, mode)."""
+    runs = {}
+    for path in sorted(folder.glob("*.json")) if folder else []:
+        name, mode = path.stem.rsplit("-", 1)
+        document = json.loads(path.read_text())
+        document["records"] = [WindowRecord(**r) for r in document["records"]]
+        runs[(name, mode)] = document
+    return runs
 
 
 def play(root: Path, transform: str, mode: str = MODES[0]) -> dict:
@@ -94,6 +136,7 @@ def play(root: Path, transform: str, mode: str = MODES[0]) -> dict:
             transform=transform,
             metrics_url=dashboard.metrics_url,
             token=serving.token,
+            retrain_timeout=900.0,  # a five-network rebuild takes minutes on a busy core
         )
         print(f"\n== {transform} ({mode})", flush=True)
         records = run(scenario, on_window=show)
@@ -199,9 +242,9 @@ def headline(figures: dict) -> list[str]:
 
 def summary_table(results: dict) -> str:
     lines = [
-        "| Transformation | Before | Right after | After 200 rows | Won back | "
+        "| Transformation | Before | Right after | After 200 rows | Won back | Lowest clean | "
         "Rows to flag (share >= 0.5) | Promoted / rejected |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, result in results.items():
         f = result["summary"]
@@ -211,6 +254,7 @@ def summary_table(results: dict) -> str:
             f"{f['accuracy_right_after_drift']:.2f}",
             describe(f["accuracy_after_200_drifted_rows"]),
             describe(f["won_back_after_200_rows"], percent=True),
+            f"{min(r.clean_accuracy for r in result['records']):.2f}",
             describe(f["rows_to_flag_drift"]),
             f"{f['promoted']} / {f['rejected']}",
         ]
@@ -218,7 +262,7 @@ def summary_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def modes_section(by_mode: dict, modes: list[str]) -> list[str]:
+def modes_section(by_mode: dict) -> list[str]:
     """Both RETRAIN_MODEs side by side on every transformation."""
     out = [
         "## Fine-tuning and retraining from scratch, side by side",
