@@ -48,9 +48,14 @@ class Variant:
     augment: AugmentConfig | None
     replay_reference: int = 10  # reference rows replayed per window row (fine-tune)
     replay_production: int = 1  # older production rows replayed per window row (fine-tune)
+    # GATE_REFERENCE_TOLERANCE (None: the setting's; 1: no reference rule); the reference floor
+    # is the first model's held-out reference accuracy
+    reference_tolerance: float | None = None
 
 
 SVC = HeadConfig(kind="svc")
+FULL_STEP = HeadConfig(finetune_interpolation=1.0)  # fine-tunes before FINETUNE_INTERPOLATION
+HALF_STEP = HeadConfig(finetune_interpolation=0.5)
 VARIANTS = {
     v.name: v
     for v in (
@@ -58,7 +63,9 @@ VARIANTS = {
         Variant("scratch-svc-aug", "scratch", SVC, SVC_AUGMENT),
         Variant("scratch-mlp-aug", "scratch", HeadConfig(), AugmentConfig()),
         Variant("finetune", "finetune", HeadConfig(), None),
-        Variant("finetune-aug", "finetune", HeadConfig(), AugmentConfig()),
+        Variant("finetune-aug", "finetune", HeadConfig(), AugmentConfig()),  # the defaults
+        Variant("finetune-aug-full-step", "finetune", FULL_STEP, AugmentConfig()),
+        Variant("finetune-aug-half-step", "finetune", HALF_STEP, AugmentConfig()),
         Variant(
             "finetune-aug-no-side-shift",
             "finetune",
@@ -66,6 +73,11 @@ VARIANTS = {
             AugmentConfig(retrain_side_shift=0.0),
         ),
         Variant("finetune-aug-replay20", "finetune", HeadConfig(), AugmentConfig(), 20),
+        # GATE_REFERENCE_TOLERANCE 0 and 0.01 (with the reference floor)
+        Variant("finetune-aug-ref0", "finetune", HeadConfig(), AugmentConfig(), 10, 1, 0.0),
+        Variant("finetune-aug-ref01", "finetune", HeadConfig(), AugmentConfig(), 10, 1, 0.01),
+        Variant("finetune-aug-full-step-ref0", "finetune", FULL_STEP, AugmentConfig(), 10, 1, 0.0),
+        Variant("finetune-aug-half-step-ref0", "finetune", HALF_STEP, AugmentConfig(), 10, 1, 0.0),
     )
 }
 
@@ -83,6 +95,7 @@ class Run:
     rejected: int = 0
     failed: int = 0  # the export missed the parity tolerance: the retrain fails, nothing changes
     worse_promotions: int = 0  # promoted with a gate score below the champion's (must stay 0)
+    reference_floor: float | None = None  # the first model's held-out reference accuracy
 
 
 def simulate(world: World, variant: Variant, drift: str, seed: int) -> Run:
@@ -150,9 +163,21 @@ def retrain_set(world, variant, served, everything: TrainingSet, seed: int, run)
     gate = gate_set(everything, world.gate_recent_rows)
     challenger = gate_score(Classifier(head.model, head.classes)(gate.embeddings)[0], gate)
     champion = gate_score(served.classifier(gate.embeddings)[0], gate)
+    if run.reference_floor is None:  # the first retrain's champion is the first model
+        run.reference_floor = champion["reference_accuracy"]
     settings = world.settings
     decision, _ = decide(
-        champion, challenger, "gate", settings.gate_tolerance, settings.gate_class_tolerance
+        champion,
+        challenger,
+        "gate",
+        settings.gate_tolerance,
+        settings.gate_class_tolerance,
+        reference_tolerance=(
+            settings.gate_reference_tolerance
+            if variant.reference_tolerance is None
+            else variant.reference_tolerance
+        ),
+        reference_floor=run.reference_floor,
     )
     if decision != "promoted":
         run.rejected += 1

@@ -79,8 +79,11 @@ def train_candidate(
     challenger = gate_score(Classifier(head.model, head.classes)(gate.embeddings)[0], gate)
     champion_version = registry.current_version()
     champion = champion_score(registry, champion_version, embedding, gate)
-    # The first model's reference recall of each class, carried along the line of champions.
-    floor = class_floor(registry, champion_version) if champion is not None else None
+    # The first model's reference recall of each class and reference accuracy, carried along
+    # the line of champions.
+    floor, reference_floor = (
+        floors(registry, champion_version) if champion is not None else (None, None)
+    )
     if promote:
         decision, reason = decide(
             champion,
@@ -89,6 +92,8 @@ def train_candidate(
             settings.gate_tolerance,
             settings.gate_class_tolerance,
             floor,
+            settings.gate_reference_tolerance,
+            reference_floor,
         )
     else:
         decision, reason = "registered", "registered without the gate (--no-promote)"
@@ -97,11 +102,15 @@ def train_candidate(
         "policy": settings.promotion_policy,
         "tolerance": settings.gate_tolerance,
         "class_tolerance": settings.gate_class_tolerance,
+        "reference_tolerance": settings.gate_reference_tolerance,
         "rows": {"reference": gate.reference_rows, "production": gate.production_rows},
         "champion": champion_version,
         "champion_score": champion,
         "challenger_score": challenger,
         "class_floor": floor or challenger["reference_class_recall"],
+        "reference_floor": (
+            reference_floor if reference_floor is not None else challenger["reference_accuracy"]
+        ),
         "decision": decision,
         "reason": reason,
     }
@@ -131,13 +140,20 @@ def champion_score(
     return gate_score(model.classifier(gate.embeddings)[0], gate)
 
 
-def class_floor(registry: ModelRegistry, champion: str | None) -> dict[str, float] | None:
-    """The floor the champion carries (its manifest's gate record), None before the first."""
+def floors(
+    registry: ModelRegistry, champion: str | None
+) -> tuple[dict[str, float] | None, float | None]:
+    """The floors the champion carries in its manifest's gate record (the first model's recall
+    of each class and accuracy on the held-out reference rows), None before the first; a
+    version from before the reference floor existed starts it at its own accuracy."""
     if champion is None:
-        return None
+        return None, None
     gate = registry.manifest(champion).get("gate") or {}
-    return gate.get("class_floor") or (gate.get("challenger_score") or {}).get(
-        "reference_class_recall"
+    scored = gate.get("challenger_score") or {}
+    reference = gate.get("reference_floor")
+    return (
+        gate.get("class_floor") or scored.get("reference_class_recall"),
+        reference if reference is not None else scored.get("reference_accuracy"),
     )
 
 

@@ -70,6 +70,13 @@ class CoreSettings(BaseSettings):
         description="A challenger is rejected if, on the held-out reference rows, its recall of "
         "any class falls more than this below the champion's (feedback cannot steer those rows)",
     )
+    gate_reference_tolerance: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="A challenger is rejected if its accuracy on the held-out reference rows "
+        "falls more than this below the champion's or the first model's (the reference floor)",
+    )
     gate_recent_rows: int = Field(
         200, ge=1, description="Newest held-out production rows in the gate set"
     )
@@ -114,6 +121,13 @@ class CoreSettings(BaseSettings):
     )
     finetune_epochs: int = Field(
         10, ge=0, description="Epochs of a fine-tune over its window and replay rows"
+    )
+    finetune_interpolation: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="Share of a fine-tune's step kept: the weights end at base + this * "
+        "(fine-tuned - base); 1 keeps the fine-tuned weights",
     )
     retrain_mode: Literal["finetune", "scratch"] = Field(
         "finetune",

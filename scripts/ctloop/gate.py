@@ -12,6 +12,13 @@ when its recall of any class on them falls more than GATE_CLASS_TOLERANCE below 
 or below the class floor: the first model's recall on the same rows, carried from manifest to
 manifest. The floor stops a slow attack that loses a little at each retrain, each step within
 the tolerance of the last champion.
+
+The mean score lets a challenger trade the one for the other: a fine-tune that wins a few
+drifted production rows may lose a clean digit, and a chain of such trades drifts away from
+what the reference teaches. So a challenger is also rejected when its accuracy on the held-out
+reference rows falls more than GATE_REFERENCE_TOLERANCE below the champion's, or below the
+reference floor: the first model's, carried like the class floor (docs/retraining.md measures
+what this costs in adaptation).
 """
 
 from __future__ import annotations
@@ -80,6 +87,8 @@ def decide(
     tolerance: float,
     class_tolerance: float = 1.0,
     class_floor: dict[str, float] | None = None,
+    reference_tolerance: float = 1.0,
+    reference_floor: float | None = None,
 ) -> tuple[str, str]:
     """('promoted' | 'rejected', why)."""
     if champion is None:
@@ -91,6 +100,13 @@ def decide(
         return "rejected", "recall on the held-out reference rows fell for class " + ", ".join(
             f"{label} ({was:.3f} -> {now:.3f})" for label, was, now in lost
         ) + f": more than GATE_CLASS_TOLERANCE={class_tolerance:g}"
+    keep = max(champion.get("reference_accuracy") or 0.0, reference_floor or 0.0)
+    now = challenger.get("reference_accuracy") or 0.0
+    if now < keep - reference_tolerance - 1e-9:
+        return "rejected", (
+            f"accuracy on the held-out reference rows fell ({keep:.4f} -> {now:.4f}): more than "
+            f"GATE_REFERENCE_TOLERANCE={reference_tolerance:g}"
+        )
     if challenger["score"] >= champion["score"] - tolerance:
         return "promoted", f"{challenger['score']:.4f} >= {champion['score']:.4f} - {tolerance:g}"
     return "rejected", f"{challenger['score']:.4f} < {champion['score']:.4f} - {tolerance:g}"
@@ -116,9 +132,10 @@ def class_losses(
 RULE = (
     "promote when the challenger's gate score >= the champion's - GATE_TOLERANCE and, on the "
     "held-out reference rows, no class's recall falls more than GATE_CLASS_TOLERANCE below the "
-    "champion's; gate score = mean of the accuracy on the held-out reference rows and on the "
-    "newest GATE_RECENT_ROWS held-out production rows (reference only while there are none); "
-    "neither model trained on them"
+    "champion's and the accuracy no more than GATE_REFERENCE_TOLERANCE below the champion's or "
+    "the first model's; gate score = mean of the accuracy on the held-out reference rows and "
+    "on the newest GATE_RECENT_ROWS held-out production rows (reference only while there are "
+    "none); neither model trained on them"
 )
 
 

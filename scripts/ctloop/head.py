@@ -5,8 +5,12 @@ networks are trained from different seeds on the same rows and merged into one n
 output is the mean of their logits (hidden layers side by side, output weights divided by their
 number): an ensemble that exports, serves and fine-tunes as one MLP. A fine-tune starts from a
 served version's weights, read from its `head.json` (JSON, never pickle), keeps that version's
-scaler frozen and trains the network for `finetune_epochs` epochs on the rows given. `svc` is the
-first head of this project (StandardScaler + RBF SVC with Platt probabilities): scratch only.
+scaler frozen, trains the network for `finetune_epochs` epochs on the rows given, and keeps
+`finetune_interpolation` of that step: the weights end on the straight line between the base's
+and the fine-tuned ones (weight-space interpolation, as in WiSE-FT: Wortsman et al., "Robust
+fine-tuning of zero-shot models", CVPR 2022), which keeps more of what the base read right.
+`svc` is the first head of this project (StandardScaler + RBF SVC with Platt probabilities):
+scratch only.
 
     fitted = fit_head(embeddings, targets, weights, config)                 # scratch
     fitted = finetune_head(base_files, embeddings, targets, weights, config)
@@ -52,6 +56,8 @@ class HeadConfig:
     epochs: int = 60  # at most, from scratch (stops earlier once the loss stops falling)
     finetune_epochs: int = 10  # exactly, per fine-tune
     finetune_learning_rate: float = 1e-3  # Adam restarts at each fine-tune: a gentler step
+    # weights after a fine-tune = base + this * (fine-tuned - base): 1 keeps the fine-tuned ones
+    finetune_interpolation: float = 0.3
     svc_c: float = 10.0
     seed: int = 0
 
@@ -64,8 +70,13 @@ class HeadConfig:
 
     @classmethod
     def from_settings(cls, settings: CoreSettings) -> HeadConfig:
-        """HEAD_MODEL and FINETUNE_EPOCHS; the rest are the measured defaults."""
-        return cls(kind=settings.head_model, finetune_epochs=settings.finetune_epochs)
+        """HEAD_MODEL, FINETUNE_EPOCHS and FINETUNE_INTERPOLATION; the rest are the measured
+        defaults."""
+        return cls(
+            kind=settings.head_model,
+            finetune_epochs=settings.finetune_epochs,
+            finetune_interpolation=settings.finetune_interpolation,
+        )
 
     def describe(self) -> str:
         if self.kind == "svc":
@@ -165,9 +176,19 @@ def finetune_head(
         alpha=config.alpha,
         random_state=config.seed,
     )
+    base_coefs = [c.copy() for c in network.coefs_]
+    base_intercepts = [b.copy() for b in network.intercepts_]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=ConvergenceWarning)
         network.fit(scaled, targets, sample_weight=weights)
+    mix = config.finetune_interpolation
+    if mix != 1.0:
+        network.coefs_ = [
+            b + mix * (c - b) for b, c in zip(base_coefs, network.coefs_, strict=True)
+        ]
+        network.intercepts_ = [
+            b + mix * (c - b) for b, c in zip(base_intercepts, network.intercepts_, strict=True)
+        ]
     return head
 
 

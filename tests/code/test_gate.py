@@ -91,3 +91,30 @@ def test_the_class_floor_stops_a_slow_loss_within_each_steps_tolerance() -> None
     assert decide(champion, challenger, "gate", 0.0, 0.1)[0] == "promoted"
     decision, reason = decide(champion, challenger, "gate", 0.0, 0.1, class_floor=floor)
     assert decision == "rejected" and "class 3 (0.970 -> 0.840)" in reason
+
+
+def with_reference(score: float, reference: float) -> dict:
+    return {"score": score, "reference_accuracy": reference}
+
+
+def test_a_challenger_that_trades_reference_rows_for_production_rows_is_rejected() -> None:
+    """A higher mean score bought with clean digits: the reference part must hold on its own."""
+    champion = with_reference(0.95, 0.990)
+    challenger = with_reference(0.97, 0.983)  # +0.02 on production, two reference rows lost
+    assert decide(champion, challenger, "gate", 0.0)[0] == "promoted"  # the mean alone
+    decision, reason = decide(champion, challenger, "gate", 0.0, reference_tolerance=0.0)
+    assert decision == "rejected"
+    assert "(0.9900 -> 0.9830)" in reason and "GATE_REFERENCE_TOLERANCE=0" in reason
+    assert decide(champion, challenger, "gate", 0.0, reference_tolerance=0.01)[0] == "promoted"
+
+
+def test_the_reference_floor_stops_a_chain_of_small_losses() -> None:
+    """Each step within the tolerance of the last champion; the first model's accuracy, carried
+    as the floor, catches the sum."""
+    champion = with_reference(0.95, 0.986)  # already one row below the first model's 0.990
+    challenger = with_reference(0.96, 0.983)  # one more: within 0.004 of the champion
+    assert decide(champion, challenger, "gate", 0.0, reference_tolerance=0.004)[0] == "promoted"
+    decision, reason = decide(
+        champion, challenger, "gate", 0.0, reference_tolerance=0.004, reference_floor=0.990
+    )
+    assert decision == "rejected" and "(0.9900 -> 0.9830)" in reason

@@ -20,7 +20,7 @@ from ctloop.head import (
 from ctloop.predict import Classifier
 from ctloop.train import load_training_set
 
-FAST = HeadConfig(epochs=60, finetune_epochs=10)
+FAST = HeadConfig(epochs=60, finetune_epochs=10, finetune_interpolation=1.0)  # the full step
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +74,8 @@ def test_a_fine_tune_learns_the_new_rows_and_keeps_the_scaler(rows, base) -> Non
     )
     assert (head.predict(ones) == "7").mean() < 0.1
     assert (tuned.predict(ones) == "7").mean() >= 0.8  # measured 0.9 (lr 1e-3, 10 epochs)
+    # The default keeps 0.3 of that step: a relabelling as abrupt as this one is not followed by
+    # one fine-tune (measured 0.0); the rebuild every SCRATCH_EVERY fine-tunes follows it.
     assert np.array_equal(tuned.named_steps["scaler"].mean_, head.named_steps["scaler"].mean_)
     others = rows[3] != "1"
     assert float((tuned.predict(rows[2][others]) == rows[3][others]).mean()) >= 0.9
@@ -84,6 +86,29 @@ def test_fine_tuning_is_deterministic(rows, base) -> None:
     first = finetune_head(files, rows[0][:200], rows[1][:200], config=FAST)
     second = finetune_head(files, rows[0][:200], rows[1][:200], config=FAST)
     assert np.array_equal(first.predict_proba(rows[2]), second.predict_proba(rows[2]))
+
+
+def test_a_fine_tune_keeps_the_given_share_of_its_step_from_the_base(rows, base) -> None:
+    """FINETUNE_INTERPOLATION: the weights end at base + share * (fine-tuned - base)."""
+    head, files = base
+    full = finetune_head(files, rows[0][:200], rows[1][:200], config=FAST)
+    half = HeadConfig(epochs=60, finetune_epochs=10, finetune_interpolation=0.5)
+    mixed = finetune_head(files, rows[0][:200], rows[1][:200], config=half)
+    before = head.named_steps["classifier"]
+    after, tuned = mixed.named_steps["classifier"], full.named_steps["classifier"]
+    for layer in range(2):
+        halfway = (before.coefs_[layer] + tuned.coefs_[layer]) / 2
+        assert np.allclose(after.coefs_[layer], halfway)
+        halfway = (before.intercepts_[layer] + tuned.intercepts_[layer]) / 2
+        assert np.allclose(after.intercepts_[layer], halfway)
+    assert not np.allclose(after.coefs_[1], tuned.coefs_[1])
+    # what is served is what was mixed: the export and head.json carry the mixed weights
+    exported = export_head(mixed)
+    served = Classifier(exported["classifier.onnx"], list(mixed.classes_))(rows[2])[1]
+    assert np.abs(served - mixed.predict_proba(rows[2])).max() <= 1e-4
+    assert np.array_equal(
+        load_head(exported, half).predict_proba(rows[2]), mixed.predict_proba(rows[2])
+    )
 
 
 def test_what_cannot_be_fine_tuned(rows, base) -> None:
