@@ -9,8 +9,9 @@ evaluation (never fed back) and 260 for traffic; 3 clean windows of k = 20 feedb
 10 windows of 20 rows through a drift (slant, rotate, shift, thick: `traffic.drift`); every 5th
 production row is held out; after each window a challenger is trained and goes through the gate
 as `ctloop.gate` defines it with the default settings (gate set: held-out reference rows + the
-newest GATE_RECENT_ROWS held-out production rows; promoted if its score >= the champion's and no
-class lost more than GATE_CLASS_TOLERANCE of recall on the held-out reference rows). Images go
+newest GATE_RECENT_ROWS held-out production rows; promoted if its score >= the champion's, no
+class lost more than GATE_CLASS_TOLERANCE of recall on the held-out reference rows and their
+accuracy fell no more than GATE_REFERENCE_TOLERANCE below the champion's and the first model's). Images go
 through the one preprocessing and the stored embedding, as /feedback does. Prints Markdown for
 docs/retraining.md; --json writes every figure.
 """
