@@ -179,7 +179,7 @@ def report(results: dict) -> list[str]:
         out += [f"## Default scenario: `{DEFAULT}` (a different writer: italic strokes)", ""]
         out += window_table(default["records"])
         out += ["", "![curve](traffic.png)", ""]
-        out += headline(default["summary"])
+        out += headline(default["summary"], counts(default))
     out += ["", "## Every transformation", "", summary_table(results), ""]
     out += [
         "## Reading it",
@@ -221,7 +221,7 @@ def window_table(records) -> list[str]:
     return out
 
 
-def headline(figures: dict) -> list[str]:
+def headline(figures: dict, decided: tuple[int, int, int]) -> list[str]:
     recovered = figures["rows_to_recover_within_2_points"]
     before, after = figures["accuracy_before_drift"], figures["accuracy_right_after_drift"]
     served_clean = figures["served_accuracy_clean_windows"]
@@ -239,8 +239,8 @@ def headline(figures: dict) -> list[str]:
         f"- After 200 drifted rows (10 retrains): **{at_200}**, **{won}** of what the drift took "
         "away won back.",
         f"- Back within 2 points of the pre-drift accuracy: {back}",
-        f"- Retrains: {figures['promoted']} promoted, {figures['rejected']} rejected by the gate; "
-        "no promoted model scored below its predecessor on the gate set (the gate's rule).",
+        f"- Retrains: {decided[0]} promoted, {decided[1]} rejected by the gate; promoted models "
+        f"that scored below their predecessor on the gate set: {decided[2]} (the stack's ledger).",
     ]
 
 
@@ -260,10 +260,25 @@ def summary_table(results: dict) -> str:
             describe(f["won_back_after_200_rows"], percent=True),
             f"{min(r.clean_accuracy for r in result['records']):.2f}",
             describe(f["rows_to_flag_drift"]),
-            f"{f['promoted']} / {f['rejected']}",
+            "{} / {}".format(*counts(result)[:2]),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def counts(result: dict) -> tuple[int, int, int]:
+    """Retrains promoted, rejected, and promoted with a gate score below their predecessor's,
+    from the stack's ledger (the first model is not a retrain)."""
+    decisions = result["decisions"]
+    worse = [
+        d
+        for d in decisions
+        if d["decision"] == "promoted"
+        and d.get("champion_score") is not None
+        and d["challenger_score"] < d["champion_score"]
+    ]
+    promoted = sum(d["decision"] == "promoted" for d in decisions)
+    return promoted, sum(d["decision"] == "rejected" for d in decisions), len(worse)
 
 
 def modes_section(by_mode: dict) -> list[str]:
@@ -289,13 +304,6 @@ def modes_section(by_mode: dict) -> list[str]:
     for (name, mode), result in by_mode.items():
         figures, decisions = result["summary"], result["decisions"]
         seconds = [d["train_seconds"] for d in decisions if d.get("train_seconds") is not None]
-        worse = [
-            d
-            for d in decisions
-            if d["decision"] == "promoted"
-            and d.get("champion_score") is not None
-            and d["challenger_score"] < d["champion_score"]
-        ]
         cells = [
             name,
             mode + (" (default)" if mode == MODES[0] else ""),
@@ -303,10 +311,9 @@ def modes_section(by_mode: dict) -> list[str]:
             describe(figures["accuracy_after_200_drifted_rows"]),
             f"{min(r.clean_accuracy for r in result['records']):.2f}",
             f"{statistics.median(seconds):.2f}" if seconds else "n/a",
-            f"{sum(d['decision'] == 'promoted' for d in decisions)} / "
-            f"{sum(d['decision'] == 'rejected' for d in decisions)}",
+            "{} / {}".format(*counts(result)[:2]),
             str(sum(d.get("mode") == "scratch" for d in decisions)),
-            str(len(worse)),
+            str(counts(result)[2]),
         ]
         out.append("| " + " | ".join(cells) + " |")
     return out
