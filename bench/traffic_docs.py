@@ -90,7 +90,7 @@ def write_report(by_mode: dict[tuple[str, str], dict], output: Path) -> None:
         records = results[DEFAULT]["records"]
         write_csv(records, output / "traffic.csv")
         plot(records, output / "traffic.png", f"drift '{DEFAULT}' after 3 clean windows (k = 20)")
-    lines = [*report(results), "", *modes_section(ordered)]
+    lines = [*report(results, measured(ordered)), "", *modes_section(ordered)]
     (output / "traffic.md").write_text("\n".join(lines) + "\n")
 
 
@@ -157,12 +157,22 @@ def show(r) -> None:
     )
 
 
-def report(results: dict) -> list[str]:
+def measured(by_mode: dict) -> str:
+    """When the runs reported ran: the first and last retrain in their ledgers (UTC)."""
+    times = sorted(
+        d["finished_at"] for r in by_mode.values() for d in r["decisions"] if d.get("finished_at")
+    )
+    if not times:
+        return f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+    return f"{times[0][:16].replace('T', ' ')} to {times[-1][11:16]} UTC"
+
+
+def report(results: dict, when: str) -> list[str]:
     default = results.get(DEFAULT)
     out = [
         "# The drift scenario: production traffic, drift, feedback, retraining",
         "",
-        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `make traffic-docs` "
+        f"Measured {when} by `make traffic-docs` "
         "(`bench/traffic_docs.py`, which runs `python -m traffic` against fresh local stacks: "
         "2 workers, RETRAIN_EVERY=20, the gate on, PROD_WEIGHT=1).",
         "",
