@@ -1,7 +1,7 @@
 """Whoever sends feedback cannot steer the gate. The attack that got a poisoned model promoted
 (285 pictures of a 3 labelled 8: the score rose because the held-out production rows are the
-attacker's too) is replayed through a real server, for two class pairs: with the class rule off
-it does poison the served model (the control), with the default settings nothing poisoned is
+attacker's too) is replayed through a real server, for two class pairs: with the rules on the
+held-out reference rows off it does poison the served model (the control), with the default settings nothing poisoned is
 promoted and the rejections say why."""
 
 from __future__ import annotations
@@ -99,8 +99,15 @@ def attack(built, root, victim: str, as_label: str, **env: str) -> tuple[float, 
 def test_a_poisoning_flood_promotes_nothing_poisoned(
     plain_built, tmp_path, victim: str, as_label: str
 ) -> None:
+    # The control turns off both rules that read the held-out reference rows: the class rule
+    # and the reference accuracy rule (which alone would also stop a flood this large).
     without_rule, promoted = attack(
-        plain_built, tmp_path / "control", victim, as_label, GATE_CLASS_TOLERANCE="1"
+        plain_built,
+        tmp_path / "control",
+        victim,
+        as_label,
+        GATE_CLASS_TOLERANCE="1",
+        GATE_REFERENCE_TOLERANCE="1",
     )
     assert any(d["decision"] == "promoted" for d in promoted)
 

@@ -142,7 +142,9 @@ def test_a_rejected_challenger_changes_nothing_served(built, tmp_path, samples) 
     settings = copy_workspace(built, tmp_path)
     registry = ModelRegistry(settings.artifacts_dir)
     before = tree_digest(registry.versions_dir / "v0001")
-    env = {"RETRAIN_EVERY": "20", "PROD_WEIGHT": "50"}
+    # The whole fine-tune step, so that the poisoned rows make a challenger worse on the gate
+    # (0.3 of a step of 16 rows barely moves the head: no rejection to watch).
+    env = {"RETRAIN_EVERY": "20", "PROD_WEIGHT": "50", "FINETUNE_INTERPOLATION": "1"}
     with LiveServer(settings, tmp_path / "server.log", workers=2, **env) as server:
         # One by one: rows in order.
         with httpx.Client(base_url=server.url, timeout=30, headers=server.auth) as http:
