@@ -1,8 +1,8 @@
 """Whoever sends feedback cannot steer the gate. The attack that got a poisoned model promoted
 (285 pictures of a 3 labelled 8: the score rose because the held-out production rows are the
 attacker's too) is replayed through a real server, for two class pairs: with the rules on the
-held-out reference rows off it does poison the served model (the control), with the default settings nothing poisoned is
-promoted and the rejections say why."""
+held-out reference rows off it does poison the served model (the control), with the default
+settings nothing poisoned is promoted and the rejections say why."""
 
 from __future__ import annotations
 
