@@ -75,10 +75,17 @@ VARIANTS = {
         ),
         Variant("finetune-aug-replay20", "finetune", HeadConfig(), AugmentConfig(), 20),
         # GATE_REFERENCE_TOLERANCE 0 and 0.01 (with the reference floor)
-        Variant("finetune-aug-ref0", "finetune", HeadConfig(), AugmentConfig(), 10, 1, 0.0),
-        Variant("finetune-aug-ref01", "finetune", HeadConfig(), AugmentConfig(), 10, 1, 0.01),
-        Variant("finetune-aug-full-step-ref0", "finetune", FULL_STEP, AugmentConfig(), 10, 1, 0.0),
-        Variant("finetune-aug-half-step-ref0", "finetune", HALF_STEP, AugmentConfig(), 10, 1, 0.0),
+        *(
+            Variant(
+                f"{name}-ref{label}", "finetune", head, AugmentConfig(), reference_tolerance=tol
+            )
+            for name, head in (
+                ("finetune-aug", HeadConfig()),
+                ("finetune-aug-full-step", FULL_STEP),
+                ("finetune-aug-half-step", HALF_STEP),
+            )
+            for label, tol in (("0", 0.0), ("01", 0.01))
+        ),
     )
 }
 

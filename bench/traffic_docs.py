@@ -313,6 +313,7 @@ def modes_section(by_mode: dict) -> list[str]:
     ]
     for (name, mode), result in by_mode.items():
         figures, decisions = result["summary"], result["decisions"]
+        promoted, rejected, worse = counts(result)
         seconds = [d["train_seconds"] for d in decisions if d.get("train_seconds") is not None]
         cells = [
             name,
@@ -321,9 +322,9 @@ def modes_section(by_mode: dict) -> list[str]:
             describe(figures["accuracy_after_200_drifted_rows"]),
             f"{min(r.clean_accuracy for r in result['records']):.2f}",
             f"{statistics.median(seconds):.2f}" if seconds else "n/a",
-            "{} / {}".format(*counts(result)[:2]),
+            f"{promoted} / {rejected}",
             str(sum(d.get("mode") == "scratch" for d in decisions)),
-            str(counts(result)[2]),
+            str(worse),
         ]
         out.append("| " + " | ".join(cells) + " |")
     return out

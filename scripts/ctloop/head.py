@@ -181,15 +181,17 @@ def finetune_head(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=ConvergenceWarning)
         network.fit(scaled, targets, sample_weight=weights)
-    mix = config.finetune_interpolation
-    if mix != 1.0:
-        network.coefs_ = [
-            b + mix * (c - b) for b, c in zip(base_coefs, network.coefs_, strict=True)
-        ]
-        network.intercepts_ = [
-            b + mix * (c - b) for b, c in zip(base_intercepts, network.intercepts_, strict=True)
-        ]
+    share = config.finetune_interpolation
+    network.coefs_ = _between(base_coefs, network.coefs_, share)
+    network.intercepts_ = _between(base_intercepts, network.intercepts_, share)
     return head
+
+
+def _between(base: list[np.ndarray], tuned: list[np.ndarray], share: float) -> list[np.ndarray]:
+    """Each array `share` of the way from the base's to the fine-tuned one (1: the fine-tuned)."""
+    if share == 1.0:
+        return tuned
+    return [b + share * (t - b) for b, t in zip(base, tuned, strict=True)]
 
 
 def export_head(head: Pipeline) -> dict[str, bytes]:
