@@ -110,16 +110,26 @@ def cmd_retrain(settings: CoreSettings, args: argparse.Namespace) -> int:
     os.nice(settings.retrain_nice)
     outcomes = run_pending(settings)
     for entry in outcomes:
-        print(
-            f"retrain at {entry['trigger_rows']} rows: {entry['decision']} "
-            f"{entry.get('version', '')} ({entry.get('reason', entry.get('error', ''))}) "
-            f"in {entry['seconds']:.2f} s"
-        )
+        print(describe_decision(entry))
     if not outcomes:
         print(
             "no retrain due, or another trainer is running (it checks for new rows before it stops)"
         )
     return 0
+
+
+def describe_decision(entry: dict) -> str:
+    """One line per retrain decision, whatever its kind (promoted, rejected, superseded, failed):
+    only the trigger and the decision are always there."""
+    parts = [f"retrain at {entry.get('trigger_rows', '?')} rows: {entry.get('decision', '?')}"]
+    if entry.get("version"):
+        parts.append(str(entry["version"]))
+    why = entry.get("reason") or entry.get("error")
+    if why:
+        parts.append(f"({why})")
+    if isinstance(entry.get("seconds"), int | float):
+        parts.append(f"in {entry['seconds']:.2f} s")
+    return " ".join(parts)
 
 
 def cmd_secrets(settings: CoreSettings, args: argparse.Namespace) -> int:

@@ -3,6 +3,10 @@ decision per trigger, superseded backlogs, recovery after a crash, bounded retri
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -112,6 +116,36 @@ def test_a_trigger_whose_trainer_keeps_dying_fails_after_bounded_attempts(fed) -
     assert entry["decision"] == "failed"
     assert f"stopped {MAX_ATTEMPTS} times" in entry["error"]
     assert ModelRegistry(settings.artifacts_dir).version_ids() == ["v0001"]
+
+
+def test_the_retrain_command_summarises_every_kind_of_decision_and_exits_0(fed) -> None:
+    """`ctloop retrain` as the API starts it: superseded, failed, promoted or rejected, each one
+    line, exit 0 (a superseded decision has no `seconds`: it used to crash the summary)."""
+    settings, feed = fed
+    feed(65)
+    for attempt in range(1, MAX_ATTEMPTS + 1):  # the trigger at 60 rows keeps killing trainers
+        ledger(settings).append({"trigger_rows": 60, "event": "attempt", "attempt": attempt})
+    env = {**os.environ, "DATA_DIR": str(settings.data_dir),
+           "ARTIFACTS_DIR": str(settings.artifacts_dir)}  # fmt: skip
+
+    def retrain() -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "ctloop", "retrain"],
+            env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    lines = retrain()
+    assert [line.split(":")[0] for line in lines] == [
+        "retrain at 20 rows", "retrain at 40 rows", "retrain at 60 rows"
+    ]  # fmt: skip
+    assert "superseded (the retrain at 60 rows covers these rows too)" in lines[0]
+    assert "failed" in lines[2] and f"stopped {MAX_ATTEMPTS} times" in lines[2]
+    feed(15)
+    (line,) = retrain()
+    assert line.startswith("retrain at 80 rows: ") and " v0002 " in line
+    assert line.split(": ")[1].split()[0] in ("promoted", "rejected") and line.endswith(" s")
 
 
 def test_a_trigger_whose_trainer_died_once_is_tried_again(fed) -> None:
