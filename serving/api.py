@@ -44,7 +44,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     prod_data = ProductionData(settings.prod_data_path, _n_components(settings))
     with contextlib.suppress(ProductionDataError):  # logged and kept: /feedback answers 503
         await run_in_threadpool(prod_data.repair)
-    retraining = Retraining(settings, prod_data, RetrainLog(settings.retrain_log_path))
+    retraining = Retraining(
+        settings,
+        prod_data,
+        RetrainLog(settings.retrain_log_path),
+        registry_damaged=lambda: models.model is None or models.fallback is not None,
+    )
     launcher = TrainerLauncher(retraining.needs_trainer, settings.trainer_check_seconds)
     app.state.models, app.state.retraining, app.state.trainer = models, retraining, launcher
     app.state.metrics_collectors = (

@@ -32,7 +32,7 @@ from ctloop.delivery import health_verdict, routed_to_challenger
 from ctloop.predict import Model
 from ctloop.registry import RegistryError
 from ctloop.stage import StageReview, review_stage
-from serving.errors import ApiError
+from serving.deps import model_not_ready
 from serving.metrics import MULTIPROCESS, SHADOW_LATENCY, SHADOW_PREDICTIONS, VERSION_LATENCY
 from serving.model_store import ModelStore, Served
 
@@ -52,11 +52,7 @@ def answering_models(request: Request, shadow: bool = True) -> tuple[Model, Mode
     served: Served = request.app.state.models.served
     model = served.model
     if model is None:
-        raise ApiError(
-            503,
-            "model_not_ready",
-            "no model is loaded yet: the first training may still be running",
-        )
+        raise model_not_ready(request.app.state.models)
     stage, companion = served.stage, None
     if stage is not None and served.challenger is not None:
         if stage["stage"] == "canary":

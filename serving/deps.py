@@ -24,15 +24,19 @@ from serving.settings import ServingSettings
 
 def current_model(request: Request) -> Model:
     """The model this worker serves right now (503 until the first one is loaded)."""
-    model = request.app.state.models.model
+    models = request.app.state.models
+    model = models.model
     if model is None:
-        raise ApiError(
-            503,
-            "model_not_ready",
-            "no model is loaded yet: the first training may still be running",
-        )
+        raise model_not_ready(models)
     request.state.model_version = model.version
     return model
+
+
+def model_not_ready(models: ModelStore) -> ApiError:
+    """The 503 of every route that needs a model while none loads, with the true reason."""
+    return ApiError(
+        503, "model_not_ready", models.unavailable_reason(), headers={"Retry-After": "10"}
+    )
 
 
 async def get_model(request: Request) -> Model:

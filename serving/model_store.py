@@ -58,6 +58,7 @@ class ModelStore:
         self.poll_seconds = poll_seconds
         self.served = Served(None)
         self.fallback: dict | None = None  # {"wanted", "serving", "reason"} while not as pointed
+        self.unavailable: str | None = None  # why nothing is served, while nothing is
         self._seen: tuple[int, int] | None = None  # (mtime_ns, inode) of the pointer last read
         self._tried_at = 0.0
 
@@ -77,11 +78,14 @@ class ModelStore:
         if wanted is None and problem is None:
             if not self.registry.version_ids():
                 log.warning("no model is served yet in %s; waiting for one", self.registry.root)
+                if self.model is None:
+                    self.unavailable = f"no model version exists yet in {self.registry.root}"
                 return self.model
             problem = f"{self.registry.current_path} is missing although versions exist"
         champion, fallback = self._champion(wanted, problem)
         if champion is None:
             return None
+        self.unavailable = None
         stage = pointer.get("stage") if pointer and fallback is None else None
         challenger = self._challenger(stage, champion)
         self._publish(champion, challenger, stage if challenger is not None else None)
@@ -108,6 +112,7 @@ class ModelStore:
         log.error("no model version loads; still serving %s: %s", self.version, "; ".join(reasons))
         if self.model is not None:
             return self.model, self._fallback(wanted, self.version, reasons)
+        self.unavailable = "no model version verifies: " + "; ".join(reasons)
         return None, None
 
     def _candidates(self, wanted: str | None) -> Iterator[str]:
@@ -146,6 +151,14 @@ class ModelStore:
         _warm_up(model)
         MODEL_LOADS.labels(outcome="loaded").inc()
         return model
+
+    def unavailable_reason(self) -> str:
+        """Why this worker serves nothing (only while it does not), and what happens next."""
+        return (
+            f"no model is loaded: {self.unavailable or 'the first one is being loaded'}. The "
+            "trainer builds a first model from ref_data.csv by itself (feedback rows are kept); "
+            "`python -m ctloop init` does the same by hand"
+        )
 
     @property
     def version(self) -> str | None:

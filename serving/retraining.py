@@ -95,6 +95,9 @@ class Retraining:
     settings: CoreSettings
     prod_data: ProductionData
     ledger: RetrainLog
+    # The worker serves nothing, or not what the pointer names: the trainer repairs the registry
+    # (`ctloop.recovery`) even with no retrain due.
+    registry_damaged: Callable[[], bool] = lambda: False
 
     def status(self, rows: int | None = None) -> RetrainStatus:
         """The retrain schedule now (or right after the row numbered `rows` was appended)."""
@@ -105,4 +108,5 @@ class Retraining:
         """A retrain is due (or drift and quality are to be looked at) and no trainer runs."""
         status = self.status()
         work = bool(status.due) or check_due(self.settings, self.ledger, status.rows)
-        return work and not trainer_is_running(self.settings)
+        repair = self.registry_damaged() and self.settings.ref_data_path.exists()
+        return (work or repair) and not trainer_is_running(self.settings)

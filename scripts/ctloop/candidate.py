@@ -59,11 +59,17 @@ def train_candidate(
     promote: bool = True,
     scratch: bool = False,
     finetunes_since_scratch: int = 0,
+    rebuild_reason: str | None = None,
 ) -> Candidate:
     """Fine-tune the served version, or fit a new head (`ctloop.retrain_set` decides which and
     which rows: the reference and the newest production rows up to `prod_rows`), register it
-    with the stored embedding, and serve it if it passes the gate (unless `promote` is False)."""
+    with the stored embedding, and serve it if it passes the gate (unless `promote` is False).
+
+    `rebuild_reason`: no served version can be loaded (`ctloop.recovery`); a first model is
+    fitted on the reference alone and served as if there were no champion, with this reason."""
     started = time.perf_counter()
+    if rebuild_reason is not None:
+        prod_rows, scratch, promote = 0, True, True
     embedding = load_embedding(settings.embedding_dir)
     base = choose_base(
         settings, registry, embedding.info, prod_rows or 0, finetunes_since_scratch, scratch
@@ -77,7 +83,7 @@ def train_candidate(
     )
     gate = gate_set(training_set, settings.gate_recent_rows)
     challenger = gate_score(Classifier(head.model, head.classes)(gate.embeddings)[0], gate)
-    champion_version = registry.current_version()
+    champion_version = None if rebuild_reason is not None else registry.current_version()
     champion = champion_score(registry, champion_version, embedding, gate)
     # The first model's reference recall of each class and reference accuracy, carried along
     # the line of champions.
@@ -123,7 +129,9 @@ def train_candidate(
         manifest=manifest,
         parent=champion_version,
     )
-    if decision == "promoted":
+    if rebuild_reason is not None:  # no champion loads: nothing to stage it beside
+        registry.promote(version, reason=rebuild_reason)
+    elif decision == "promoted":
         release(settings, registry, version, promotion_reason(champion_version, trigger))
     return Candidate(version, decision, reason, gate_record, head, time.perf_counter() - started)
 

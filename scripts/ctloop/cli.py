@@ -82,6 +82,7 @@ def cmd_train(settings: CoreSettings, args: argparse.Namespace) -> int:
 def cmd_init(settings: CoreSettings, args: argparse.Namespace) -> int:
     """First start: build what is missing, reuse what exists."""
     from ctloop.candidate import train_candidate
+    from ctloop.recovery import heal
     from ctloop.reference import check_reference, reference_is_complete
 
     rebuilt = False
@@ -92,12 +93,16 @@ def cmd_init(settings: CoreSettings, args: argparse.Namespace) -> int:
     else:
         cmd_build_reference(settings, argparse.Namespace(force=False))
     registry = ModelRegistry(settings.artifacts_dir)
-    current = registry.current_version()
-    if current is not None and not rebuilt:
-        registry.load(current)
-        print(f"model {current} present and verified in {settings.artifacts_dir}")
+    if rebuilt or not registry.version_ids():
+        _print_candidate(train_candidate(settings, registry))
         return 0
-    _print_candidate(train_candidate(settings, registry))
+    # A damaged pointer or served version is repaired here, so that a restart always serves.
+    done = heal(settings, registry)
+    if done:
+        print(done)
+    else:
+        current = registry.current_version()
+        print(f"model {current} present and verified in {settings.artifacts_dir}")
     return 0
 
 

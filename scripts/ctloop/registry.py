@@ -92,7 +92,7 @@ class ModelRegistry:
                 write_durable(staging / name, data)
             full_manifest = {
                 "version": version,
-                "parent": parent if parent is not None else self.current_version(),
+                "parent": parent if parent is not None else self._current_or_none(),
                 "created_at": utc_iso(),
                 **manifest,
                 "files": {name: sha256_hex(data) for name, data in sorted(files.items())},
@@ -290,10 +290,25 @@ class ModelRegistry:
 
     # -- internals -----------------------------------------------------------------------------
 
+    def _current_or_none(self) -> str | None:
+        """The champion, or None while the pointer cannot be read (a rebuild replaces it)."""
+        try:
+            return self.current_version()
+        except CorruptPointerError:
+            return None
+
     def _next_version(self) -> str:
-        ids = self.version_ids()
-        number = int(_VERSION.match(ids[-1]).group(1)) + 1 if ids else 1
-        return f"v{number:04d}"
+        """One past every version that exists or that the pointer names: an id is never reused,
+        even when a version's folder was deleted (the history and the logs still name it)."""
+        named = set(self.version_ids())
+        try:
+            pointer = self.current_pointer() or {}
+        except CorruptPointerError:
+            pointer = {"version": self.pointer.last_champion()}
+        named.update(str(pointer.get(key)) for key in ("version", "previous"))
+        named.add(str((pointer.get("stage") or {}).get("version")))
+        numbers = [int(match.group(1)) for name in named if (match := _VERSION.match(name))]
+        return f"v{max(numbers, default=0) + 1:04d}"
 
     def _staged_only(self) -> set[str]:
         """Versions the history put on stage and never made champion."""

@@ -25,6 +25,7 @@ from filelock import FileLock, Timeout
 
 from ctloop.config import CoreSettings
 from ctloop.prod_data import ProductionData
+from ctloop.recovery import heal
 from ctloop.registry import ModelRegistry, RegistryError
 from ctloop.retrain_log import RetrainLog
 from ctloop.schedule import RetrainStatus, retrain_status
@@ -64,6 +65,7 @@ def run_pending(settings: CoreSettings) -> list[dict]:
         except Timeout:
             return outcomes  # the trainer holding the lock checks again before it leaves
         try:
+            heal_safely(settings)  # retrains start from, and are gated against, a loadable champion
             review_stage_safely(settings)  # a stage judged before a newer challenger may replace it
             state = TrainerState(settings, ledger)
             while (plan := state.next_plan()) is not None:
@@ -73,6 +75,18 @@ def run_pending(settings: CoreSettings) -> list[dict]:
             lock.release()
         if not TrainerState(settings, ledger).work_due():  # landed before the release?
             return outcomes
+
+
+def heal_safely(settings: CoreSettings) -> None:
+    """Repair the pointer, or rebuild a first model, when the registry needs it (`ctloop.recovery`);
+    a failure is logged, and the retrains are still tried."""
+    try:
+        done = heal(settings, ModelRegistry(settings.artifacts_dir))
+    except Exception:  # the trainer must go on to the retrains due whatever this meets
+        log.exception("the registry could not be repaired")
+        return
+    if done:
+        log.warning("registry_healed", extra={"event": "registry_healed", "done": done})
 
 
 class TrainerState:

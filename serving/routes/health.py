@@ -28,8 +28,9 @@ async def ready(request: Request) -> JSONResponse:
     model = state.models.model
     problems = service_problems(state)
     if model is None:
-        body = {"status": "waiting for a model", "model_version": None, "problems": problems}
-        return JSONResponse(body, status_code=503)
+        problems.insert(0, state.models.unavailable_reason())
+        body = {"status": "no model loaded", "model_version": None, "problems": problems}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "10"})
     status = "degraded" if problems else "ready"
     return JSONResponse({"status": status, "model_version": model.version, "problems": problems})
 

@@ -14,7 +14,7 @@ import pytest
 from ctloop.candidate import train_candidate
 from ctloop.registry import ModelRegistry
 from ctloop.retrain_log import RetrainLog
-from ctloop.trainer import trainer_is_running
+from ctloop.trainer import trainer_is_running, trainer_lock
 from tests.serving.test_api_contract import samples_of
 from tests.support.data import copy_workspace, served_feedback, write_prod
 from tests.support.images import b64
@@ -65,7 +65,8 @@ def test_a_broken_registry_state_starts_on_the_newest_version_that_verifies(
 ) -> None:
     settings, registry = two_versions
     damage(registry)
-    with LiveServer(settings, tmp_path / "server.log") as server:
+    # Held: the trainer would repair the registry (tests/serving/test_api_recovery.py).
+    with trainer_lock(settings), LiveServer(settings, tmp_path / "server.log") as server:
         reply = predict(server, samples["7"])
         assert reply.status_code == 200 and reply.json()["model_version"] == serving
         ready = httpx.get(f"{server.url}/ready").json()
@@ -85,7 +86,7 @@ def test_a_repaired_pointer_ends_the_fallback_without_a_restart(
 ) -> None:
     settings, registry = two_versions
     registry.current_path.write_text("{")
-    with LiveServer(settings, tmp_path / "server.log") as server:
+    with trainer_lock(settings), LiveServer(settings, tmp_path / "server.log") as server:
         assert httpx.get(f"{server.url}/model").json()["fallback"] is not None
         reply = httpx.post(
             f"{server.url}/model/rollback", json={"version": "v0001"}, headers=server.auth

@@ -119,3 +119,11 @@ def prod_rows(settings: CoreSettings) -> list[dict[str, str]]:
         return []
     with settings.prod_data_path.open(newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def flip(path: Path, count: int = 64) -> None:
+    """Damage a file as a bad disk would: `count` bytes in its middle inverted."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + count] = bytes(255 - b for b in data[middle : middle + count])
+    path.write_bytes(bytes(data))

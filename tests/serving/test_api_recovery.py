@@ -1,0 +1,86 @@
+"""A running stack heals its registry by itself: when no version verifies, /ready and every 503
+say which version and which file, and the trainer rebuilds a first model from ref_data.csv; when
+the champion breaks, the fallback the workers serve becomes the champion. Real servers, the plain
+head (it trains in seconds)."""
+
+from __future__ import annotations
+
+import shutil
+
+import httpx
+import pytest
+
+from ctloop.registry import ModelRegistry
+from ctloop.trainer import trainer_lock
+from tests.support.data import PLAIN_ENV, flip, plain_settings
+from tests.support.images import b64
+from tests.support.processes import LiveServer, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def plain(plain_built, tmp_path):
+    shutil.copytree(plain_built.data_dir, tmp_path / "data")
+    shutil.copytree(plain_built.artifacts_dir, tmp_path / "artifacts")
+    settings = plain_settings(tmp_path)
+    return settings, ModelRegistry(settings.artifacts_dir)
+
+
+def image(settings) -> bytes:
+    return next((settings.samples_dir / "7").iterdir()).read_bytes()
+
+
+def predict(server: LiveServer, data: bytes) -> httpx.Response:
+    return httpx.post(f"{server.url}/predict", json={"image": b64(data)}, timeout=30)
+
+
+def test_a_damaged_first_version_is_named_then_rebuilt(plain, tmp_path) -> None:
+    settings, registry = plain
+    flip(registry.versions_dir / "v0001" / "pipeline.onnx")
+    server = LiveServer(settings, tmp_path / "server.log", **PLAIN_ENV)
+    server.health = "/health"  # /ready is 503 until a model is served
+    lock = trainer_lock(settings)
+    lock.acquire()  # the trainer waits: first what the service says
+    try:
+        with server:
+            ready = httpx.get(f"{server.url}/ready")
+            assert ready.status_code == 503 and ready.headers["retry-after"]
+            why = ready.json()["problems"][0]
+            assert "v0001: pipeline.onnx does not match its sha256" in why, why
+            assert "ref_data.csv" in why and "ctloop init" in why
+            refused = predict(server, image(settings))
+            assert refused.status_code == 503 and refused.json()["error"] == "model_not_ready"
+            assert "v0001: pipeline.onnx does not match its sha256" in refused.json()["detail"]
+            lock.release()
+            served = wait_for(
+                lambda: predict(server, image(settings)).status_code == 200,
+                120,
+                what="the trainer to rebuild a first model",
+            )
+            assert served
+            assert predict(server, image(settings)).json()["model_version"] == "v0002"
+            assert httpx.get(f"{server.url}/ready").json()["status"] == "ready"
+    finally:
+        if lock.is_locked:
+            lock.release()
+    assert "rebuilt from ref_data.csv" in registry.history()[-1]["reason"]
+
+
+def test_a_broken_champion_gives_way_to_the_fallback_it_is_served_by(plain, tmp_path) -> None:
+    settings, registry = plain
+    from ctloop.candidate import train_candidate
+
+    train_candidate(settings, registry)  # v0002
+    (registry.versions_dir / "v0002" / "classifier.onnx").write_bytes(b"changed")
+    with LiveServer(settings, tmp_path / "server.log", **PLAIN_ENV) as server:
+        assert predict(server, image(settings)).json()["model_version"] == "v0001"
+        wait_for(
+            lambda: httpx.get(f"{server.url}/ready").json()["status"] == "ready",
+            60,
+            what="the trainer to make the fallback the champion",
+        )
+        assert registry.current_version() == "v0001"
+        assert httpx.get(f"{server.url}/model").json()["fallback"] is None
+    reason = registry.history()[-1]["reason"]
+    assert reason.startswith("repaired: ") and "classifier.onnx does not match" in reason
