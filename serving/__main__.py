@@ -14,6 +14,7 @@ from pathlib import Path
 
 import uvicorn
 
+from ctloop.trainer import SERVER_PID
 from serving.protocol import TimedHttpToolsProtocol
 from serving.settings import ServingSettings
 
@@ -26,6 +27,7 @@ def main() -> None:
     shutil.rmtree(metrics_dir, ignore_errors=True)  # counters start at zero with the service
     metrics_dir.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    os.environ[SERVER_PID] = str(os.getpid())  # the trainers end when this process ends
     uvicorn.run(
         "serving.api:app",
         host=settings.host,

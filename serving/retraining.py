@@ -27,7 +27,7 @@ from ctloop.config import CoreSettings
 from ctloop.prod_data import ProductionData
 from ctloop.retrain_log import RetrainLog
 from ctloop.schedule import RetrainStatus, retrain_status
-from ctloop.trainer import trainer_is_running
+from ctloop.trainer import SERVER_PID, trainer_is_running
 from ctloop.triggers import check_due
 
 log = logging.getLogger("serving.trainer")
@@ -40,6 +40,7 @@ class TrainerLauncher:
         self.needs_trainer = needs_trainer  # blocking: run in a thread
         self.check_seconds = check_seconds
         self._poked = asyncio.Event()
+        self.server_pid = int(os.environ.get(SERVER_PID, "") or os.getpid())
         self._task: asyncio.Task | None = None
 
     def poke(self) -> None:
@@ -75,7 +76,9 @@ class TrainerLauncher:
                 "-m",
                 "ctloop",
                 "retrain",
-                env={**os.environ, **SINGLE_THREAD},
+                # It ends with the server (`python -m serving`, or this worker when uvicorn
+                # runs it alone), not with a worker that restarts.
+                env={**os.environ, **SINGLE_THREAD, SERVER_PID: str(self.server_pid)},
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 start_new_session=True,  # a worker's restart must not kill a retrain

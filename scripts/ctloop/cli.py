@@ -109,9 +109,10 @@ def cmd_init(settings: CoreSettings, args: argparse.Namespace) -> int:
 def cmd_retrain(settings: CoreSettings, args: argparse.Namespace) -> int:
     """Run by the serving API in a separate, lower-priority process; safe to run by hand."""
     from ctloop.logs import configure_json_logging
-    from ctloop.trainer import run_pending
+    from ctloop.trainer import exit_with_server, run_pending
 
     configure_json_logging("INFO", sys.stderr)
+    exit_with_server()
     os.nice(settings.retrain_nice)
     outcomes = run_pending(settings)
     for entry in outcomes:

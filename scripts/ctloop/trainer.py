@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import logging
 import os
+import select
+import threading
 import time
 
 from filelock import FileLock, Timeout
@@ -36,6 +38,50 @@ from ctloop.util import utc_iso
 log = logging.getLogger("ctloop.trainer")
 
 MAX_ATTEMPTS = 3
+# The pid of the server that started this trainer (`python -m serving` sets it for its workers,
+# which pass it on): the trainer ends when that server ends, however it ends.
+SERVER_PID = "CTLOOP_SERVER_PID"
+
+
+def exit_with_server(poll_seconds: float = 1.0) -> None:
+    """When started by a server (SERVER_PID set), end this process soon after the server ends:
+    a trainer in its own session (so that a worker's restart does not kill it) would otherwise
+    outlive a stopped stack. What it leaves is what a crash leaves, which the trainer recovers."""
+    value = os.environ.get(SERVER_PID, "")
+    if not value.isdigit():
+        return
+    pid = int(value)
+    try:  # a pidfd sees the exit even before the server is reaped, and never a reused pid
+        handle = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux 5.3+, or the server is already gone
+        handle = None
+        if not _alive(pid):
+            _server_gone(pid)
+
+    def watch() -> None:
+        if handle is not None:
+            select.select([handle], [], [])
+        else:
+            while _alive(pid):
+                time.sleep(poll_seconds)
+        _server_gone(pid)
+
+    threading.Thread(target=watch, name="server-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _server_gone(pid: int) -> None:
+    log.warning("server_gone", extra={"event": "server_gone", "server_pid": pid})
+    os._exit(1)
 
 
 def trainer_lock(settings: CoreSettings) -> FileLock:

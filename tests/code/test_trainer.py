@@ -213,3 +213,25 @@ def test_a_k_trigger_records_the_other_reasons_that_hold(
     write_prod(settings.prod_data_path, embeddings[:40] + 3.0, targets[:40], predictions[:40])
     (entry,) = run_pending(settings)
     assert entry["trigger_rows"] == 40 and entry["reasons"] == ["rows", "drift"]
+
+
+def test_a_trainer_ends_soon_after_the_server_that_started_it(tmp_path) -> None:
+    """The watch `ctloop retrain` starts: here on a stand-in server (a sleep) killed under it."""
+    server = subprocess.Popen(["sleep", "600"])
+    code = "import time; from ctloop.trainer import exit_with_server\nexit_with_server(0.1)\n"
+    code += "print('watching', flush=True); time.sleep(120); print('outlived')"
+    trainer = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env={**os.environ, "CTLOOP_SERVER_PID": str(server.pid)},
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert trainer.stdout.readline().strip() == "watching"
+        assert trainer.poll() is None
+        server.kill()
+        server.wait()
+        assert trainer.wait(timeout=20) == 1
+        assert "outlived" not in trainer.stdout.read()
+    finally:
+        server.kill()
+        trainer.kill()

@@ -1,20 +1,30 @@
 """A running stack heals its registry by itself: when no version verifies, /ready and every 503
 say which version and which file, and the trainer rebuilds a first model from ref_data.csv; when
-the champion breaks, the fallback the workers serve becomes the champion. Real servers, the plain
-head (it trains in seconds)."""
+the champion breaks, the fallback the workers serve becomes the champion; a trainer ends with the
+server that started it. Real servers, the plain head (it trains in seconds) where it can."""
 
 from __future__ import annotations
 
 import shutil
+import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from ctloop.registry import ModelRegistry
+from ctloop.retrain_log import RetrainLog
 from ctloop.trainer import trainer_lock
-from tests.support.data import PLAIN_ENV, flip, plain_settings
+from tests.support.data import (
+    PLAIN_ENV,
+    copy_workspace,
+    flip,
+    plain_settings,
+    served_feedback,
+    write_prod,
+)
 from tests.support.images import b64
-from tests.support.processes import LiveServer, wait_for
+from tests.support.processes import LiveServer, trainer_pids, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -84,3 +94,30 @@ def test_a_broken_champion_gives_way_to_the_fallback_it_is_served_by(plain, tmp_
         assert httpx.get(f"{server.url}/model").json()["fallback"] is None
     reason = registry.history()[-1]["reason"]
     assert reason.startswith("repaired: ") and "classifier.onnx does not match" in reason
+
+
+def test_a_trainer_ends_when_the_server_that_started_it_stops(built, tmp_path) -> None:
+    """The trainer runs in its own session (a worker's restart must not kill it), yet stopping
+    the server stops it: a full rebuild of the five-network head is still training then."""
+    settings = copy_workspace(built, tmp_path)
+    embeddings, targets, predictions = served_feedback(built)
+    write_prod(settings.prod_data_path, embeddings[:20], targets[:20], predictions[:20])
+    server = LiveServer(settings, tmp_path / "server.log", RETRAIN_MODE="scratch", WORKERS="2")
+    with server:
+        ledger = RetrainLog(settings.retrain_log_path)
+        wait_for(
+            lambda: (
+                trainer_pids(settings.artifacts_dir)
+                and any(e.get("event") == "attempt" for e in ledger.entries())
+            ),
+            60,
+            0.05,
+            "the trainer to start on the trigger",
+        )
+        (pid,) = trainer_pids(settings.artifacts_dir)
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert f"CTLOOP_SERVER_PID={server.process.pid}".encode() in environ
+    stopped = time.monotonic()
+    wait_for(lambda: not trainer_pids(settings.artifacts_dir), 20, what="the trainer to end")
+    assert time.monotonic() - stopped < 20
+    assert not RetrainLog(settings.retrain_log_path).decisions(), "it ended mid-training"
