@@ -7,7 +7,9 @@ test decides when and how each one goes on stage.
 from __future__ import annotations
 
 import dataclasses
+import re
 
+import httpx
 import numpy as np
 
 from ctloop.candidate import build_manifest, version_files
@@ -86,3 +88,15 @@ def register_failing_challenger(settings: CoreSettings) -> str:
     }
     files["pipeline.onnx"] = failing_pipeline(files["pipeline.onnx"])
     return registry.register(files=files, manifest=manifest)
+
+
+def stage_by_worker(url: str) -> dict[str, tuple[str, str]]:
+    """{pid: (version, stage)} of the challenger each live worker serves on stage, from
+    ctloop_stage_percent (every worker sets it when it publishes a stage)."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    pattern = r'ctloop_stage_percent\{pid="(\d+)",stage="(\w+)",version="(v\d+)"\} ([\d.]+)'
+    found = {}
+    for pid, stage, version, percent in re.findall(pattern, text):
+        if float(percent) > 0:
+            found[pid] = (version, stage)
+    return found
