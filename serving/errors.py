@@ -27,24 +27,68 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def describe_validation(errors: list[dict]) -> str:
-    """'image: Field required; target: ...' from pydantic's error list."""
+# A request may hold thousands of invalid items (a 2.6 MB list of 1.3 million numbers): the reply
+# names the first few and counts the rest, so that an error body stays a few KB whatever was sent.
+SHOWN_ERRORS = 10
+MAX_DETAIL_CHARS = 1000
+MAX_LOCATION_CHARS = 80  # a location holds keys the client chose (a 1 MB key, say)
+MAX_MESSAGE_CHARS = 300
+
+
+def describe_validation(errors: list[dict], total: int | None = None) -> str:
+    """'image: Field required; target: ...' from pydantic's errors (the first SHOWN_ERRORS of
+    `total`, said when there are more), at most MAX_DETAIL_CHARS long."""
+    total = len(errors) if total is None else total
     parts = []
-    for error in errors:
-        location = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body",))
-        message = error.get("msg", "invalid")
+    for error in errors[:SHOWN_ERRORS]:
+        location = _location(error)
+        message = str(error.get("msg", "invalid"))
         if error.get("type") == "json_invalid":
             message = f"the body is not valid JSON ({error.get('ctx', {}).get('error', message)})"
         parts.append(f"{location}: {message}" if location else message)
-    return "; ".join(parts) or "the request is not valid"
+    detail = "; ".join(parts) or "the request is not valid"
+    if total > len(parts):
+        detail = f"{total:,} errors, the first {len(parts)}: {detail}"
+    if len(detail) > MAX_DETAIL_CHARS:
+        detail = detail[: MAX_DETAIL_CHARS - 3] + "..."
+    return detail
+
+
+def _location(error: dict) -> str:
+    location = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body",))
+    if len(location) > MAX_LOCATION_CHARS:
+        location = location[: MAX_LOCATION_CHARS - 3] + "..."
+    return location
 
 
 def _clean(errors: list[dict]) -> list[dict]:
-    """pydantic's errors without the (possibly huge) input and non-JSON context."""
+    """The first SHOWN_ERRORS of pydantic's errors, without the (possibly huge) input and
+    non-JSON context, their locations cut to MAX_LOCATION_CHARS."""
     return [
-        {"loc": list(error.get("loc", ())), "msg": error.get("msg"), "type": error.get("type")}
-        for error in errors
+        {
+            "loc": [_short(part) for part in error.get("loc", ())],
+            "msg": str(error.get("msg"))[:MAX_MESSAGE_CHARS],
+            "type": error.get("type"),
+        }
+        for error in errors[:SHOWN_ERRORS]
     ]
+
+
+def _short(part: object) -> object:
+    if isinstance(part, str) and len(part) > MAX_LOCATION_CHARS:
+        return part[: MAX_LOCATION_CHARS - 3] + "..."
+    return part
+
+
+def _invalid(request: Request, errors: list[dict], total: int) -> JSONResponse:
+    return _response(
+        request,
+        422,
+        "invalid_request",
+        describe_validation(errors, total),
+        errors=_clean(errors),
+        error_count=total,
+    )
 
 
 def _response(request: Request, status: int, code: str, detail: str, **extra) -> JSONResponse:
@@ -70,17 +114,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = list(exc.errors())
-        return _response(
-            request, 422, "invalid_request", describe_validation(errors), errors=_clean(errors)
-        )
+        errors = exc.errors()
+        return _invalid(request, list(errors[:SHOWN_ERRORS]), len(errors))
 
     @app.exception_handler(ValidationError)
     async def body_invalid(request: Request, exc: ValidationError) -> JSONResponse:
-        errors = exc.errors()
-        return _response(
-            request, 422, "invalid_request", describe_validation(errors), errors=_clean(errors)
-        )
+        # Only the errors shown are turned into dicts (with their inputs left out).
+        errors = exc.errors(include_url=False, include_input=False)[:SHOWN_ERRORS]
+        return _invalid(request, errors, exc.error_count())
 
     @app.exception_handler(BodyTooLargeError)
     async def too_large(request: Request, exc: BodyTooLargeError) -> JSONResponse:

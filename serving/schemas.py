@@ -208,5 +208,8 @@ class ErrorResponse(BaseModel):
     detail: str = Field(description="What is wrong, in words")
     error: str = Field(description="A short machine-readable code")
     request_id: str | None = Field(None, description="The request's id (in the logs too)")
-    errors: list[dict] | None = Field(None, description="Each invalid field, for a 422")
+    errors: list[dict] | None = Field(
+        None, description="The first 10 invalid fields, for a 422 (`error_count` counts them all)"
+    )
+    error_count: int | None = Field(None, description="How many fields were invalid, for a 422")
     classes: list[str] | None = Field(None, description="The valid classes, for unknown_class")
