@@ -9,17 +9,24 @@ thread pool, a thread hop on every request for what is an attribute lookup.
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
+from pydantic import BaseModel
 
 from ctloop.predict import Model
 from ctloop.registry import ModelRegistry
+from serving.bodies import parse_json
 from serving.errors import ApiError
+from serving.images import media_type
 from serving.model_store import ModelStore
 from serving.ratelimit import client_key
 from serving.retraining import Retraining, TrainerLauncher
+from serving.schemas import RollbackRequest, StageRequest
 from serving.settings import ServingSettings
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def current_model(request: Request) -> Model:
@@ -91,11 +98,32 @@ async def limit_feedback(request: Request) -> None:
         )
 
 
+def json_body(model: type[M]) -> Callable[[Request], Awaitable[M | None]]:
+    """A dependency: the request's optional JSON body as `model` (None when it is empty), read by
+    serving.bodies.parse_json after the route's own dependencies have passed. A body FastAPI
+    declares itself is parsed before any dependency runs: a stranger's 4 MB of brackets would be
+    parsed before the token check refused them (and Python's JSON parser answers deep nesting
+    with a 400 the schema does not describe). The route documents the body with
+    serving.bodies.json_request_body."""
+
+    async def read_body(request: Request) -> M | None:
+        body = await request.body()
+        if not body.strip():
+            return None
+        if media_type(request) not in ("", "application/json"):
+            raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+        return parse_json(body, model)
+
+    return read_body
+
+
 SettingsDep = Annotated[ServingSettings, Depends(get_settings)]
 ModelDep = Annotated[Model, Depends(get_model)]
 ModelStoreDep = Annotated[ModelStore, Depends(get_model_store)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 RetrainingDep = Annotated[Retraining, Depends(get_retraining)]
 TrainerDep = Annotated[TrainerLauncher, Depends(get_trainer)]
+RollbackBody = Annotated[RollbackRequest | None, Depends(json_body(RollbackRequest))]
+StageBody = Annotated[StageRequest | None, Depends(json_body(StageRequest))]
 TokenDep = Depends(require_token)
 FeedbackLimitDep = Depends(limit_feedback)

@@ -7,13 +7,16 @@ from starlette.concurrency import run_in_threadpool
 
 from ctloop.gate import RULE
 from ctloop.registry import RegistryError
+from serving.bodies import json_request_body
 from serving.delivery import delivery_view
 from serving.deps import (
     ModelDep,
     ModelStoreDep,
     RegistryDep,
     RetrainingDep,
+    RollbackBody,
     SettingsDep,
+    StageBody,
     TokenDep,
 )
 from serving.errors import ApiError
@@ -29,6 +32,12 @@ from serving.schemas import (
 )
 
 router = APIRouter(tags=["model"])
+
+# The admin routes' optional JSON body (read after the token check: serving.deps.json_body).
+BODY_ERRORS = {
+    415: {"model": ErrorResponse, "description": "The body is not JSON"},
+    422: {"model": ErrorResponse, "description": "The body is not valid JSON, or not valid"},
+}
 
 
 @router.get("/model", response_model=ModelInfo, summary="The served model and the retrain state")
@@ -99,15 +108,13 @@ def version_summary(manifest: dict) -> VersionSummary:
         401: {"model": ErrorResponse, "description": "API token required"},
         409: {"model": ErrorResponse, "description": "Nothing to roll back to"},
         404: {"model": ErrorResponse, "description": "Unknown version"},
-        422: {"model": ErrorResponse, "description": "The body is not valid"},
+        **BODY_ERRORS,
     },
     summary="Serve the current version's parent, or a named version",
+    openapi_extra=json_request_body(RollbackRequest),
 )
 async def rollback(
-    request: Request,
-    registry: RegistryDep,
-    models: ModelStoreDep,
-    body: RollbackRequest | None = None,
+    request: Request, registry: RegistryDep, models: ModelStoreDep, body: RollbackBody
 ) -> RollbackResponse:
     """Moves the registry pointer; every worker switches to it within MODEL_POLL_SECONDS (this
     one before it answers). With an unreadable pointer, naming a version repairs it."""
@@ -130,7 +137,7 @@ async def rollback(
 STAGE_ERRORS = {
     401: {"model": ErrorResponse, "description": "API token required"},
     409: {"model": ErrorResponse, "description": "No challenger (or another one) is on stage"},
-    422: {"model": ErrorResponse, "description": "The body is not valid"},
+    **BODY_ERRORS,
 }
 
 
@@ -140,10 +147,9 @@ STAGE_ERRORS = {
     dependencies=[TokenDep],
     responses=STAGE_ERRORS,
     summary="Promote the challenger on stage (shadow or canary) now, by hand",
+    openapi_extra=json_request_body(StageRequest),
 )
-async def promote_stage(
-    request: Request, models: ModelStoreDep, body: StageRequest | None = None
-) -> StageResponse:
+async def promote_stage(request: Request, models: ModelStoreDep, body: StageBody) -> StageResponse:
     """The challenger serves everyone from now on; the champion is retired. Recorded in
     history.jsonl with the reason; every worker follows within MODEL_POLL_SECONDS."""
     return await _end_stage(request, models, body, promote=True)
@@ -155,10 +161,9 @@ async def promote_stage(
     dependencies=[TokenDep],
     responses=STAGE_ERRORS,
     summary="Roll the challenger on stage (shadow or canary) back now, by hand",
+    openapi_extra=json_request_body(StageRequest),
 )
-async def abort_stage(
-    request: Request, models: ModelStoreDep, body: StageRequest | None = None
-) -> StageResponse:
+async def abort_stage(request: Request, models: ModelStoreDep, body: StageBody) -> StageResponse:
     """The champion serves everyone again; the challenger is recorded as rolled back."""
     return await _end_stage(request, models, body, promote=False)
 

@@ -6,6 +6,7 @@ import numpy as np
 from fastapi import APIRouter, Request, Response
 
 from ctloop.predict import Model
+from serving.bodies import parse_json
 from serving.delivery import answering_models, shadow_later
 from serving.errors import ApiError
 from serving.images import decode_base64, media_type, read_form, to_pixels, uploaded_files
@@ -141,13 +142,9 @@ def _with_grid(model: Model, labels, probabilities, pixels, batch: bool, request
 async def _read_images(request: Request, settings: ServingSettings) -> tuple[list[bytes], bool]:
     kind = media_type(request)
     if kind == "application/json":
-        body = PredictRequest.model_validate_json(await request.body())
+        body = parse_json(await request.body(), PredictRequest, max_items=settings.max_batch)
         if body.image is not None:
             return [decode_base64(body.image, "image")], False
-        if len(body.images) > settings.max_batch:
-            raise ApiError(
-                422, "batch_too_large", f"at most {settings.max_batch} images per request"
-            )
         return [decode_base64(value, f"images[{i}]") for i, value in enumerate(body.images)], True
     if kind == "multipart/form-data":
         form = await read_form(request, settings)
