@@ -171,7 +171,46 @@ def open_image(
             f"the image is {width}x{height}: its sides may differ by a factor of "
             f"{max_aspect:g} at most"
         )
+    if image.format == "JPEG":
+        _check_jpeg_length(image, data)
     return image
+
+
+def decoded_pixels(image: Image.Image, spec: PreprocessSpec | None = None) -> int:
+    """Pixels `preprocess_image` will decode from an image `open_image` returned: its header's,
+    or fewer for a JPEG, which is decoded at a reduced scale (this sets that scale)."""
+    _draft(image, spec or DEFAULT_SPEC)
+    return image.width * image.height
+
+
+# Start-of-frame markers of arithmetic-coded JPEGs, which can spend less than a bit on a block.
+ARITHMETIC_SOF = (b"\xff\xc9", b"\xff\xca", b"\xff\xcb", b"\xff\xcd", b"\xff\xce", b"\xff\xcf")
+
+
+def _check_jpeg_length(image: Image.Image, data: bytes) -> None:
+    """A JPEG too short for the picture its header announces is refused before it is decoded.
+
+    libjpeg fills a picture whose data ends early with grey and says so only in a warning that
+    Pillow drops: 352 bytes announcing 4096 x 4096 pixels decode "fine". A Huffman-coded JPEG
+    spends at least one bit on each 8 x 8 block of its full-resolution component (its DC
+    coefficient's code), so fewer bytes than blocks / 8 cannot hold the picture.
+    """
+    if any(marker in data for marker in ARITHMETIC_SOF):
+        return
+    factors = [(h, v) for _, h, v, _ in getattr(image, "layer", None) or [(1, 1, 1, 0)]]
+    most_h, most_v = max(h for h, _ in factors), max(v for _, v in factors)
+    width, height = image.size
+    blocks = max(
+        _ceil_div(_ceil_div(width * h, most_h), 8) * _ceil_div(_ceil_div(height * v, most_v), 8)
+        for h, v in factors
+    )
+    needed = _ceil_div(blocks, 8)
+    if len(data) < needed:
+        raise CorruptImageError(
+            f"the JPEG's header says {width}x{height} pixels but the file holds {len(data):,} "
+            f"bytes, fewer than the {needed:,} that many pixels need: its data is truncated or "
+            "does not match its header"
+        )
 
 
 def preprocess_image(image: Image.Image, spec: PreprocessSpec | None = None) -> np.ndarray:
@@ -201,10 +240,19 @@ def preprocess_many(
     return out
 
 
-def _decode(image: Image.Image, spec: PreprocessSpec) -> Image.Image:
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _draft(image: Image.Image, spec: PreprocessSpec) -> None:
     if image.format == "JPEG":
         # Decode large JPEGs at a reduced scale: the result is averaged down to a few cells anyway.
+        # Pillow applies a draft once, before the image is loaded; a second call does nothing.
         image.draft(image.mode, (spec.size * 16, spec.size * 16))
+
+
+def _decode(image: Image.Image, spec: PreprocessSpec) -> Image.Image:
+    _draft(image, spec)
     try:
         image.load()
         if "exif" in image.info:  # phone photos carry their orientation in EXIF
@@ -243,15 +291,23 @@ def _to_grey(image: Image.Image) -> np.ndarray:
         if image.mode != "L":
             image = image.convert("L")
         return np.frombuffer(image.tobytes(), dtype=np.uint8).reshape(image.height, image.width)
-    rgba = image.convert("RGBA")
-    luminance = np.asarray(rgba.convert("L"), dtype=np.float32) / 255.0
-    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
+    # alpha * luminance + (1 - alpha) * background, computed in place: a 4096 x 4096 RGBA picture
+    # costs four float32 planes of 64 MB at most instead of eight (the same values, bit for bit).
+    rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32)
+    alpha /= 255.0
     coverage = float(alpha.sum())
     if coverage == 0:
         raise BlankImageError("the image is fully transparent")
-    ink_is_light = float((alpha * luminance).sum()) / coverage > 0.5
-    background = 0.0 if ink_is_light else 1.0
-    return alpha * luminance + (1.0 - alpha) * background
+    grey = np.asarray(rgba.convert("L"), dtype=np.float32)
+    del rgba
+    grey /= 255.0
+    grey *= alpha
+    ink_is_light = float(grey.sum()) / coverage > 0.5
+    if not ink_is_light:  # the background is white: add (1 - alpha) * 1.0
+        np.subtract(1.0, alpha, out=alpha)
+        grey += alpha
+    return grey
 
 
 def _normalise_contrast(grey: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray, float]:
