@@ -11,7 +11,14 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from ctloop.preprocess import ImageError, PreprocessSpec, open_image, preprocess_image
+from ctloop.preprocess import (
+    ImageError,
+    PreprocessSpec,
+    decoded_pixels,
+    open_image,
+    preprocess_image,
+)
+from serving.decode_budget import decode_budget, release_memory
 from serving.errors import ApiError
 from serving.middleware import BodyTooLargeError
 from serving.settings import ServingSettings
@@ -64,9 +71,11 @@ async def uploaded_files(form, field: str = "file") -> list[bytes]:
 async def to_pixels(
     images: list[bytes], spec: PreprocessSpec, settings: ServingSettings
 ) -> np.ndarray:
-    """Preprocess each image; small ones on the event loop (tens of microseconds), big ones in a
-    thread so that a 12-megapixel photo never stalls the other requests. Every header is read and
-    checked (size, shape, the batch's total pixels) before any image is decoded."""
+    """Preprocess each image; small ones on the event loop (tens of microseconds; INLINE_PIXELS
+    in all per request), the others in a thread so that a 12-megapixel photo never stalls the
+    other requests, within the worker's DECODE_BUDGET_PIXELS (serving.decode_budget). Every
+    header is read and checked (size, shape, the batch's total pixels) before any image is
+    decoded, and each decoded image is let go before the next one is decoded."""
     opened = []
     for index, data in enumerate(images):
         try:
@@ -91,14 +100,32 @@ async def to_pixels(
             f"{settings.max_batch_pixels:,} per request",
         )
     rows = np.empty((len(images), spec.n_pixels), dtype=np.float32)
+    budget = decode_budget(settings.decode_budget_pixels, settings.decode_wait_seconds)
+    inline_left = settings.inline_pixels  # per request: 64 images of 512 x 512 take 1 s inline
     for index, image in enumerate(opened):
+        opened[index] = None
         try:
-            if image.width * image.height <= settings.inline_pixels:
+            pixels = image.width * image.height
+            if pixels <= inline_left:
+                inline_left -= pixels
                 rows[index] = preprocess_image(image, spec)
             else:
-                rows[index] = await run_in_threadpool(preprocess_image, image, spec)
+                async with budget.reserve(decoded_pixels(image, spec)):
+                    rows[index] = await run_in_threadpool(_preprocess_large, image, spec)
         except ImageError as exc:
             if len(images) == 1:
                 raise
             raise type(exc)(f"images[{index}]: {exc}") from exc
+        finally:
+            image.close()
     return rows
+
+
+def _preprocess_large(image, spec: PreprocessSpec) -> np.ndarray:
+    """preprocess_image in a worker thread, the decoded pixels freed and handed back to the
+    system before the thread gives its share of the budget back."""
+    try:
+        return preprocess_image(image, spec)
+    finally:
+        image.close()
+        release_memory()

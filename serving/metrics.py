@@ -39,6 +39,11 @@ LATENCY = Histogram(
 )
 PREDICTIONS = Counter("ctloop_predictions_total", "Predictions served, by class", ["label"])
 FEEDBACK_ROWS = Counter("ctloop_feedback_rows_total", "Rows appended to prod_data.csv")
+DECODES_REFUSED = Counter(
+    "ctloop_decodes_refused_total",
+    "Large images refused with 503 because the worker's DECODE_BUDGET_PIXELS stayed full for "
+    "DECODE_WAIT_SECONDS",
+)
 MODEL_LOADS = Counter("ctloop_model_loads_total", "Model versions loaded by workers", ["outcome"])
 MODEL_INFO = Gauge(
     "ctloop_model_info",

@@ -32,8 +32,10 @@ class ServingSettings(CoreSettings):
     )
     feedback_rate_limit: str = Field(
         "10/second;600/minute",
-        description="Feedback requests per client (address + X-Client-ID), in the `limits` "
-        "notation; each worker counts its own; empty: no limit",
+        description="Feedback requests per client, in the `limits` notation; a client is its "
+        "address and its credential (a hash of its bearer token), never a header it chooses. "
+        "The page sends all its users' feedback from one address with one token: they share "
+        "one budget, so raise this if they get 429. Each worker counts its own; empty: no limit",
     )
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Larger request bodies: 413")
     max_batch: int = Field(64, ge=1, description="Most images in one /predict call")
@@ -44,7 +46,25 @@ class ServingSettings(CoreSettings):
         "is decoded",
     )
     inline_pixels: int = Field(
-        262_144, ge=0, description="Images up to this many pixels are decoded on the event loop"
+        262_144,
+        ge=0,
+        description="Pixels of each request decoded on the event loop (its first images, while "
+        "they fit); the others are decoded in threads",
+    )
+    decode_budget_pixels: int = Field(
+        16_777_216,
+        ge=1,
+        description="Most pixels each worker decodes at once in its threads (images larger than "
+        "INLINE_PIXELS; a JPEG counts the pixels of its reduced-scale decode). A decode costs up "
+        "to about 15 bytes per pixel: the default, one 4096 x 4096 picture, keeps a worker "
+        "within about 250 MB of decoding whatever arrives (docs/hardening.md). An image larger "
+        "than the budget is decoded alone",
+    )
+    decode_wait_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="How long a large image waits for DECODE_BUDGET_PIXELS to free up (first "
+        "come, first served) before its request gets 503 with Retry-After; 0: no wait",
     )
     header_timeout_seconds: float = Field(
         10.0, gt=0, description="A request's headers must arrive within this time (else 408)"
