@@ -36,6 +36,10 @@ def main() -> None:
         loop="uvloop",
         http=TimedHttpToolsProtocol,  # httptools, with header and body timeouts
         access_log=False,
+        # A client's address is its connection's. uvicorn trusts X-Forwarded-For from 127.0.0.1
+        # by default: any process on the host could then pick an address per request and escape
+        # the feedback rate limit (serving.ratelimit).
+        proxy_headers=False,
         log_config=None,
         timeout_graceful_shutdown=10,
     )

@@ -1,12 +1,19 @@
 """Feedback rate limits per client, with the `limits` library (moving windows, in memory).
 
-A client is its address plus the X-Client-ID header it may send (the page sends one per browser
-session, so its users do not share one budget). Each worker process keeps its own windows: with
-WORKERS=2 a client that spreads its connections over both gets up to twice FEEDBACK_RATE_LIMIT.
+A client is what it cannot choose: the address its connection comes from and the credential it
+sent (a hash of its bearer token, never the token itself). Headers are not part of it: with a new
+X-Client-ID per request, a client used to get a fresh budget each time (the page's X-Client-ID
+still picks its canary, serving.delivery). `python -m serving` does not trust X-Forwarded-For
+either (serving.__main__). The page (webapp/) sends all its users' feedback from one address with
+one token, so they share one budget: see FEEDBACK_RATE_LIMIT in the README.
+
+Each worker process keeps its own windows: with WORKERS=2 a client that spreads its connections
+over both gets up to twice FEEDBACK_RATE_LIMIT.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 
@@ -31,5 +38,10 @@ class ClientRateLimit:
 
 
 def client_key(request: Request) -> str:
+    """'<address>|<sha256 of the bearer token, 16 hex digits>' (empty without a token)."""
     address = request.client.host if request.client else "unknown"
-    return f"{address}|{request.headers.get('x-client-id', '')[:64]}"
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    credential = ""
+    if scheme.lower() == "bearer" and token:
+        credential = hashlib.sha256(token.encode()).hexdigest()[:16]
+    return f"{address}|{credential}"
