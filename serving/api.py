@@ -95,6 +95,10 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         responses={500: {"model": ErrorResponse, "description": "The server failed"}},
         docs_url=None,  # /docs is served below, from files the API holds
         redoc_url=None,
+        # No 307 from /model/rollback/ to /model/rollback: Starlette's redirect writes the
+        # request's Host header into `location`, a page a client could be sent to. A path that is
+        # not a route is a 404 JSON error, like any other.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.api_token = resolve(settings.api_token, settings.secrets_dir, "api_token")
@@ -114,4 +118,10 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     return app
 
 
-app = create_app()
+def __getattr__(name: str) -> FastAPI:
+    """`serving.api:app` (what uvicorn loads), made on first use: importing this module to call
+    `create_app(settings)` (the in-process tests) reads no environment and writes no secret."""
+    if name == "app":
+        globals()["app"] = built = create_app()
+        return built
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
