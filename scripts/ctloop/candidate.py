@@ -9,6 +9,7 @@ embedding space); the registry keeps it whatever the decision, with both scores 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,19 +61,31 @@ def train_candidate(
     scratch: bool = False,
     finetunes_since_scratch: int = 0,
     rebuild_reason: str | None = None,
+    behind: int = 0,
+    deferred: bool = False,
+    checkpoint: Callable[[], None] | None = None,
 ) -> Candidate:
     """Fine-tune the served version, or fit a new head (`ctloop.retrain_set` decides which and
     which rows: the reference and the newest production rows up to `prod_rows`), register it
     with the stored embedding, and serve it if it passes the gate (unless `promote` is False).
 
     `rebuild_reason`: no served version can be loaded (`ctloop.recovery`); a first model is
-    fitted on the reference alone and served as if there were no champion, with this reason."""
+    fitted on the reference alone and served as if there were no champion, with this reason.
+    `behind`, `deferred`: see `choose_base`; `checkpoint` is called during a periodic rebuild
+    and may raise RebuildYieldedError to stop it."""
     started = time.perf_counter()
     if rebuild_reason is not None:
         prod_rows, scratch, promote = 0, True, True
     embedding = load_embedding(settings.embedding_dir)
     base = choose_base(
-        settings, registry, embedding.info, prod_rows or 0, finetunes_since_scratch, scratch
+        settings,
+        registry,
+        embedding.info,
+        prod_rows or 0,
+        finetunes_since_scratch,
+        scratch,
+        behind=behind,
+        deferred=deferred,
     )
     training_set, scope = read_training_set(settings, prod_rows or 0, base, seed=prod_rows or 0)
     head = train_head(
@@ -80,6 +93,7 @@ def train_candidate(
         HeadConfig.from_settings(settings),
         base_files=base.files,
         augmentation=Augmentation.from_settings(settings, embedding, seed=prod_rows or 0),
+        checkpoint=checkpoint if base.periodic else None,
     )
     gate = gate_set(training_set, settings.gate_recent_rows)
     challenger = gate_score(Classifier(head.model, head.classes)(gate.embeddings)[0], gate)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -98,8 +99,10 @@ def fit_head(
     targets: np.ndarray,
     weights: np.ndarray | None = None,
     config: HeadConfig | None = None,
+    checkpoint: Callable[[], None] | None = None,
 ) -> Pipeline:
-    """A new head (scaler fitted on these rows) trained from scratch."""
+    """A new head (scaler fitted on these rows) trained from scratch. `checkpoint` is called
+    before each network is trained: it may raise to stop a long fit (a rebuild giving way)."""
     config = config or DEFAULT_HEAD
     if config.kind == "svc":
         return _fit_svc(embeddings, targets, weights, config)
@@ -109,6 +112,8 @@ def fit_head(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=ConvergenceWarning)
         for member in range(max(config.members, 1)):
+            if checkpoint is not None:
+                checkpoint()
             network = _mlp(config, config.epochs).set_params(random_state=config.seed + member)
             networks.append(network.fit(scaled, targets, sample_weight=weights))
     return Pipeline([("scaler", scaler), ("classifier", merge_networks(networks))])

@@ -47,6 +47,7 @@ class RetrainBase:
     mode: str  # "finetune" or "scratch"
     why: str
     version: str | None = None  # the version fine-tuned
+    periodic: bool = False  # the periodic full rebuild (which gives way to a burst of feedback)
     files: dict[str, bytes] | None = field(default=None, repr=False)
     since: int = 0  # production rows that version had covered (its production_through)
 
@@ -58,8 +59,14 @@ def choose_base(
     production_rows: int,
     finetunes_since_scratch: int = 0,
     scratch: bool = False,
+    behind: int = 0,
+    deferred: bool = False,
 ) -> RetrainBase:
-    """Fine-tune the served version unless something says scratch; the reason either way."""
+    """Fine-tune the served version unless something says scratch; the reason either way.
+
+    The periodic full rebuild waits while the trainer is behind (`behind`: older triggers this
+    retrain supersedes) or right after one gave way (`deferred`): a burst of feedback is covered
+    by fine-tunes of seconds, and the rebuild runs once the trainer has caught up."""
     if scratch:
         return RetrainBase("scratch", "a full rebuild was asked for")
     if production_rows == 0:
@@ -71,11 +78,18 @@ def choose_base(
     served = registry.current_version()
     if served is None:
         return RetrainBase("scratch", "no version is served yet")
+    waiting = ""
     if settings.scratch_every and finetunes_since_scratch >= settings.scratch_every:
-        return RetrainBase(
-            "scratch",
+        rebuild = (
             f"the periodic full rebuild: {finetunes_since_scratch} fine-tunes since the last "
-            f"(SCRATCH_EVERY {settings.scratch_every})",
+            f"(SCRATCH_EVERY {settings.scratch_every})"
+        )
+        if not behind and not deferred:
+            return RetrainBase("scratch", rebuild, periodic=True)
+        waiting = (
+            f"; {rebuild} waits until the trainer has caught up ("
+            + (f"{behind} older triggers superseded" if behind else "the last one gave way")
+            + ")"
         )
     try:
         loaded = registry.load(served)
@@ -93,7 +107,7 @@ def choose_base(
         )
     return RetrainBase(
         "finetune",
-        f"fine-tuning the served version {served}",
+        f"fine-tuning the served version {served}{waiting}",
         version=served,
         files=files,
         since=production_through(manifest),

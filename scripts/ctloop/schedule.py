@@ -9,6 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+class RebuildYieldedError(RuntimeError):
+    """A periodic full rebuild gave way to the feedback that arrived while it ran (the trainer
+    records its trigger as superseded and fine-tunes the newest rows instead)."""
+
+
 @dataclass(frozen=True)
 class RetrainStatus:
     """Where prod_data.csv stands against the retrain schedule."""

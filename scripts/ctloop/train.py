@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -117,6 +118,7 @@ def train_head(
     config: HeadConfig | None = None,
     base_files: dict[str, bytes] | None = None,
     augmentation: Augmentation | None = None,
+    checkpoint: Callable[[], None] | None = None,
 ) -> TrainedHead:
     """Fit on the rows not held out, export to ONNX, check parity, measure on the held-out rows.
 
@@ -124,6 +126,7 @@ def train_head(
     (`finetune_head`); without, a new head is fitted from scratch (`fit_head`). With
     `augmentation`, transformed copies of the rows not held out are trained on too
     (`ctloop.augment.augment_training_set`); held-out rows and metrics stay real rows only.
+    `checkpoint` (a fit from scratch only) is called between its long steps and may raise.
     """
     config = config or DEFAULT_HEAD
     started = time.perf_counter()
@@ -144,7 +147,7 @@ def train_head(
     )
     started = time.perf_counter()
     if base_files is None:
-        head = fit_head(*rows, config=config)
+        head = fit_head(*rows, config=config, checkpoint=checkpoint)
     else:
         head = finetune_head(base_files, *rows, config=config)
     fit_seconds = time.perf_counter() - started

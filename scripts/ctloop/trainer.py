@@ -22,6 +22,7 @@ import os
 import select
 import threading
 import time
+from collections.abc import Callable
 
 from filelock import FileLock, Timeout
 
@@ -30,7 +31,7 @@ from ctloop.prod_data import ProductionData
 from ctloop.recovery import heal
 from ctloop.registry import ModelRegistry, RegistryError
 from ctloop.retrain_log import RetrainLog
-from ctloop.schedule import RetrainStatus, retrain_status
+from ctloop.schedule import RebuildYieldedError, RetrainStatus, retrain_status
 from ctloop.stage import release, review_stage_safely
 from ctloop.triggers import RetrainPlan, TriggerCheck, check_due, check_window, plan_retrain
 from ctloop.util import utc_iso
@@ -115,8 +116,9 @@ def run_pending(settings: CoreSettings) -> list[dict]:
             review_stage_safely(settings)  # a stage judged before a newer challenger may replace it
             state = TrainerState(settings, ledger)
             while (plan := state.next_plan()) is not None:
+                deferred = bool((ledger.last_decision() or {}).get("yielded"))
                 outcomes += [supersede(ledger, row, plan.trigger_rows) for row in plan.superseded]
-                outcomes.append(retrain(settings, ledger, plan))
+                outcomes.append(retrain(settings, ledger, plan, deferred))
         finally:
             lock.release()
         if not TrainerState(settings, ledger).work_due():  # landed before the release?
@@ -193,8 +195,11 @@ def supersede(ledger: RetrainLog, trigger_rows: int, by: int) -> dict:
     return entry
 
 
-def retrain(settings: CoreSettings, ledger: RetrainLog, plan: RetrainPlan) -> dict:
-    """Train a candidate on ref + prod rows up to the plan's trigger, gate it, log the decision."""
+def retrain(
+    settings: CoreSettings, ledger: RetrainLog, plan: RetrainPlan, deferred: bool = False
+) -> dict:
+    """Train a candidate on ref + prod rows up to the plan's trigger, gate it, log the decision
+    (`deferred`: the last periodic rebuild gave way; this one fine-tunes)."""
     started = time.perf_counter()
     trigger_rows = plan.trigger_rows
     registry = ModelRegistry(settings.artifacts_dir)
@@ -220,7 +225,9 @@ def retrain(settings: CoreSettings, ledger: RetrainLog, plan: RetrainPlan) -> di
             "retrain_start",
             extra={"event": "retrain_start", "trigger_rows": trigger_rows, "reasons": plan.reasons},
         )
-        entry = train_and_log_entry(settings, registry, plan, ledger.finetunes_since_scratch())
+        entry = train_and_log_entry(
+            settings, registry, plan, ledger.finetunes_since_scratch(), deferred
+        )
     entry = {
         **entry,
         "reasons": list(plan.reasons),
@@ -245,10 +252,16 @@ def prune(settings: CoreSettings, registry: ModelRegistry) -> None:
 
 
 def train_and_log_entry(
-    settings: CoreSettings, registry: ModelRegistry, plan: RetrainPlan, finetunes: int = 0
+    settings: CoreSettings,
+    registry: ModelRegistry,
+    plan: RetrainPlan,
+    finetunes: int = 0,
+    deferred: bool = False,
 ) -> dict:
     """Train, gate and register the candidate for this plan; its decision line (`finetunes`:
-    fine-tunes since the last full rebuild, for SCRATCH_EVERY)."""
+    fine-tunes since the last full rebuild, for SCRATCH_EVERY). A periodic rebuild behind which
+    a fine-tune's window of new rows piles up gives way: its trigger is superseded by the
+    fine-tune that follows, so a burst is decided in seconds, not after minutes of rebuild."""
     from ctloop.candidate import train_candidate  # scikit-learn: only when there is work
 
     trigger_rows = plan.trigger_rows
@@ -266,11 +279,43 @@ def train_and_log_entry(
             prod_rows=trigger_rows,
             trigger=trigger,
             finetunes_since_scratch=finetunes,
+            behind=len(plan.superseded),
+            deferred=deferred,
+            checkpoint=rows_piling_up(settings, trigger_rows),
         )
+    except RebuildYieldedError as exc:
+        log.warning("rebuild_yielded", extra={"event": "rebuild_yielded", "reason": str(exc)})
+        return {
+            "trigger_rows": trigger_rows,
+            "decision": "superseded",
+            "reason": str(exc),
+            "yielded": True,
+        }
     except Exception as exc:  # a failed retrain is a decision too: logged, not retried forever
         log.exception("retrain for %d rows failed", trigger_rows)
         return {"trigger_rows": trigger_rows, "decision": "failed", "error": repr(exc)}
     return decision_entry(trigger_rows, candidate.version, candidate.gate, candidate.head.training)
+
+
+def rows_piling_up(settings: CoreSettings, trigger_rows: int) -> Callable[[], None]:
+    """A checkpoint for a periodic rebuild: it gives way once a newer trigger is due and a whole
+    fine-tune window (FINETUNE_WINDOW_ROWS) of rows has arrived since its trigger."""
+    from ctloop.embed import load_embedding
+
+    n_components = int(load_embedding(settings.embedding_dir).info["n_components"])
+    production = ProductionData(settings.prod_data_path, n_components)
+    limit = max(settings.retrain_every, settings.finetune_window_rows)
+
+    def checkpoint() -> None:
+        waiting = production.count_rows_on_disk() - trigger_rows
+        if waiting >= limit:
+            raise RebuildYieldedError(
+                f"the periodic full rebuild gave way: {waiting} rows arrived while it ran "
+                f"(at least {limit}); the next retrain fine-tunes, the rebuild follows once the "
+                "trainer has caught up"
+            )
+
+    return checkpoint
 
 
 def recover(settings: CoreSettings, registry: ModelRegistry, trigger_rows: int) -> dict | None:

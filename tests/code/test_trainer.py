@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from ctloop.registry import ModelRegistry
 from ctloop.retrain_log import RetrainLog
 from ctloop.trainer import MAX_ATTEMPTS, run_pending, trainer_is_running, trainer_lock
 from tests.support.data import make_settings, served_feedback, write_prod
+from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -235,3 +237,33 @@ def test_a_trainer_ends_soon_after_the_server_that_started_it(tmp_path) -> None:
     finally:
         server.kill()
         trainer.kill()
+
+
+def test_a_periodic_rebuild_gives_way_to_a_burst_and_fine_tunes_cover_it(fed) -> None:
+    """Rows pile up behind a full rebuild (a burst): it gives way once a fine-tune window of
+    rows has arrived, its trigger is superseded, and a fine-tune of seconds covers the newest."""
+    workspace, feed = fed
+    settings = make_settings(workspace.data_dir.parent, scratch_every=1, finetune_window_rows=40)
+    feed(20)
+    (first,) = run_pending(settings)
+    assert first["mode"] == "finetune"
+    feed(20)  # 40: the periodic rebuild is due (one fine-tune since the last, SCRATCH_EVERY 1)
+
+    def burst() -> None:  # once the rebuild has started, 60 more rows arrive
+        wait_for(lambda: ledger(settings).attempts(40), 120, 0.01, "the rebuild to start")
+        feed(60)
+
+    writer = threading.Thread(target=burst)
+    writer.start()
+    outcomes = run_pending(settings)
+    writer.join()
+    summary = [(o["trigger_rows"], o["decision"], o.get("mode")) for o in outcomes]
+    assert summary[0] == (40, "superseded", None) and outcomes[0]["yielded"] is True
+    assert "the periodic full rebuild gave way: 60 rows arrived" in outcomes[0]["reason"]
+    assert summary[1:3] == [(60, "superseded", None), (80, "superseded", None)]
+    assert summary[3][0] == 100 and summary[3][2] == "finetune"
+    manifest = ModelRegistry(settings.artifacts_dir).manifest(outcomes[3]["version"])
+    assert "waits until the trainer has caught up" in manifest["training"]["mode_reason"]
+    feed(20)  # caught up: the next trigger rebuilds
+    (rebuilt,) = run_pending(settings)
+    assert rebuilt["trigger_rows"] == 120 and rebuilt["mode"] == "scratch"
