@@ -11,15 +11,36 @@ EXAMPLE_PNG = (
 )
 
 
+# What a string holds beyond its type, in `format`s of this API (a JSON Schema consumer that does
+# not know a format ignores it; the schema test generates real values for them).
+IMAGE_STRING = {"format": "image-base64", "minLength": 1}  # base64 of a PNG/JPEG/BMP/GIF/WebP file
+IMAGE_FILE = {"contentMediaType": "application/octet-stream", "format": "image", "minLength": 1}
+CLASS_LABEL = {"format": "class-label"}  # one of the served model's classes (GET /model)
+
+
+def _exactly_one_image_field(schema: dict) -> None:
+    """What PredictRequest's validator checks, said in its JSON schema: exactly one of `image`
+    and `images`, neither empty (the validator's own messages stay: 'empty_image', ...)."""
+    image, images = (schema["properties"][name]["anyOf"][0] for name in ("image", "images"))
+    image.update(IMAGE_STRING)
+    images["items"].update(IMAGE_STRING)
+    images["minItems"] = 1
+    schema["oneOf"] = [
+        {"required": ["image"], "properties": {"image": dict(image)}},
+        {"required": ["images"], "properties": {"images": dict(images)}},
+    ]
+    schema["examples"] = [{"image": EXAMPLE_PNG}]
+
+
 class PredictRequest(BaseModel):
     """One image (`image`) or a small batch (`images`), base64-encoded PNG/JPEG/BMP/GIF/WebP."""
 
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"image": EXAMPLE_PNG}]}
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_exactly_one_image_field)
 
     image: str | None = Field(None, description="base64 of one image file")
-    images: list[str] | None = Field(None, description="base64 of several image files")
+    images: list[str] | None = Field(
+        None, description="base64 of several image files (at most MAX_BATCH, 64 by default)"
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> PredictRequest:
@@ -86,9 +107,19 @@ class FeedbackRequest(BaseModel):
         json_schema_extra={"examples": [{"image": EXAMPLE_PNG, "target": "3", "prediction": "3"}]},
     )
 
-    image: str = Field(description="base64 of one image file")
-    target: str = Field(min_length=1, max_length=100, description="The true class")
-    prediction: str | None = Field(None, max_length=100, description="The prediction shown")
+    image: str = Field(description="base64 of one image file", json_schema_extra=IMAGE_STRING)
+    target: str = Field(
+        min_length=1,
+        max_length=100,
+        description="The true class (one of the model's classes)",
+        json_schema_extra=CLASS_LABEL,
+    )
+    prediction: str | None = Field(
+        None,
+        max_length=100,
+        description="The prediction shown (one of the model's classes)",
+        json_schema_extra=lambda schema: schema["anyOf"][0].update(CLASS_LABEL),
+    )
 
 
 class FeedbackResponse(BaseModel):

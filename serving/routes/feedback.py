@@ -19,7 +19,13 @@ from serving.errors import ApiError
 from serving.images import decode_base64, media_type, read_form, to_pixels, uploaded_files
 from serving.metrics import FEEDBACK_ROWS
 from serving.routes.predict import ERRORS
-from serving.schemas import ErrorResponse, FeedbackRequest, FeedbackResponse
+from serving.schemas import (
+    CLASS_LABEL,
+    IMAGE_FILE,
+    ErrorResponse,
+    FeedbackRequest,
+    FeedbackResponse,
+)
 from serving.settings import ServingSettings
 
 router = APIRouter(tags=["feedback"])
@@ -27,11 +33,21 @@ router = APIRouter(tags=["feedback"])
 FORM_SCHEMA = {
     "type": "object",
     "properties": {
-        "file": {"type": "string", "contentMediaType": "application/octet-stream"},
-        "target": {"type": "string", "description": "The true class"},
-        "prediction": {"type": "string", "description": "The prediction the client showed"},
+        "file": {"type": "string", **IMAGE_FILE},
+        "target": {
+            "type": "string",
+            "minLength": 1,
+            "description": "The true class",
+            **CLASS_LABEL,
+        },
+        "prediction": {
+            "type": "string",
+            "description": "The prediction the client showed",
+            **CLASS_LABEL,
+        },
     },
     "required": ["file", "target"],
+    "maxProperties": 21,  # the file and at most 20 other fields (serving.images.read_form)
 }
 
 

@@ -13,6 +13,7 @@ from serving.images import decode_base64, media_type, read_form, to_pixels, uplo
 from serving.metrics import PREDICTIONS
 from serving.routes.direct import DirectRoute, json_response
 from serving.schemas import (
+    IMAGE_FILE,
     BatchPredictResponse,
     BatchPredictResponseWithGrid,
     ErrorResponse,
@@ -38,11 +39,13 @@ MULTIPART_SCHEMA = {
     "properties": {
         "file": {
             "type": "array",
-            "items": {"type": "string", "contentMediaType": "application/octet-stream"},
-            "description": "One image file, or several for a batch",
+            "items": {"type": "string", **IMAGE_FILE},
+            "minItems": 1,
+            "description": "One image file, or several for a batch (at most MAX_BATCH)",
         }
     },
     "required": ["file"],
+    "maxProperties": 21,  # the files and at most 20 other fields (serving.images.read_form)
 }
 
 
