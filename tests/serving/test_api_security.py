@@ -86,20 +86,50 @@ def test_without_a_configured_token_one_is_generated_and_required(built, tmp_pat
 def test_feedback_is_rate_limited_per_client_and_nothing_is_written_beyond(
     built, tmp_path, samples
 ) -> None:
+    """A client is its address and its credential: a new X-Client-ID (or X-Forwarded-For) per
+    request used to give it a fresh budget each time (60 of 60 accepted)."""
     settings = copy_workspace(built, tmp_path)
     env = {"FEEDBACK_RATE_LIMIT": "3/minute"}
     with LiveServer(settings, tmp_path / "server.log", **env) as server:
         body = {"image": b64(samples["1"]), "target": "1"}
         with httpx.Client(base_url=server.url, headers=server.auth) as http:
-            replies = [http.post("/feedback", json=body) for _ in range(5)]
-            other = http.post("/feedback", json=body, headers={"X-Client-ID": "another tab"})
+            replies = [
+                http.post(
+                    "/feedback",
+                    json=body,
+                    headers={"X-Client-ID": f"tab {n}", "X-Forwarded-For": f"198.51.100.{n}"},
+                )
+                for n in range(5)
+            ]
+        # Another address (the loopback range is the machine's own) has its own budget.
+        other_address = httpx.HTTPTransport(local_address="127.0.0.2")
+        with httpx.Client(
+            base_url=server.url, headers=server.auth, transport=other_address
+        ) as http:
+            other = http.post("/feedback", json=body)
         assert [reply.status_code for reply in replies] == [200, 200, 200, 429, 429]
         limited = replies[3]
         assert limited.json()["error"] == "rate_limited"
         assert 1 <= int(limited.headers["retry-after"]) <= 60
-        assert other.status_code == 200, "another client has its own budget"
+        assert other.status_code == 200, "another address has its own budget"
         rows = ProductionData(settings.prod_data_path, 32).count_rows_on_disk()
         assert rows == 4
+
+
+def test_the_rate_limit_key_holds_a_hash_of_the_token_never_the_token() -> None:
+    from starlette.requests import Request
+
+    from serving.ratelimit import client_key
+
+    def key(authorization: str, client_id: str) -> str:
+        headers = [(b"authorization", authorization.encode()), (b"x-client-id", client_id.encode())]
+        scope = {"type": "http", "headers": headers, "client": ("192.0.2.1", 5000)}
+        return client_key(Request(scope))
+
+    first = key("Bearer s3cret", "a")
+    assert first.startswith("192.0.2.1|") and "s3cret" not in first
+    assert key("Bearer s3cret", "b") == first, "X-Client-ID is not part of the key"
+    assert key("Bearer other", "a") != first
 
 
 def test_slow_clients_get_408_and_are_disconnected(built, tmp_path) -> None:
