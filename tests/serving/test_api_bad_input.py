@@ -312,6 +312,18 @@ def test_every_error_body_matches_the_documented_schema(client) -> None:
     assert set(body) <= set(schema["properties"]), set(body) - set(schema["properties"])
 
 
+def test_the_abuse_benchmark_measures_an_attack(server: LiveServer) -> None:
+    """bench/abuse.py's measurement, on one small attack (docs/hardening.md has the real run)."""
+    from bench.abuse import Attack, measure
+    from tests.support import attacks
+
+    nesting = Attack("nesting", "/predict", lambda: (attacks.deep_nesting(50_000), attacks.JSON), 2)
+    row = measure(server.url, server.process.pid, nesting)
+    assert row.statuses == [422, 422] and 0 < row.reply_bytes < 1000
+    assert row.rss_peak >= row.rss_before > 0 and row.rss_after > 0
+    assert row.health_ms and max(row.health_ms) < 1000
+
+
 def test_no_client_error_was_ever_a_500(client, server: LiveServer) -> None:
     """Runs last in this module: the request log holds every reply above."""
     import json
