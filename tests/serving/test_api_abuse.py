@@ -188,24 +188,31 @@ async def test_images_wait_their_turn_within_the_decode_wait(built, tmp_path) ->
 
 async def test_many_small_images_are_not_all_decoded_on_the_event_loop(app) -> None:
     """64 images of 512 x 512 are within every limit; decoded inline, one by one, they held the
-    event loop for a second. Only INLINE_PIXELS of a request are decoded inline now."""
-    health_ms: list[float] = []
+    event loop for the whole batch. Only INLINE_PIXELS of a request are decoded inline now: the
+    loop's longest stall (a heartbeat every 2 ms) is a small part of the batch's time."""
+    stalls: list[float] = []
+    done = asyncio.Event()
 
-    async def probe_health() -> None:
-        await asyncio.sleep(0.1)
-        started = time.perf_counter()
-        assert (await app.get("/health")).status_code == 200
-        health_ms.append((time.perf_counter() - started) * 1000)
+    async def heartbeat() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.002)
+            now = time.perf_counter()
+            stalls.append(now - last)
+            last = now
+
+    async def batch() -> httpx.Response:
+        try:
+            return await app.post("/predict", content=attacks.many_images(), headers=attacks.JSON)
+        finally:
+            done.set()
 
     started = time.perf_counter()
-    reply, _ = await asyncio.gather(
-        app.post("/predict", content=attacks.many_images(16), headers=attacks.JSON), probe_health()
-    )
+    reply, _ = await asyncio.gather(batch(), heartbeat())
     elapsed = time.perf_counter() - started
     assert reply.status_code == 200, reply.text[:300]
-    assert len(reply.json()["predictions"]) == 16
-    assert elapsed > 0.2, "the batch took too little time for the probe to land in it"
-    assert health_ms[0] < 100, health_ms
+    assert len(reply.json()["predictions"]) == 64
+    assert max(stalls) < elapsed / 3, (max(stalls), elapsed)
 
 
 @pytest.mark.parametrize("route", ["/predict", "/feedback"])
