@@ -130,6 +130,16 @@ def rules(t: Thresholds = Thresholds()) -> list[Rule]:
             "to the promoted one within seconds.",
         ),
         Rule(
+            "CtloopFeedbackNotSaved",
+            "ctloop-serving",
+            "min(ctloop_feedback_writable) == 0",
+            "1m",
+            "critical",
+            "Feedback cannot be saved",
+            "An API worker refuses feedback (507: no room for prod_data.csv; 503: the file "
+            "cannot be written): no row is lost, but no row is kept. GET /ready says why.",
+        ),
+        Rule(
             "CtloopHighErrorRatio",
             "ctloop-serving",
             f'sum(rate({latency}_count{{status=~"5.."}}[5m]))\n'

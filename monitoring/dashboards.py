@@ -148,6 +148,25 @@ def serving_dashboard():
                 ),
             )
         )
+        .with_panel(
+            graph(
+                "Room left for data/ and artifacts/",
+                "Bytes the stack can still write in each folder (statvfs, at each scrape).",
+                "bytes",
+                query("min by (folder) (ctloop_disk_free_bytes)", "{{folder}}"),
+            )
+        )
+        .with_panel(
+            graph(
+                "Feedback saved, and lines skipped",
+                "1 while every worker can save feedback (0 for a minute raises "
+                "CtloopFeedbackNotSaved; /ready says why); lines of prod_data.csv that are not "
+                "rows (skipped by every reader, recorded in prod_data.skipped.jsonl).",
+                "short",
+                query("min(ctloop_feedback_writable)", "feedback writable"),
+                query("max(ctloop_prod_data_skipped_lines)", "skipped lines"),
+            ).min(0)
+        )
         .build()
     )
 

@@ -23,7 +23,7 @@ from serving.delivery import CanaryHealth, StageCollector
 from serving.docs import install_docs
 from serving.errors import install_error_handlers
 from serving.logs import configure_logging
-from serving.metrics import RetrainCollector, mark_worker_dead
+from serving.metrics import RetrainCollector, StorageCollector, mark_worker_dead
 from serving.middleware import RequestMiddleware
 from serving.model_store import ModelStore
 from serving.ratelimit import ClientRateLimit
@@ -55,6 +55,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.metrics_collectors = (
         RetrainCollector(retraining.ledger, retraining.status),
         StageCollector(settings, models),
+        StorageCollector(
+            prod_data, {"data": settings.data_dir, "artifacts": settings.artifacts_dir}
+        ),
     )
     launcher.start()
     launcher.poke()  # retrains that became due while the service was down

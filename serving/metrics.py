@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -23,6 +24,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY
 
+from ctloop.prod_data import ProductionData
 from ctloop.retrain_log import DECISIONS, RetrainLog
 from ctloop.schedule import RetrainStatus
 
@@ -39,6 +41,12 @@ LATENCY = Histogram(
 )
 PREDICTIONS = Counter("ctloop_predictions_total", "Predictions served, by class", ["label"])
 FEEDBACK_ROWS = Counter("ctloop_feedback_rows_total", "Rows appended to prod_data.csv")
+FEEDBACK_WRITE_FAILURES = Counter(
+    "ctloop_feedback_write_failures_total",
+    "Feedback refused because its row could not be written: no_room (a full disk or quota, a "
+    "file-size limit: 507) or unavailable (a damaged header, a file that cannot be opened: 503)",
+    ["reason"],
+)
 DECODES_REFUSED = Counter(
     "ctloop_decodes_refused_total",
     "Large images refused with 503 because the worker's DECODE_BUDGET_PIXELS stayed full for "
@@ -145,6 +153,41 @@ class RetrainCollector:
         yield GaugeMetricFamily(
             "ctloop_production_rows", "Complete rows in prod_data.csv", value=status.rows
         )
+
+
+class StorageCollector:
+    """Whether feedback can be saved, skipped lines of prod_data.csv and the room left, as this
+    worker sees them at scrape (statvfs: cheap)."""
+
+    def __init__(self, prod_data: ProductionData, folders: dict[str, Path]) -> None:
+        self.prod_data = prod_data
+        self.folders = folders
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "ctloop_feedback_writable",
+            "1 while feedback rows can be saved, 0 while /feedback refuses them (507 no room, 503 "
+            "a damaged file: /ready says why)",
+            value=0 if self.prod_data.problem else 1,
+        )
+        yield GaugeMetricFamily(
+            "ctloop_prod_data_skipped_lines",
+            "Lines of prod_data.csv that are not valid rows: every reader skips them; each is "
+            "recorded in prod_data.skipped.jsonl",
+            value=self.prod_data.skipped_lines,
+        )
+        free = GaugeMetricFamily(
+            "ctloop_disk_free_bytes",
+            "Bytes an unprivileged writer can still use in each folder the stack writes",
+            labels=["folder"],
+        )
+        for name, path in self.folders.items():
+            try:
+                status = os.statvfs(path)
+            except OSError:
+                continue
+            free.add_metric([name], status.f_bavail * status.f_frsize)
+        yield free
 
 
 def render_metrics(*extra: object) -> tuple[bytes, str]:

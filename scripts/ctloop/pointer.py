@@ -15,6 +15,8 @@ history.jsonl, with the version's new stage (`champion`, `shadow`, `canary`, `re
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 from pathlib import Path
 
@@ -28,6 +30,8 @@ from ctloop.util import (
     utc_iso,
     write_atomic,
 )
+
+log = logging.getLogger("ctloop.pointer")
 
 VERSION = re.compile(r"^v(\d{4,})$")
 STAGES = ("shadow", "canary")
@@ -184,7 +188,25 @@ class ServingPointer:
         return {"version": version, "stage": stage, "since": utc_iso(), "reason": reason}
 
     def _write(self, pointer: dict, moves: list[dict]) -> None:
-        """The new pointer first (what every worker reads), then its history lines."""
+        """The new pointer first (what every worker reads), then its history lines. A move the
+        history cannot take (no room) is undone: the old pointer is put back and the OSError
+        raised, so that the history holds every move that was served."""
+        try:
+            before = self.path.read_bytes()
+        except FileNotFoundError:
+            before = None
         write_atomic(self.path, json_bytes(pointer))
-        for move in moves:
-            append_json_line(self.history_path, move)
+        try:
+            for move in moves:
+                append_json_line(self.history_path, move)
+        except OSError:
+            log.error(
+                "the pointer move to %s is undone: its history line cannot be written",
+                pointer.get("version"),
+            )
+            with contextlib.suppress(OSError):
+                if before is None:
+                    self.path.unlink()
+                else:
+                    write_atomic(self.path, before)
+            raise

@@ -4,11 +4,16 @@ repairs and reads it (the serving workers append, the trainer and the dashboard 
 - One row is one write() of a whole line under an exclusive file lock (filelock), fsynced before
   the caller is told it is saved. Rows get their number under the same lock, so exactly one
   append reaches each row number, whichever worker makes it.
+- All or nothing: a row that cannot be written whole (a full disk or quota, a file-size limit)
+  is cut off again at once and refused (`NoRoomError`); its number is handed out by the next
+  append that succeeds. Appends go on by themselves once there is room.
 - The file is only ever appended to. A torn last line (a crash in the middle of a write, never
   acknowledged) is cut off before the next append.
-- Before each append the header and every line written since this process last looked are
-  checked (other workers' rows, or a hand edit); a corrupt file refuses appends with the line at
-  fault, so that no acknowledged row can ever land after a line that breaks CSV readers.
+- Before each append every line written since this process last looked is checked (other
+  workers' rows, or a hand edit). A line that is not a valid row keeps its row number but is
+  skipped by every reader, and recorded once in prod_data.skipped.jsonl (its line number, size,
+  reason and first bytes) with one log line; appends go on after it. Only a damaged header
+  (every column's meaning) refuses appends, with the reason.
 - Reads take what they need from the end of the file (`read_rows`, `tail`), in bounded memory.
 """
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import logging
 import os
 import threading
@@ -36,15 +42,28 @@ from ctloop.tables import (
     parse_table,
     prod_header,
 )
-from ctloop.util import cut_torn_tail, fsync_dir, utc_iso
+from ctloop.util import (
+    append_json_line,
+    append_whole,
+    cut_torn_tail,
+    fsync_dir,
+    is_no_room,
+    utc_iso,
+)
 
 log = logging.getLogger("ctloop.prod_data")
 
 CHUNK = 1 << 20
+SKIPPED_TEXT_BYTES = 200  # of a skipped line, kept in the side file
 
 
 class ProductionDataError(TableError):
-    """prod_data.csv cannot take appends: it is corrupt or cannot be written."""
+    """prod_data.csv cannot take appends: its header is damaged or it cannot be written."""
+
+
+class NoRoomError(ProductionDataError):
+    """A row could not be written whole: the disk, a quota or the file-size limit is full. Nothing
+    was kept; the next append tries again."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +106,8 @@ class ProductionData:
         self._inode: int | None = None
         self._checked_bytes = 0  # how far this process has counted and checked the file
         self._lines = 0  # complete lines (header included) up to _checked_bytes
+        self.skipped_path = self.path.with_name(f"{self.path.stem}.skipped.jsonl")
+        self.skipped_lines = 0  # lines that are not valid rows, up to _checked_bytes
         self.problem: str | None = None  # why appends are refused, while they are
 
     # -- writing ---------------------------------------------------------------------------------
@@ -100,8 +121,10 @@ class ProductionData:
             descriptor = self._open_for_append()
             try:
                 size = self._prepare(descriptor)
-                os.write(descriptor, line)
-                os.fsync(descriptor)
+                try:
+                    append_whole(descriptor, line, size, self.path)
+                except OSError as exc:
+                    raise self._write_fault(exc) from exc
             finally:
                 os.close(descriptor)
             self._checked_bytes, self._lines = size + len(line), self._lines + 1
@@ -142,11 +165,16 @@ class ProductionData:
             header = self._read_header(descriptor)
             data = os.pread(descriptor, stop - start, start)
         return parse_table(
-            data.splitlines(), self.path, self.n_components, header=header, first_row=first
+            data.splitlines(),
+            self.path,
+            self.n_components,
+            header=header,
+            first_row=first,
+            skip_invalid=True,  # recorded by the writers' check (_check_to)
         )
 
     def tail(self, count: int) -> Table:
-        """The newest `count` data rows."""
+        """The newest `count` data rows (fewer when lines among them are not valid rows)."""
         total = self.count_rows_on_disk()
         return self.read_rows(max(total - count + 1, 1), total)
 
@@ -208,23 +236,25 @@ class ProductionData:
         size = status.st_size
         try:
             if size == 0:
-                os.write(descriptor, self.header_line)
-                os.fsync(descriptor)
+                append_whole(descriptor, self.header_line, 0, self.path)
                 fsync_dir(self.path.parent)
                 self._inode, self._checked_bytes, self._lines = status.st_ino, 0, 0
+                self.skipped_lines = 0
                 size = len(self.header_line)
             else:
                 size = cut_torn_tail(descriptor, size, self.path)
         except OSError as exc:
-            raise self._fault(f"cannot be written ({exc.strerror})") from exc
+            raise self._write_fault(exc) from exc
         self._check_to(descriptor, size, status)
         self.problem = None
         return size
 
     def _check_to(self, descriptor: int, size: int, status: os.stat_result) -> None:
-        """Count and check the complete lines between where this process stopped and `size`."""
+        """Count and check the complete lines between where this process stopped and `size`;
+        a line that is not a valid row is recorded (once) and counted in `skipped_lines`."""
         if status.st_ino != self._inode or size < self._checked_bytes:
             self._inode, self._checked_bytes, self._lines = status.st_ino, 0, 0
+            self.skipped_lines = 0
         if 0 < size < len(self.header_line):
             raise self._fault("line 1 is not the header (the file is shorter than it)", line=1)
         if size and os.pread(descriptor, len(self.header_line), 0) != self.header_line:
@@ -238,20 +268,73 @@ class ProductionData:
             data = os.pread(descriptor, min(CHUNK, size - position), position)
             end = data.rfind(b"\n") + 1
             if end == 0:  # a line longer than a chunk: no valid row is this long
-                raise self._fault("a line is longer than 1 MiB", line=self._lines + 1)
+                length = _line_length(descriptor, position, size)
+                self._skip(data[:SKIPPED_TEXT_BYTES], length, "a line is longer than 1 MiB")
+                position += length
+                self._checked_bytes = position
+                continue
             for line in data[:end].splitlines(keepends=True):
-                if self._lines > 0:
+                if self._lines == 0:  # the header, checked above
+                    self._lines += 1
+                else:
                     try:
                         check_line(line, len(self.header), self.n_components)
+                        self._lines += 1
                     except ValueError as exc:
-                        raise self._fault(str(exc), line=self._lines + 1) from None
-                self._lines += 1
+                        self._skip(line[:SKIPPED_TEXT_BYTES], len(line), str(exc))
                 position += len(line)
                 self._checked_bytes = position
+
+    def _skip(self, text: bytes, length: int, reason: str) -> None:
+        """A complete line that is not a valid row: it keeps its row number, every reader skips
+        it, and it is recorded in the side file once, whichever process finds it first."""
+        self._lines += 1
+        self.skipped_lines += 1
+        if self._already_recorded(self._lines):
+            return
+        entry = {
+            "line": self._lines,  # in the file, the header being line 1
+            "row": self._lines - 1,
+            "bytes": length,
+            "reason": reason,
+            "text": text.decode("utf-8", errors="backslashreplace"),
+            "file_inode": self._inode,
+            "seen_at": utc_iso(),
+        }
+        log.error(
+            "prod_data.csv line %d is not a valid row (%s): skipped by every reader, recorded in "
+            "%s",
+            self._lines,
+            reason,
+            self.skipped_path,
+            extra={"event": "prod_data_line_skipped", "line": self._lines},
+        )
+        try:
+            append_json_line(self.skipped_path, entry)
+        except OSError as exc:  # no room: logged above; recorded when a check runs again
+            log.error("could not record the skipped line in %s: %s", self.skipped_path, exc)
+
+    def _already_recorded(self, line: int) -> bool:
+        """Whether the side file's newest entry is this line or a later one of the same file
+        (lines are checked in order, so it is recorded when that is so)."""
+        last = _last_json_line(self.skipped_path)
+        return (
+            last is not None
+            and last.get("file_inode") == self._inode
+            and isinstance(last.get("line"), int)
+            and last["line"] >= line
+        )
 
     def _read_header(self, descriptor: int) -> list[str]:
         first = os.pread(descriptor, 65536, 0).split(b"\n", 1)[0]
         return next(csv.reader([first.decode("utf-8", errors="replace")]))
+
+    def _write_fault(self, exc: OSError) -> ProductionDataError:
+        """A write that failed: no room (507, goes away when room is made) or another error."""
+        if is_no_room(exc):
+            self._fault(f"no room to write a row ({exc.strerror or exc}); nothing was kept")
+            return NoRoomError(self.problem)
+        return self._fault(f"cannot be written ({exc.strerror or exc})")
 
     def _fault(self, reason: str, line: int | None = None) -> ProductionDataError:
         where = f"{self.path}, line {line}" if line is not None else str(self.path)
@@ -270,6 +353,36 @@ def _complete_size(descriptor: int, size: int) -> int:
             return start + newline + 1
         position = start
     return 0
+
+
+def _line_length(descriptor: int, start: int, end: int) -> int:
+    """The length of the line that begins at `start`, its newline included (`end` is just after
+    a newline)."""
+    position = start
+    while position < end:
+        chunk = os.pread(descriptor, min(CHUNK, end - position), position)
+        newline = chunk.find(b"\n")
+        if newline >= 0:
+            return position + newline + 1 - start
+        position += len(chunk)
+    return end - start
+
+
+def _last_json_line(path: Path) -> dict | None:
+    """The last complete line of a small JSON-lines file, read from its end, or None."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(size - 8192, 0))
+            lines = handle.read().split(b"\n")
+    except FileNotFoundError:
+        return None
+    for line in reversed(lines[:-1]):  # the part after the last newline is torn, or empty
+        with contextlib.suppress(ValueError):
+            value = json.loads(line)
+            return value if isinstance(value, dict) else None
+    return None
 
 
 def _count_lines(descriptor: int, end: int) -> int:

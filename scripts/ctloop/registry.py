@@ -88,19 +88,23 @@ class ModelRegistry:
             version = self._next_version()
             staging = self.staging_dir / f"{version}.{uuid.uuid4().hex}"
             staging.mkdir(parents=True)
-            for name, data in files.items():
-                write_durable(staging / name, data)
-            full_manifest = {
-                "version": version,
-                "parent": parent if parent is not None else self._current_or_none(),
-                "created_at": utc_iso(),
-                **manifest,
-                "files": {name: sha256_hex(data) for name, data in sorted(files.items())},
-            }
-            write_durable(staging / MANIFEST, json_bytes(full_manifest))
-            fsync_dir(staging)
-            self.versions_dir.mkdir(exist_ok=True)
-            os.rename(staging, self.versions_dir / version)
+            try:
+                for name, data in files.items():
+                    write_durable(staging / name, data)
+                full_manifest = {
+                    "version": version,
+                    "parent": parent if parent is not None else self._current_or_none(),
+                    "created_at": utc_iso(),
+                    **manifest,
+                    "files": {name: sha256_hex(data) for name, data in sorted(files.items())},
+                }
+                write_durable(staging / MANIFEST, json_bytes(full_manifest))
+                fsync_dir(staging)
+                self.versions_dir.mkdir(exist_ok=True)
+                os.rename(staging, self.versions_dir / version)
+            except OSError:  # a full disk: the half-written version goes, its room with it
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
             fsync_dir(self.versions_dir)
         return version
 

@@ -20,6 +20,7 @@ every choice says why.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,13 +30,14 @@ from ctloop.head import HEAD_FILE
 from ctloop.prod_data import ProductionData
 from ctloop.reference import embedding_mismatch, read_reference
 from ctloop.registry import ModelRegistry, RegistryError
-from ctloop.tables import TableError
 from ctloop.train import (
     TrainingSet,
     production_holdout_mask,
     reference_holdout_mask,
     row_weights,
 )
+
+log = logging.getLogger("ctloop.retrain_set")
 
 MODES = ("finetune", "scratch")
 
@@ -136,11 +138,15 @@ def read_training_set(
     production = ProductionData(settings.prod_data_path, n_components).read_rows(
         first, production_rows
     )
-    unknown = set(production.targets.tolist()) - set(reference.targets.tolist())
-    if unknown:
-        raise TableError(
-            f"{settings.prod_data_path}: classes {sorted(unknown)} are not in the reference"
+    known = np.isin(production.targets, reference.targets)
+    if not known.all():  # only a hand edit writes one (/feedback checks the class)
+        log.warning(
+            "skipping %d rows of %s whose classes %s are not in the reference",
+            int((~known).sum()),
+            settings.prod_data_path,
+            sorted(set(production.targets[~known].tolist())),
         )
+        production = production.take(known)
     ref_held = reference_holdout_mask(
         reference.targets, settings.holdout_fraction, settings.split_seed
     )

@@ -68,6 +68,15 @@ class Table:
     def __len__(self) -> int:
         return len(self.targets)
 
+    def take(self, keep: np.ndarray) -> Table:
+        """The rows selected by a boolean mask or an index array."""
+        return Table(
+            embeddings=self.embeddings[keep],
+            targets=self.targets[keep],
+            columns={name: values[keep] for name, values in self.columns.items()},
+            row_numbers=None if self.row_numbers is None else self.row_numbers[keep],
+        )
+
 
 class TableError(ValueError):
     """A CSV that does not follow the contract."""
@@ -111,8 +120,10 @@ def parse_table(
     n_components: int | None = None,
     header: list[str] | None = None,
     first_row: int = 1,
+    skip_invalid: bool = False,
 ) -> Table:
-    """Rows of a CSV from its lines (the header first, unless `header` is given)."""
+    """Rows of a CSV from its lines (the header first, unless `header` is given). A line that is
+    not a valid row raises TableError, or with `skip_invalid` is left out (its number too)."""
     lines = iter(lines)
     if header is None:
         first = next(lines, None)
@@ -121,12 +132,15 @@ def parse_table(
         header = next(csv.reader([first.decode("utf-8")]))
     n = check_header(header, source, n_components)
     width = len(header)
-    rows = []
+    rows, numbers = [], []
     for number, line in enumerate(lines, start=first_row):
         try:
             rows.append(check_line(line, width, n))
         except ValueError as exc:
+            if skip_invalid:
+                continue
             raise TableError(f"{source}: data row {number}: {exc}") from None
+        numbers.append(number)
     if not rows:
         return empty_table(n, header[n:])
     embeddings = np.array([row[:n] for row in rows], dtype=np.float32)
@@ -135,7 +149,7 @@ def parse_table(
         embeddings=embeddings,
         targets=columns[TARGET],
         columns=columns,
-        row_numbers=np.arange(first_row, first_row + len(rows)),
+        row_numbers=np.array(numbers),
     )
 
 

@@ -6,6 +6,8 @@ everywhere: the bytes are fsynced, and a new name in a folder is made durable by
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -50,11 +52,14 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def write_durable(path: Path, data: bytes) -> None:
-    """Write a new file and fsync it (the caller makes its name durable with `fsync_dir`)."""
-    with path.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Write a new file and fsync it (the caller makes its name durable with `fsync_dir`).
+    OSError (a full disk, say) when any byte could not be written."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o664)
+    try:
+        write_all(descriptor, data, path)
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def fsync_dir(path: Path) -> None:
@@ -82,6 +87,44 @@ def read_json(path: Path) -> dict:
 def json_bytes(value: dict) -> bytes:
     """Indented JSON with a final newline, for files people read."""
     return (json.dumps(value, indent=2) + "\n").encode()
+
+
+# -- every byte or an error ---------------------------------------------------------------------
+
+# What a write gets when there is no room: the disk or a quota is full, or the file reached the
+# process's size limit (RLIMIT_FSIZE; Python ignores SIGXFSZ, so write() fails with EFBIG).
+NO_ROOM = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
+def is_no_room(exc: BaseException) -> bool:
+    """Whether an error is a full disk, quota or size limit (it goes away when room is made)."""
+    return isinstance(exc, OSError) and exc.errno in NO_ROOM
+
+
+def write_all(descriptor: int, data: bytes, name: object = "a file") -> None:
+    """write() until every byte is written: a short write is followed by another write, which
+    either finishes or says why it cannot (ENOSPC, EFBIG, EDQUOT, EIO) as an OSError."""
+    view, written = memoryview(data), 0
+    while written < len(data):
+        count = os.write(descriptor, view[written:])
+        if count <= 0:  # not seen on regular files; never loop on it
+            raise OSError(errno.ENOSPC, f"no byte could be written to {name}")
+        written += count
+
+
+def append_whole(descriptor: int, data: bytes, size: int, name: object = "a file") -> None:
+    """Append `data` to a file of `size` bytes (open with O_APPEND, under the caller's lock) and
+    fsync it. All or nothing: on a short write or any error, the file is cut back to `size`, so
+    no partial line stays behind, and the OSError is raised; the caller acknowledges nothing."""
+    try:
+        write_all(descriptor, data, name)
+        os.fsync(descriptor)
+    except OSError as exc:
+        log.error("could not append %d bytes to %s: %s", len(data), name, exc.strerror or exc)
+        with contextlib.suppress(OSError):  # cutting frees room; if it fails, the next append cuts
+            os.ftruncate(descriptor, size)
+            os.fsync(descriptor)
+        raise
 
 
 # -- append-only files ---------------------------------------------------------------------------
@@ -113,17 +156,17 @@ def append_durable(path: Path, line: bytes) -> int:
     """Append one complete line (a torn last line is cut first), fsync; return the new size.
 
     One write() of the whole line on a file opened with O_APPEND: lines from several processes
-    never interleave. The caller holds the file's lock when several writers may race.
+    never interleave. The caller holds the file's lock when several writers may race. All or
+    nothing (`append_whole`): OSError, and the file as it was, when the line cannot be written.
     """
     if not line.endswith(b"\n") or line.count(b"\n") != 1:
         raise ValueError("a line is exactly one newline-terminated line")
     created = not path.exists()
     descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o664)
     try:
-        cut_torn_tail(descriptor, os.fstat(descriptor).st_size, path)
-        os.write(descriptor, line)
-        os.fsync(descriptor)
-        size = os.fstat(descriptor).st_size
+        size = cut_torn_tail(descriptor, os.fstat(descriptor).st_size, path)
+        append_whole(descriptor, line, size, path)
+        size += len(line)
     finally:
         os.close(descriptor)
     if created:

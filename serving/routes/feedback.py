@@ -6,7 +6,7 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from starlette.concurrency import run_in_threadpool
 
 from ctloop.predict import Model
-from ctloop.prod_data import ProductionDataError, ProductionRow
+from ctloop.prod_data import NoRoomError, ProductionDataError, ProductionRow
 from serving.delivery import answering_models, review_after_feedback
 from serving.deps import (
     FeedbackLimitDep,
@@ -17,7 +17,7 @@ from serving.deps import (
 )
 from serving.errors import ApiError
 from serving.images import decode_base64, media_type, read_form, to_pixels, uploaded_files
-from serving.metrics import FEEDBACK_ROWS
+from serving.metrics import FEEDBACK_ROWS, FEEDBACK_WRITE_FAILURES
 from serving.routes.predict import ERRORS
 from serving.schemas import (
     CLASS_LABEL,
@@ -59,6 +59,16 @@ FORM_SCHEMA = {
         **ERRORS,
         401: {"model": ErrorResponse, "description": "API token required"},
         429: {"model": ErrorResponse, "description": "Too much feedback from this client"},
+        503: {
+            "model": ErrorResponse,
+            "description": "No model loaded yet, or prod_data.csv cannot be written (its header "
+            "is damaged, it cannot be opened); nothing was written",
+        },
+        507: {
+            "model": ErrorResponse,
+            "description": "No room for the row (a full disk or quota, a file-size limit); "
+            "nothing was written, send it again later",
+        },
     },
     summary="Record the true class of an image",
     openapi_extra={
@@ -100,7 +110,17 @@ async def feedback(
     )
     try:
         rows = await run_in_threadpool(retraining.prod_data.append, row)
+    except NoRoomError as exc:
+        FEEDBACK_WRITE_FAILURES.labels("no_room").inc()
+        raise ApiError(
+            507,
+            "insufficient_storage",
+            f"feedback cannot be saved, nothing was written: {exc}. Send it again once the "
+            "operator has made room; predictions still work",
+            headers={"Retry-After": "60"},
+        ) from exc
     except ProductionDataError as exc:
+        FEEDBACK_WRITE_FAILURES.labels("unavailable").inc()
         raise ApiError(
             503,
             "feedback_unavailable",

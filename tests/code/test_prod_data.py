@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import multiprocessing
 from pathlib import Path
 
@@ -106,43 +107,188 @@ def test_rows_are_read_by_number_from_the_end(tmp_path: Path) -> None:
     assert len(store.read_rows()) == 25 and store.read_rows(30, 40).row_numbers.tolist() == []
 
 
-@pytest.mark.parametrize(
-    ("damage", "where"),
-    [
-        (lambda data: data.split(b"\n", 1)[1], "line 1"),  # the header deleted
-        (lambda data: data + b'1,2,3,4,5,6,7,"8,9\n', "line 4"),  # an unterminated quote
-        (lambda data: data + b"1,2,3\n", "line 4"),  # too few fields
-        (lambda data: data.replace(b"0.001000", b"zero", 1), "line 2"),  # not a number
-    ],
-    ids=["no header", "open quote", "short line", "not a number"],
-)
-def test_a_corrupt_file_refuses_appends_and_says_where(tmp_path: Path, damage, where) -> None:
+def test_a_damaged_header_refuses_appends_and_says_where(tmp_path: Path) -> None:
+    """Without its header no column of the file has a meaning: appends are refused, with why."""
     path = tmp_path / "prod_data.csv"
     store = ProductionData(path, N)
     store.append(row(0, 1))
     store.append(row(0, 2))
-    path.write_bytes(damage(path.read_bytes()))
+    path.write_bytes(path.read_bytes().split(b"\n", 1)[1])
     size = path.stat().st_size
 
     for fresh in (store, ProductionData(path, N)):  # the running process, and a restart
-        with pytest.raises(ProductionDataError, match=where):
+        with pytest.raises(ProductionDataError, match="line 1"):
             fresh.append(row(0, 3))
         assert fresh.problem is not None and str(path) in fresh.problem
-    with pytest.raises(ProductionDataError, match=where):
+    with pytest.raises(ProductionDataError, match="line 1"):
         ProductionData(path, N).repair()
     assert path.stat().st_size == size, "nothing was written"
 
 
-def test_a_repaired_file_takes_appends_again(tmp_path: Path) -> None:
+def test_a_header_put_back_takes_appends_again(tmp_path: Path) -> None:
     path = tmp_path / "prod_data.csv"
     store = ProductionData(path, N)
     store.append(row(0, 1))
     good = path.read_bytes()
-    path.write_bytes(good + b"garbage\n")
+    path.write_bytes(b"garbage\n")
     with pytest.raises(ProductionDataError):
         store.append(row(0, 2))
-    path.write_bytes(good)  # the operator removes the bad line
+    path.write_bytes(good)  # the operator puts the file back
     assert store.append(row(0, 2)) == 2 and store.problem is None
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (b'1,2,3,4,5,6,7,"8,9\n', "not a CSV line"),  # an unterminated quote
+        (b"1,2,3\n", "3 fields"),  # too few fields
+        (b"zero" + b",1" * (N + 5) + b"\n", "is not a number"),
+        (b"\xff\xfe" * 10 + b"\n", "not a CSV line"),  # not UTF-8
+        (b"x" * (3 << 20) + b"\n", "longer than 1 MiB"),
+    ],
+    ids=["open quote", "short line", "not a number", "not utf-8", "3 MiB line"],
+)
+def test_a_corrupt_line_is_skipped_by_every_reader_recorded_once_and_appends_go_on(
+    tmp_path: Path, damage: bytes, reason: str
+) -> None:
+    path = tmp_path / "prod_data.csv"
+    store, other = ProductionData(path, N), ProductionData(path, N)  # two workers
+    store.append(row(0, 1))
+    store.append(row(0, 2))
+    with path.open("ab") as handle:  # a hand edit, a disk error: row 3 is not a row
+        handle.write(damage)
+
+    assert store.append(row(0, 4)) == 4, "the bad line keeps its number; appends go on"
+    assert other.append(row(0, 5)) == 5
+    assert store.problem is None and other.problem is None
+    assert store.skipped_lines == other.skipped_lines == 1
+    for reader in (store, ProductionData(path, N)):
+        table = reader.read_rows()
+        assert table.row_numbers.tolist() == [1, 2, 4, 5]
+        assert table.columns["request_id"].tolist() == ["0-1", "0-2", "0-4", "0-5"]
+        assert reader.tail(3).row_numbers.tolist() == [4, 5]  # rows 3..5, 3 left out
+
+    recorded = [json.loads(line) for line in store.skipped_path.read_bytes().splitlines()]
+    assert len(recorded) == 1, "recorded once, whichever process found it first"
+    assert recorded[0]["line"] == 4 and recorded[0]["row"] == 3
+    assert recorded[0]["bytes"] == len(damage) and reason in recorded[0]["reason"]
+    assert len(recorded[0]["text"]) <= 4 * 200
+
+    ProductionData(path, N).repair()  # a restart checks the file again: still recorded once
+    assert len(store.skipped_path.read_bytes().splitlines()) == 1
+
+
+def test_row_numbers_are_never_handed_out_twice_when_rows_do_not_fit(tmp_path: Path) -> None:
+    """A real file-size limit (RLIMIT_FSIZE, in a child process) with room for a few rows: each
+    refused row is cut off whole, the next append that fits takes the next free number."""
+    path = tmp_path / "prod_data.csv"
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=append_past_a_size_limit, args=(str(path), queue))
+    child.start()
+    outcome = queue.get(timeout=120)
+    child.join(timeout=60)
+    assert child.exitcode == 0, outcome
+
+    accepted, refused, resumed = outcome["accepted"], outcome["refused"], outcome["resumed"]
+    assert refused and all("no room" in problem for problem in refused), refused
+    assert outcome["size_when_full"] <= outcome["limit"]
+    assert outcome["ends_with_newline"], "no part of a refused row stays on disk"
+    numbers = [number for number, _ in accepted + resumed]
+    assert numbers == list(range(1, len(numbers) + 1)), "every number once, in order"
+    assert outcome["problem_after"] is None
+    with path.open(newline="") as handle:
+        lines = list(csv.reader(handle))
+    assert [line[-2] for line in lines[1:]] == [ident for _, ident in accepted + resumed]
+
+
+def append_past_a_size_limit(path: str, queue) -> None:
+    from ctloop.prod_data import NoRoomError
+    from tests.support.storage import lift_file_size_limit, limit_file_size
+
+    store = ProductionData(Path(path), N)
+    accepted = [(store.append(row(0, index)), f"0-{index}") for index in range(3)]
+    limit = Path(path).stat().st_size + 1000  # room for 3 rows and part of a fourth
+    limit_file_size(limit)
+    refused = []
+    for index in range(3, 12):
+        try:
+            accepted.append((store.append(row(0, index)), f"0-{index}"))
+        except NoRoomError as exc:
+            refused.append(str(exc))
+    size, ends = Path(path).stat().st_size, Path(path).read_bytes().endswith(b"\n")
+    lift_file_size_limit()  # room again: appends resume by themselves
+    resumed = [(store.append(row(1, index)), f"1-{index}") for index in range(2)]
+    queue.put(
+        {
+            "accepted": accepted,
+            "refused": refused,
+            "resumed": resumed,
+            "limit": limit,
+            "size_when_full": size,
+            "ends_with_newline": ends,
+            "problem_after": store.problem,
+        }
+    )
+
+
+def test_concurrent_writers_on_a_full_filesystem_lose_nothing_acknowledged(
+    tmp_path: Path,
+) -> None:
+    """Four processes append to prod_data.csv on a real 512 KB tmpfs filled to its last block,
+    then again once room is made: every acknowledged row is on disk at the number it was given,
+    nothing refused is, no line is torn, and appends resume by themselves."""
+    from tests.support.storage import fill, small_filesystem
+
+    with small_filesystem(tmp_path / "small") as folder:
+        path = folder / "prod_data.csv"
+        ProductionData(path, N).repair()  # the header
+        filler = fill(folder)
+        acknowledged, refused = run_writers(path, phase=0)
+        assert refused, "the filesystem was full: some rows must be refused"
+        filler.unlink()  # room again
+        again, refused_again = run_writers(path, phase=1)
+        assert not refused_again and len(again) == 4 * 20
+        with path.open(newline="") as handle:
+            lines = list(csv.reader(handle))
+        data = path.read_bytes()
+    assert data.endswith(b"\n") and lines[0] == prod_header(N)
+    assert all(len(line) == len(lines[0]) for line in lines)
+    by_number = {index: line[-2] for index, line in enumerate(lines[1:], start=1)}
+    acknowledged += again
+    assert len({number for number, _ in acknowledged}) == len(acknowledged), "numbers unique"
+    assert {number: ident for number, ident in acknowledged} == by_number, (
+        "every acknowledged row at its number, and nothing else in the file"
+    )
+
+
+def run_writers(path: Path, phase: int) -> tuple[list[tuple[int, str]], list[str]]:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    writers = [
+        context.Process(target=append_until_done, args=(str(path), phase * 10 + w, 20, queue))
+        for w in range(4)
+    ]
+    for process in writers:
+        process.start()
+    results = [queue.get(timeout=120) for _ in writers]
+    for process in writers:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    return [pair for done, _ in results for pair in done], [r for _, no in results for r in no]
+
+
+def append_until_done(path: str, worker: int, count: int, queue) -> None:
+    from ctloop.prod_data import NoRoomError
+
+    store = ProductionData(Path(path), N)
+    done, refused = [], []
+    for index in range(count):
+        try:
+            done.append((store.append(row(worker, index)), f"{worker}-{index}"))
+        except NoRoomError as exc:
+            refused.append(str(exc))
+    queue.put((done, refused))
 
 
 @pytest.mark.parametrize("blocked", ["prod_data.csv.lock", "prod_data.csv"])

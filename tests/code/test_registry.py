@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import multiprocessing
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,6 +196,80 @@ def test_a_crash_while_moving_the_pointer_keeps_the_old_pointer(
     monkeypatch.undo()
     assert registry.current_version() == "v0001"
     registry.load()
+
+
+def test_a_full_disk_refuses_a_version_and_a_move_and_leaves_nothing_behind(
+    workspace: CoreSettings, tmp_path
+) -> None:
+    """The registry on a real tmpfs filled to its last block: registering fails with ENOSPC and
+    leaves no half version (nor its room taken), moving the pointer fails and keeps it, and
+    both work once room is made."""
+    from tests.support.storage import fill, small_filesystem
+
+    with small_filesystem(tmp_path / "small", "4m") as folder:
+        shutil.copytree(workspace.artifacts_dir, folder / "artifacts")
+        registry = ModelRegistry(folder / "artifacts")
+        files, manifest = copy_of_current(registry)
+        second = registry.register(files, manifest)
+        pointer, history = registry.current_path.read_bytes(), registry.history_path.read_bytes()
+        filler = fill(folder)
+
+        with pytest.raises(OSError, match="No space left") as refused:
+            registry.register(files, manifest)
+        assert refused.value.errno == errno.ENOSPC
+        assert registry.version_ids() == ["v0001", second]
+        assert not any(registry.staging_dir.iterdir()), "the half-written version is gone"
+        with pytest.raises(OSError, match="No space left"):
+            registry.promote(second)
+        assert registry.current_path.read_bytes() == pointer
+        assert registry.history_path.read_bytes() == history
+        assert not list(registry.root.glob(".*.tmp")), "no temporary pointer left"
+
+        filler.unlink()
+        third = registry.register(files, manifest)
+        registry.promote(third)
+        assert registry.current_version() == third and third == "v0003"
+        registry.load()
+
+
+def test_a_move_the_history_cannot_record_is_undone(workspace: CoreSettings) -> None:
+    """history.jsonl at its file-size limit (RLIMIT_FSIZE, in a child process): the pointer is put
+    back, so the history still holds every move that was served."""
+    registry = ModelRegistry(workspace.artifacts_dir)
+    files, manifest = copy_of_current(registry)
+    second = registry.register(files, manifest)
+    for _ in range(4):  # a history longer than the pointer
+        registry.promote(second)
+        registry.promote("v0001")
+    pointer, history = registry.current_path.read_bytes(), registry.history_path.read_bytes()
+    assert len(history) > 2 * len(pointer)
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(
+        target=promote_under_a_size_limit,
+        args=(str(workspace.artifacts_dir), second, len(history) + 10, queue),
+    )
+    child.start()
+    outcome = queue.get(timeout=120)
+    child.join(timeout=60)
+    assert outcome == errno.EFBIG
+    assert registry.current_path.read_bytes() == pointer, "the move is undone"
+    assert registry.history_path.read_bytes() == history, "no part of a line stays"
+    assert registry.current_version() == "v0001"
+
+
+def promote_under_a_size_limit(artifacts: str, version: str, limit: int, queue) -> None:
+    from tests.support.storage import limit_file_size
+
+    registry = ModelRegistry(Path(artifacts))
+    limit_file_size(limit)
+    try:
+        registry.promote(version)
+    except OSError as exc:
+        queue.put(exc.errno)
+        return
+    queue.put("promoted")
 
 
 def test_a_modified_onnx_file_is_refused(workspace: CoreSettings) -> None:

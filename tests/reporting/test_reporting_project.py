@@ -171,16 +171,21 @@ def test_the_refresher_follows_the_file_and_survives_bad_data(data_dir: Path, fe
     write_prod(settings.prod_data_path, *(column[10:12] for column in feedback))
     assert refresher.tick().values == {"feedback_rows": 12}
 
-    with settings.prod_data_path.open("ab") as handle:
+    with settings.prod_data_path.open("ab") as handle:  # a line that is not a row: skipped
         handle.write(b"1.0,2.0,not,a,row\n")
+    write_prod(settings.prod_data_path, *(column[12:13] for column in feedback))
+    assert refresher.tick().values == {"feedback_rows": 13}
+
+    damaged = settings.prod_data_path.read_bytes()
+    settings.prod_data_path.write_bytes(damaged.split(b"\n", 1)[1])  # the header deleted
     with pytest.raises(TableError):
         update(settings)
     assert refresher.tick() is None  # logged, shown, not raised
     assert status(settings).startswith("The last refresh failed: TableError")
-    assert len(snapshots(settings)) == 2
+    assert len(snapshots(settings)) == 3
 
     settings.prod_data_path.unlink()  # the file repaired: replaced by a good one
     write_prod(settings.prod_data_path, *feedback)
     assert refresher.tick().values == {"feedback_rows": len(feedback[0])}
-    assert len(snapshots(settings)) == 3
+    assert len(snapshots(settings)) == 4
     assert status(settings).startswith("Waiting for feedback")
