@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import logging
 import os
 import threading
@@ -48,6 +47,7 @@ from ctloop.util import (
     cut_torn_tail,
     fsync_dir,
     is_no_room,
+    last_json_line,
     utc_iso,
 )
 
@@ -317,7 +317,7 @@ class ProductionData:
     def _already_recorded(self, line: int) -> bool:
         """Whether the side file's newest entry is this line or a later one of the same file
         (lines are checked in order, so it is recorded when that is so)."""
-        last = _last_json_line(self.skipped_path)
+        last = last_json_line(self.skipped_path)
         return (
             last is not None
             and last.get("file_inode") == self._inode
@@ -366,23 +366,6 @@ def _line_length(descriptor: int, start: int, end: int) -> int:
             return position + newline + 1 - start
         position += len(chunk)
     return end - start
-
-
-def _last_json_line(path: Path) -> dict | None:
-    """The last complete line of a small JSON-lines file, read from its end, or None."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(size - 8192, 0))
-            lines = handle.read().split(b"\n")
-    except FileNotFoundError:
-        return None
-    for line in reversed(lines[:-1]):  # the part after the last newline is torn, or empty
-        with contextlib.suppress(ValueError):
-            value = json.loads(line)
-            return value if isinstance(value, dict) else None
-    return None
 
 
 def _count_lines(descriptor: int, end: int) -> int:

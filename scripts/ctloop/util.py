@@ -206,3 +206,22 @@ def read_json_lines(path: Path, start: int = 0) -> tuple[list[dict], int]:
         else:
             log.error("skipping an unreadable line of %s: %r", path, line[:120])
     return entries, start + end
+
+
+def last_json_line(path: Path, window: int = 8192) -> dict | None:
+    """The last complete JSON object of a JSON-lines file, read from its last `window` bytes
+    (None when there is none there): a bounded read, whatever the file's length."""
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(size - window, 0))
+            lines = handle.read().split(b"\n")
+    except FileNotFoundError:
+        return None
+    for line in reversed(lines[:-1]):  # the part after the last newline is torn, or empty
+        try:
+            value = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        return value if isinstance(value, dict) else None
+    return None
