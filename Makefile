@@ -28,7 +28,7 @@ test: lint
 e2e: venv
 	$(BIN)/python -m pytest tests/e2e tests/k8s -m docker -s $(PYTEST_ARGS)
 
-# Kubernetes (k8s/, README "Kubernetes"). k8s-config regenerates k8s/base/generated/ from
+# Kubernetes (k8s/, docs/kubernetes.md). k8s-config regenerates k8s/base/generated/ from
 # docker-compose.yml, .env.example and monitoring/; k8s-secrets writes an overlay's Secret files
 # (OVERLAY=local or production); k8s-tools installs the manifest checkers that make test runs
 # (kubernetes-validate, checkov; kubectl comes from your system) in their own environment.

@@ -9,7 +9,7 @@ temporary folder: check that it is a disk, not a tmpfs) and prints the rows per 
 count reached, the median of --rounds rounds. Whatever the number of writers, the lock lets one
 append at a time: the total is the ceiling of the feedback rate on that storage, before HTTP and
 embedding costs (for those, see the /feedback rows of docs/benchmarks.md). Run it on a mounted
-NFS or CephFS folder to measure a ReadWriteMany class (README: "Scaling on Kubernetes").
+NFS or CephFS folder to measure a ReadWriteMany class (docs/kubernetes.md, "Scaling on Kubernetes").
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@
     python -m monitoring.alerts --for-all 10s -o DIR/ctloop.rules.yml   # short durations (e2e)
     python -m monitoring.alerts --for CtloopDriftDetected=2m            # one rule's duration
 
-Each rule has a severity, a summary, a description and a runbook (README.md, "Alerts: what each
-one means and what to do", one heading per alert). Thresholds and `for:` durations are settings
-of this generator, so a test can make every alert fire in seconds; the committed file holds the
-defaults and a test checks it is what this module renders.
+Each rule has a severity, a summary, a description and a runbook (docs/operating.md, "Alerts:
+what each one means and what to do", one heading per alert). Thresholds and `for:` durations are
+settings of this generator, so a test can make every alert fire in seconds; the committed file
+holds the defaults and a test checks it is what this module renders.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 RULES_FILE = HERE / "prometheus" / "rules" / "ctloop.rules.yml"
-RUNBOOK = "README.md#{anchor}"  # the README's heading for the alert, lower-cased
+RUNBOOK = "docs/operating.md#{anchor}"  # the heading of the alert there, lower-cased
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Every number an alert compares with; the README's runbook quotes the defaults."""
+    """Every number an alert compares with; the runbooks in docs/operating.md quote the defaults."""
 
     drift_share: float = 0.5  # share of drifted embedding columns in the latest W rows
     quality_margin: float = 0.05  # windowed accuracy this far below the held-out accuracy

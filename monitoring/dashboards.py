@@ -252,7 +252,7 @@ def model_dashboard(t: Thresholds | None = None):
         .with_panel(
             table.Panel()
             .title("Firing alerts")
-            .description("Alerts firing now (runbook: README.md, Alerts).")
+            .description("Alerts firing now (runbooks: docs/operating.md, Alerts).")
             .datasource(DATASOURCE)
             .with_target(as_table(query('ALERTS{alertstate="firing"}', instant=True)))
             .no_value("No alert firing")

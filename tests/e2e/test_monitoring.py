@@ -199,7 +199,7 @@ def test_the_drift_alert_fires_and_reaches_alertmanager(monitored: Stack, drift_
     received = wait_for(in_alertmanager, 60, "the drift alert in Alertmanager")
     assert received[0]["status"]["state"] == "active"
     assert received[0]["receivers"] == [{"name": "ctloop-default"}]
-    assert received[0]["annotations"]["runbook_url"] == "README.md#ctloopdriftdetected"
+    assert received[0]["annotations"]["runbook_url"] == "docs/operating.md#ctloopdriftdetected"
     screenshot_prometheus(monitored)
 
 
@@ -246,7 +246,8 @@ def test_grafana_serves_the_provisioned_dashboards_to_anonymous_viewers(monitore
 
 
 def screenshot_prometheus(monitored: Stack) -> None:
-    """Prometheus' alerts page and the drift share graph, in headless Chromium, for the README."""
+    """Prometheus' alerts page and the drift share graph, in headless Chromium (docs/operating.md
+    shows them)."""
     chromium = find_chromium()
     if chromium is None:
         FIGURES["screenshots"] = "no Chromium"

@@ -14,7 +14,7 @@ from k8s.compose import REPO
 from k8s.secret_files import write_secrets
 
 OVERLAYS = ("local", "production")
-KUBERNETES_VERSION = "1.32"  # what the README states, kubectl's version, what is validated
+KUBERNETES_VERSION = "1.32"  # what docs/kubernetes.md states, kubectl's version, what is validated
 TOOLS_VENV = REPO / ".venv-k8s" / "bin"
 
 

@@ -1,6 +1,6 @@
 """The manifests pass the checkers CI runs without a cluster: kubectl kustomize renders every
 overlay (conftest), kubernetes-validate accepts every object strictly for the Kubernetes version
-the README states, checkov passes with each skipped check justified in the manifests, and
+docs/kubernetes.md states, checkov passes with each skipped check justified in the manifests, and
 k8s/base/generated/ is what docker-compose.yml, .env.example and monitoring/ give."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def test_generated_files_are_what_compose_and_env_example_give() -> None:
 
 
 def test_the_readme_states_the_validated_kubernetes_version() -> None:
-    assert f"Kubernetes {KUBERNETES_VERSION}" in (REPO / "README.md").read_text()
+    assert f"Kubernetes {KUBERNETES_VERSION}" in (REPO / "docs" / "kubernetes.md").read_text()
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -1,5 +1,5 @@
 """Alert rules: generated from monitoring/alerts.py, checked and unit-tested by promtool, each
-with a runbook in the README; Prometheus' and Alertmanager's configurations checked by their
+with a runbook in docs/operating.md; Prometheus' and Alertmanager's configurations checked by their
 own tools."""
 
 from __future__ import annotations
@@ -28,14 +28,15 @@ def test_the_committed_rules_are_what_the_generator_renders() -> None:
     assert RULES.read_text() == render(rules()), "run `python -m monitoring.alerts`"
 
 
-def test_every_rule_has_a_summary_a_severity_and_a_runbook_in_the_readme() -> None:
-    readme = (REPO / "README.md").read_text()
+def test_every_rule_has_a_summary_a_severity_and_a_runbook_in_the_docs() -> None:
+    runbooks = (REPO / "docs" / "operating.md").read_text()
     for group in load_yaml(RULES)["groups"]:
         for rule in group["rules"]:
             assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]
             assert rule["annotations"]["summary"] and rule["annotations"]["description"]
-            assert rule["annotations"]["runbook_url"] == f"README.md#{rule['alert'].lower()}"
-            assert f"\n#### {rule['alert']}\n" in readme, f"no runbook for {rule['alert']}"
+            url = f"docs/operating.md#{rule['alert'].lower()}"
+            assert rule["annotations"]["runbook_url"] == url
+            assert f"\n#### {rule['alert']}\n" in runbooks, f"no runbook for {rule['alert']}"
 
 
 def test_promtool_check_rules() -> None:
