@@ -18,6 +18,7 @@ $(VENV)/.installed: $(REQUIREMENTS) constraints.txt pyproject.toml
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/hadolint serving/Dockerfile webapp/Dockerfile reporting/Dockerfile
 
 test: lint

@@ -20,7 +20,8 @@ from ctloop.predict import load_model
 from ctloop.preprocess import preprocess
 from ctloop.reference import build_reference
 from ctloop.registry import ModelRegistry
-from ctloop.train import fit_head, load_training_set
+from ctloop.retrain_set import load_training_set
+from ctloop.train import fit_head
 
 
 def median_us(function, repeat: int = 2000) -> float:

@@ -33,7 +33,8 @@ from ctloop.predict import Embedding, load_model
 from ctloop.preprocess import LEGACY, PreprocessSpec, preprocess, preprocess_many
 from ctloop.reference import build_reference
 from ctloop.registry import ModelRegistry
-from ctloop.train import load_training_set, reference_holdout_mask
+from ctloop.retrain_set import load_training_set
+from ctloop.training_set import reference_holdout_mask
 from drawn import load_set, render_png, synthesise_set
 
 CLASSES = [str(digit) for digit in range(10)]

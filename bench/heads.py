@@ -24,7 +24,8 @@ from ctloop.embed import load_embedding
 from ctloop.head import HEAD_FILE, HeadConfig, load_head
 from ctloop.predict import Classifier, PreprocessSpec
 from ctloop.reference import build_reference
-from ctloop.train import load_training_set, train_head
+from ctloop.retrain_set import load_training_set
+from ctloop.train import train_head
 
 
 def main() -> None:

@@ -34,7 +34,8 @@ from ctloop.candidate import version_files
 from ctloop.gate import decide, gate_score, gate_set
 from ctloop.head import HeadConfig
 from ctloop.predict import Classifier
-from ctloop.train import ExportMismatchError, TrainingSet, production_holdout_mask, train_head
+from ctloop.train import ExportMismatchError, train_head
+from ctloop.training_set import TrainingSet, production_holdout_mask
 from traffic.drift import transformed_png
 
 DRIFTS = ["slant", "rotate", "shift", "thick"]

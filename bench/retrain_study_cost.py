@@ -12,7 +12,7 @@ from bench.retrain_study import VARIANTS, WINDOW, Run, Variant, first_model, ret
 from bench.retrain_study_world import Served, World
 from ctloop.prod_data import ProductionData
 from ctloop.tables import embedding_row, format_row, prod_header
-from ctloop.train import production_holdout_mask
+from ctloop.training_set import production_holdout_mask
 
 TAIL = 1_000  # production rows a fine-tune reads: its window, the replay pool, the gate's rows
 

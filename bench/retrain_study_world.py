@@ -17,7 +17,8 @@ from ctloop.head import HeadConfig
 from ctloop.predict import Classifier, Embedding
 from ctloop.preprocess import PreprocessSpec, preprocess_many
 from ctloop.reference import build_reference, read_reference
-from ctloop.train import TrainingSet, reference_holdout_mask, row_weights, train_head
+from ctloop.train import train_head
+from ctloop.training_set import TrainingSet, reference_holdout_mask, row_weights
 
 # The SVC study keeps the reference copies low: an SVC on 9 x 1,437 rows takes minutes a retrain.
 SVC_AUGMENT = AugmentConfig(reference_copies=2)

@@ -26,7 +26,7 @@ from ctloop.preprocess import BlankImageError, PreprocessSpec, preprocess_image
 if TYPE_CHECKING:
     from ctloop.config import CoreSettings
     from ctloop.embed import StoredEmbedding
-    from ctloop.train import TrainingSet
+    from ctloop.training_set import TrainingSet
 
 RENDER_SCALE = 4  # pixels per cell of the 8 x 8 grid while transforming (32 x 32 for digits)
 

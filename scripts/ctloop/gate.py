@@ -31,7 +31,7 @@ import numpy as np
 from ctloop.evaluate import per_class_recall
 
 if TYPE_CHECKING:  # keeps this module free of scikit-learn: the API imports RULE
-    from ctloop.train import TrainingSet
+    from ctloop.training_set import TrainingSet
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from ctloop.head import HEAD_FILE
 from ctloop.prod_data import ProductionData
 from ctloop.reference import embedding_mismatch, read_reference
 from ctloop.registry import ModelRegistry, RegistryError
-from ctloop.train import (
+from ctloop.training_set import (
     TrainingSet,
     production_holdout_mask,
     reference_holdout_mask,
@@ -212,3 +212,9 @@ def stratified(
 
 def _span(numbers: np.ndarray) -> list[int] | None:
     return [int(numbers.min()), int(numbers.max())] if len(numbers) else None
+
+
+def load_training_set(settings: CoreSettings, prod_rows: int = 0) -> TrainingSet:
+    """Reference rows (+ the production rows up to `prod_rows`, at most RETRAIN_READ_ROWS of
+    the newest) with their held-out flags: what a scratch retrain trains on."""
+    return read_training_set(settings, prod_rows, RetrainBase("scratch", "all rows"))[0]

@@ -8,18 +8,15 @@ will be served.
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
 from ctloop.augment import Augmentation, augment_training_set
-from ctloop.config import CoreSettings
 from ctloop.evaluate import classification_metrics
 from ctloop.head import (
     CLASSIFIER_FILE,
@@ -30,73 +27,13 @@ from ctloop.head import (
     fit_head,
 )
 from ctloop.predict import Classifier
+from ctloop.training_set import TrainingSet
 
 PARITY_TOLERANCE = 1e-4
 
 
 class ExportMismatchError(RuntimeError):
     """The ONNX graph does not reproduce the scikit-learn model."""
-
-
-@dataclass(frozen=True)
-class TrainingSet:
-    """Embedding rows with their class, where they come from, and whether they are held out."""
-
-    embeddings: np.ndarray
-    targets: np.ndarray
-    is_prod: np.ndarray
-    holdout: np.ndarray
-    weights: np.ndarray
-    augmented: np.ndarray | None = None  # rows made by ctloop.augment (in memory only)
-
-    def augmented_mask(self) -> np.ndarray:
-        if self.augmented is None:
-            return np.zeros(len(self.targets), dtype=bool)
-        return self.augmented
-
-    @property
-    def prod_rows(self) -> int:
-        return int(self.is_prod.sum())
-
-    def fingerprint(self) -> str:
-        """sha256 of the rows, their classes, weights and held-out flags."""
-        digest = hashlib.sha256()
-        for array in (self.embeddings, self.targets.astype("U"), self.weights, self.holdout):
-            digest.update(np.ascontiguousarray(array).tobytes())
-        return digest.hexdigest()
-
-
-def load_training_set(settings: CoreSettings, prod_rows: int = 0) -> TrainingSet:
-    """Reference rows (+ the production rows up to `prod_rows`, at most RETRAIN_READ_ROWS of
-    the newest) with their held-out flags: what a scratch retrain trains on."""
-    from ctloop.retrain_set import RetrainBase, read_training_set  # it builds on this module
-
-    return read_training_set(settings, prod_rows, RetrainBase("scratch", "all rows"))[0]
-
-
-def row_weights(is_prod: np.ndarray, prod_weight: float) -> np.ndarray:
-    """Production rows count `prod_weight` times as much as reference rows.
-
-    Scaled so that the largest weight is 1: an SVC's sample weight multiplies C, and on data it
-    fits without error no bound is active, so raising weights changes nothing; lowering the
-    reference rows' weight (their C) is what lets production rows move the boundary.
-    """
-    weights = np.where(is_prod, prod_weight, 1.0)
-    return weights / max(prod_weight, 1.0)
-
-
-def reference_holdout_mask(targets: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """The seeded, stratified share of reference rows that no model version trains on."""
-    indices = np.arange(len(targets))
-    _, held = train_test_split(indices, test_size=fraction, stratify=targets, random_state=seed)
-    mask = np.zeros(len(targets), dtype=bool)
-    mask[held] = True
-    return mask
-
-
-def production_holdout_mask(row_numbers: np.ndarray, every: int) -> np.ndarray:
-    """Every `every`-th production row (by its 1-based number in prod_data.csv) is held out."""
-    return (np.asarray(row_numbers) % every) == 0
 
 
 @dataclass(frozen=True)

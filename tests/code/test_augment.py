@@ -19,7 +19,7 @@ from ctloop.dataset import load_dataset, split_reference_unseen
 from ctloop.embed import load_embedding
 from ctloop.predict import Embedding
 from ctloop.preprocess import preprocess_many
-from ctloop.train import load_training_set
+from ctloop.retrain_set import load_training_set
 
 IDENTITY = AugmentConfig(max_rotation=0, max_shear=0, max_shift=0, pen_widths=(0,), elastic=0)
 

@@ -18,7 +18,7 @@ from ctloop.head import (
     load_head,
 )
 from ctloop.predict import Classifier
-from ctloop.train import load_training_set
+from ctloop.retrain_set import load_training_set
 
 FAST = HeadConfig(epochs=60, finetune_epochs=10, finetune_interpolation=1.0)  # the full step
 
@@ -134,7 +134,8 @@ def test_what_cannot_be_fine_tuned(rows, base) -> None:
 
 def test_train_head_on_a_set_with_nothing_held_out(built: CoreSettings, base) -> None:
     """A fine-tune on rows that are all trained on: no held-out metrics, no failure."""
-    from ctloop.train import TrainingSet, train_head
+    from ctloop.train import train_head
+    from ctloop.training_set import TrainingSet
 
     training_set = load_training_set(built)
     fit = ~training_set.holdout

@@ -19,7 +19,8 @@ from ctloop.predict import Model, load_model
 from ctloop.preprocess import preprocess, preprocess_many
 from ctloop.reference import read_reference
 from ctloop.registry import ModelRegistry
-from ctloop.train import fit_head, load_training_set
+from ctloop.retrain_set import load_training_set
+from ctloop.train import fit_head
 from tests.support.data import write_prod
 from tests.support.images import digit_image, on_canvas, to_bytes
 
@@ -184,7 +185,7 @@ def test_directional_an_erased_digit_loses_confidence(model: Model, unseen) -> N
 def test_the_production_weight_changes_what_the_head_learns(workspace: CoreSettings) -> None:
     """Production rows that contradict the reference (1s labelled 7) win more often when they
     weigh more. (Raising weights alone would do nothing: the SVC fits its rows without error.)"""
-    from ctloop.train import row_weights
+    from ctloop.training_set import row_weights
 
     reference = read_reference(workspace.ref_data_path)
     ones = reference.embeddings[reference.targets == "1"][:40]

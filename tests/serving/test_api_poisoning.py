@@ -14,7 +14,7 @@ from ctloop.dataset import load_dataset, split_reference_unseen
 from ctloop.preprocess import encode_png, preprocess
 from ctloop.registry import ModelRegistry
 from ctloop.retrain_log import RetrainLog
-from ctloop.train import reference_holdout_mask
+from ctloop.training_set import reference_holdout_mask
 from tests.support.data import PLAIN_ENV, copy_workspace
 from tests.support.images import b64
 from tests.support.processes import LiveServer, wait_for

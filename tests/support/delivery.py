@@ -16,7 +16,8 @@ from ctloop.candidate import build_manifest, version_files
 from ctloop.config import CoreSettings
 from ctloop.embed import load_embedding
 from ctloop.registry import ModelRegistry
-from ctloop.train import load_training_set, train_head
+from ctloop.retrain_set import load_training_set
+from ctloop.train import train_head
 
 
 def flipped(targets: np.ndarray) -> np.ndarray:
