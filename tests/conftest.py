@@ -11,7 +11,7 @@ from ctloop.candidate import train_candidate
 from ctloop.config import CoreSettings
 from ctloop.reference import build_reference
 from ctloop.registry import ModelRegistry
-from tests.support.data import make_settings, plain_settings
+from tests.support.data import make_settings, plain_settings, typical_samples
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +31,12 @@ def plain_built(tmp_path_factory: pytest.TempPathFactory) -> CoreSettings:
     build_reference(settings)
     train_candidate(settings, ModelRegistry(settings.artifacts_dir))
     return settings
+
+
+@pytest.fixture(scope="session")
+def samples(built: CoreSettings) -> dict[str, bytes]:
+    """One typical image of each class from the built dataset's unseen samples (PNG bytes)."""
+    return typical_samples(built.samples_dir)
 
 
 @pytest.fixture

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 
 from tests.e2e.stack import Stack, compose_command, copy_repository, write_figures
 from tests.support.data import typical_samples
+from tests.support.processes import free_port
 
 K = 10  # RETRAIN_EVERY for this run: k feedbacks start one retrain
 FIGURES: dict = {}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

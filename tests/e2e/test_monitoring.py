@@ -20,6 +20,7 @@ from monitoring.alerts import main as generate_rules
 from monitoring.dashboards import as_promql, committed_dashboards, panel_queries
 from tests.e2e.stack import REPO, Stack, compose_command, copy_repository, write_figures
 from tests.support.browser import CHROMIUM_ARGS, find_chromium
+from tests.support.processes import free_port, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -28,28 +29,6 @@ WINDOW = 40  # REPORTING_WINDOW_ROWS: the drift share of the latest 40 rows
 ROWS = 5 * K  # the drift run: 2 clean windows of k feedback rows, then 3 with a thicker pen
 FIGURES: dict = {}
 SHOTS = REPO / "tests" / "artifacts"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for(condition, timeout: float, what: str, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = condition()
-        except (httpx.HTTPError, ValueError, KeyError):
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +71,7 @@ def test_every_target_is_up(monitored: Stack) -> None:
         targets = prometheus(monitored, "/api/v1/targets")["activeTargets"]
         return targets if all(t["health"] == "up" for t in targets) else None
 
-    targets = wait_for(all_up, 90, "every scrape target up")
+    targets = wait_for(all_up, 90, 1.0, "every scrape target up")
     assert {t["labels"]["job"] for t in targets} == {
         "serving",
         "reporting",
@@ -177,6 +156,7 @@ def test_the_drift_alert_fires_and_reaches_alertmanager(monitored: Stack, drift_
         metrics = wait_for(
             lambda: (m := exported()).get("ctloop_reporting_snapshot_rows", 0) >= ROWS and m,
             120,
+            1.0,
             "a snapshot of the whole run",
         )
     except AssertionError as error:
@@ -186,7 +166,7 @@ def test_the_drift_alert_fires_and_reaches_alertmanager(monitored: Stack, drift_
     FIGURES["window_drift_share_after_drift"] = share
     assert share > 0.5, metrics
 
-    fired = wait_for(lambda: firing(monitored, "CtloopDriftDetected"), 120, "the drift alert")
+    fired = wait_for(lambda: firing(monitored, "CtloopDriftDetected"), 120, 1.0, "the drift alert")
     FIGURES["drift_alert_seconds_after_traffic"] = round(
         time.time() - drift_run["started"] - FIGURES["traffic_seconds"], 1
     )
@@ -196,7 +176,7 @@ def test_the_drift_alert_fires_and_reaches_alertmanager(monitored: Stack, drift_
         alerts = httpx.get(monitored.url("alertmanager") + "/api/v2/alerts", timeout=5).json()
         return [a for a in alerts if a["labels"]["alertname"] == "CtloopDriftDetected"]
 
-    received = wait_for(in_alertmanager, 60, "the drift alert in Alertmanager")
+    received = wait_for(in_alertmanager, 60, 1.0, "the drift alert in Alertmanager")
     assert received[0]["status"]["state"] == "active"
     assert received[0]["receivers"] == [{"name": "ctloop-default"}]
     assert received[0]["annotations"]["runbook_url"] == "docs/operating.md#ctloopdriftdetected"

@@ -8,13 +8,8 @@ import httpx
 import pytest
 
 from ctloop.config import CoreSettings
-from tests.support.data import copy_workspace, typical_samples
+from tests.support.data import copy_workspace
 from tests.support.processes import LiveServer
-
-
-@pytest.fixture(scope="module")
-def samples(built: CoreSettings) -> dict[str, bytes]:
-    return typical_samples(built.samples_dir)
 
 
 @pytest.fixture(scope="module")

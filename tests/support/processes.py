@@ -47,11 +47,12 @@ def free_port() -> int:
 def wait_for(condition, timeout: float = 60, interval: float = 0.1, what: str = "condition"):
     """Poll `condition` until it returns a truthy value and return it; AssertionError on timeout.
 
-    A condition that raises an HTTP, OS or value error counts as not met yet (a server starting).
+    A condition that raises an HTTP, OS, value or key error counts as not met yet (a server
+    starting, a reply without the field yet).
     """
     deadline = time.monotonic() + timeout
     while True:
-        with contextlib.suppress(httpx.HTTPError, OSError, ValueError):
+        with contextlib.suppress(httpx.HTTPError, OSError, ValueError, KeyError):
             value = condition()
             if value:
                 return value

@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from ctloop.config import CoreSettings
-from tests.support.data import copy_workspace, typical_samples
+from tests.support.data import copy_workspace
 from tests.support.processes import (
     TEST_TOKEN,
     WEBAPP_ENV,
@@ -18,11 +18,6 @@ from tests.support.processes import (
     LiveServer,
     free_port,
 )
-
-
-@pytest.fixture(scope="module")
-def samples(built: CoreSettings) -> dict[str, bytes]:
-    return typical_samples(built.samples_dir)
 
 
 @pytest.fixture(scope="module")
