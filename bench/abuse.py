@@ -8,7 +8,7 @@ and one second after), /health's latency on the same worker during the attack (a
 
 `--baseline` names a checkout of an earlier commit (`git worktree add /tmp/before <commit>`):
 its server runs from there (working directory and PYTHONPATH), on the same data, after this
-one's. The tables are printed as Markdown (docs/hardening.md keeps them).
+one's. The tables are printed as Markdown (docs/studies/hardening.md keeps them).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Scores the drawn evaluation set kept in the repository (scripts/drawn/drawn-digi
 stroke-synthesised digits, 40 per class, pens 12-22 px on a 280 x 280 canvas) and the dataset's
 held-out reference rows: accuracy, per class, expected calibration error (10 bins), median
 confidence; then the drawn set by pen width, size and lean; and the preprocessing's cost per
-image, before and after, measured in one run. Prints Markdown for docs/drawn-digits.md.
+image, before and after, measured in one run. Prints Markdown for docs/studies/drawn-digits.md.
 """
 
 from __future__ import annotations

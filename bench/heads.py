@@ -1,5 +1,5 @@
 """The two classifier heads side by side: held-out accuracy, ONNX latency and parity, sizes,
-seconds to fit from scratch and to fine-tune (docs/retraining.md).
+seconds to fit from scratch and to fine-tune (docs/studies/retraining.md).
 
     .venv/bin/python -m bench.heads
 

@@ -87,7 +87,7 @@ def targets(at32: dict, results: dict) -> list[str]:
         "## Targets",
         "",
         "Why the missed ones are missed, what was measured and changed: "
-        "[performance.md](performance.md).",
+        "[performance.md](studies/performance.md).",
         "",
         "| Target | Measured | |",
         "|---|---|---|",

@@ -13,7 +13,7 @@ newest GATE_RECENT_ROWS held-out production rows; promoted if its score >= the c
 class lost more than GATE_CLASS_TOLERANCE of recall on the held-out reference rows and their
 accuracy fell no more than GATE_REFERENCE_TOLERANCE below the champion's and the first model's).
 Images go through the one preprocessing and the stored embedding, as /feedback does. Prints
-Markdown for docs/retraining.md; --json writes every figure.
+Markdown for docs/studies/retraining.md; --json writes every figure.
 """
 
 from __future__ import annotations

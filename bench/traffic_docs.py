@@ -196,7 +196,7 @@ def report(results: dict, when: str) -> list[str]:
         "",
         "- The first model is trained on transformed copies of the reference (rotations, slants, "
         "shifts, pens, elastic distortion) with an embedding fitted on them too "
-        "([retraining.md](retraining.md)), so a geometric drift costs a few points at once "
+        "([retraining.md](studies/retraining.md)), so a geometric drift costs a few points at once "
         "instead of the 40 to 50 it cost the first version of this stack (2026-11-21: 0.51 to "
         "0.54 right after slant, rotate, thick and shift).",
         "- Feedback then fine-tunes the served head on the rows since it, keeping 0.3 of each "
@@ -211,7 +211,7 @@ def report(results: dict, when: str) -> list[str]:
         "- Clean accuracy is measured on 100 images: one image is 0.01. With the whole step of "
         "each fine-tune (before 2026-12-02) a promotion that won drifted rows sometimes lost one "
         "clean image the gate set does not contain (0.97); a part of the step keeps them "
-        "([retraining.md](retraining.md)).",
+        "([retraining.md](studies/retraining.md)).",
     ]
     return out
 

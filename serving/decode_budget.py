@@ -13,7 +13,7 @@ at a time, and never wait here.
 
 glibc keeps memory freed by a thread in that thread's arena: a worker stayed at 317-466 MB after
 such a burst. `malloc_trim` after each large decode hands it back (measured against
-MALLOC_ARENA_MAX=2 and a fixed mmap threshold: docs/hardening.md).
+MALLOC_ARENA_MAX=2 and a fixed mmap threshold: docs/studies/hardening.md).
 
 One budget per worker process and setting (`decode_budget`): a worker is a process, and the
 routes reach it through their settings. It lives on that process's one event loop.

@@ -2,8 +2,8 @@
 
 Every route takes them this way except /predict, which runs on a DirectRoute and calls
 `current_model` itself: dependency solving cost about 6 % of the worker's CPU per request there
-(measured, docs/performance.md). All `async def`: FastAPI runs a plain `def` dependency in its
-thread pool, a thread hop on every request for what is an attribute lookup.
+(measured, docs/studies/performance.md). All `async def`: FastAPI runs a plain `def` dependency
+in its thread pool, a thread hop on every request for what is an attribute lookup.
 """
 
 from __future__ import annotations

@@ -57,8 +57,8 @@ class ServingSettings(CoreSettings):
         description="Most pixels each worker decodes at once in its threads (images larger than "
         "INLINE_PIXELS; a JPEG counts the pixels of its reduced-scale decode). A decode costs up "
         "to about 15 bytes per pixel: the default, one 4096 x 4096 picture, keeps a worker "
-        "within about 250 MB of decoding whatever arrives (docs/hardening.md). An image larger "
-        "than the budget is decoded alone",
+        "within about 250 MB of decoding whatever arrives (docs/studies/hardening.md). An image "
+        "larger than the budget is decoded alone",
     )
     decode_wait_seconds: float = Field(
         2.0,

@@ -35,7 +35,7 @@ RENDER_SCALE = 4  # pixels per cell of the 8 x 8 grid while transforming (32 x 3
 class AugmentConfig:
     """How many transformed copies of each row, and how far a copy may be transformed.
 
-    Defaults measured by bench/retrain_study.py (docs/retraining.md).
+    Defaults measured by bench/retrain_study.py (docs/studies/retraining.md).
     """
 
     reference_copies: int = 8  # copies of each reference row (0: reference not augmented)
@@ -164,7 +164,7 @@ def augment_training_set(
     `config.feedback_copies`, each with its source row's weight; copies are never held out
     (so the gate and the held-out metrics see only real rows) and are flagged `augmented`.
     Both go through the embedding's inverse: measured as accurate as re-rendering the
-    reference images themselves (docs/retraining.md).
+    reference images themselves (docs/studies/retraining.md).
     """
     parts = [training_set]
     if training_set.prod_rows:

@@ -17,8 +17,8 @@ The mean score lets a challenger trade the one for the other: a fine-tune that w
 drifted production rows may lose a clean digit, and a chain of such trades drifts away from
 what the reference teaches. So a challenger is also rejected when its accuracy on the held-out
 reference rows falls more than GATE_REFERENCE_TOLERANCE below the champion's, or below the
-reference floor: the first model's, carried like the class floor (docs/retraining.md measures
-what this costs in adaptation).
+reference floor: the first model's, carried like the class floor (docs/studies/retraining.md
+measures what this costs in adaptation).
 """
 
 from __future__ import annotations

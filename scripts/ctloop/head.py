@@ -46,7 +46,7 @@ class WarmStartError(ValueError):
 
 @dataclass(frozen=True)
 class HeadConfig:
-    """What the head is and how it is trained. Defaults measured in docs/retraining.md."""
+    """What the head is and how it is trained. Defaults measured in docs/studies/retraining.md."""
 
     kind: Literal["mlp", "svc"] = "mlp"
     hidden_units: int = 128  # per member

@@ -5,7 +5,7 @@ APIRoute class"). The decorator still documents the route (`response_model`, `re
 `openapi_extra` all reach /docs), but per request FastAPI neither resolves parameters nor
 validates and re-serialises the returned value: the endpoint validates its body with the
 pydantic model itself and returns the JSON it built from the response model. On /predict that
-machinery cost about 6 % of the worker's CPU per request (docs/performance.md).
+machinery cost about 6 % of the worker's CPU per request (docs/studies/performance.md).
 
 Only for endpoints with a `request` parameter and nothing else: a route-level dependency (an auth
 check, say) would silently never run, so one is refused when the route is declared.

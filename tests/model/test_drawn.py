@@ -1,7 +1,8 @@
 """Digits drawn on the page's canvas (issue 16): quality floor and behaviour, on the served
 model (v0001 as `ctloop init` builds it) through the one preprocessing and pipeline.onnx.
 
-Measured on the 400 drawn digits (docs/drawn-digits.md): see the figures quoted in each test.
+Measured on the 400 drawn digits (docs/studies/drawn-digits.md): see the figures quoted in each
+test.
 Each floor leaves room below the measured figure for other machines' arithmetic.
 """
 
@@ -39,7 +40,7 @@ def moved(digit: DrawnDigit, dx: int, dy: int) -> DrawnDigit:
 
 
 def test_the_drawn_set_is_read_right(model: Model, digits) -> None:
-    """Measured 0.963 (docs/drawn-digits.md; 0.938 with the single MLP before); floor 0.93.
+    """Measured 0.963 (docs/studies/drawn-digits.md; 0.938 with the single MLP before); floor 0.93.
     Every class at least 0.8 (lowest measured: "1", "3" and "4", 0.90)."""
     truth = np.array([d.label for d in digits])
     predicted = labels_of(model, [render_png(d) for d in digits])

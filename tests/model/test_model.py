@@ -126,7 +126,8 @@ def test_invariance_a_digit_moved_one_cell_left_out_of_its_frame_keeps_its_label
 ) -> None:
     """The traffic simulator's `shift` to the left: the digit moved 4 px left in its 32 x 32
     frame, cut by the frame. The preprocessing moves it back where it can (`recentre_left`).
-    Measured: accuracy on those pictures 0.942-0.972 with it, 0.886 without (docs/retraining.md)."""
+    Measured: accuracy on those pictures 0.942-0.972 with it, 0.886 without
+    (docs/studies/retraining.md)."""
 
     def moved_left(cells):
         picture = digit_image(cells, 4)

@@ -1,7 +1,7 @@
 """No stranger can stall a worker: what a request without a token can make the app do is bounded
 (time, memory, the size of the error it gets). In process: `create_app(settings)` with its
 lifespan, through httpx.ASGITransport (tests.support.asgi). bench/abuse.py measures the same
-attacks on a real server (docs/hardening.md)."""
+attacks on a real server (docs/studies/hardening.md)."""
 
 from __future__ import annotations
 

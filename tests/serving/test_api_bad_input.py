@@ -313,7 +313,8 @@ def test_every_error_body_matches_the_documented_schema(client) -> None:
 
 
 def test_the_abuse_benchmark_measures_an_attack(server: LiveServer) -> None:
-    """bench/abuse.py's measurement, on one small attack (docs/hardening.md has the real run)."""
+    """bench/abuse.py's measurement, on one small attack (docs/studies/hardening.md has the real
+    run)."""
     from bench.abuse import Attack, measure
     from tests.support import attacks
 

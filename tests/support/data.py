@@ -27,7 +27,7 @@ def make_settings(root: Path, **overrides) -> CoreSettings:
 # The first model as the project trained it before augmentation (an SVC, no transformed copies,
 # the PCA fitted on the reference images only): a model that a drift or a poisoning flood
 # visibly hurts, for the tests of what the loop does about that. The default model reads most
-# drifted digits right from the start (docs/retraining.md).
+# drifted digits right from the start (docs/studies/retraining.md).
 PLAIN_ENV = {
     "HEAD_MODEL": "svc",
     "AUGMENT_REFERENCE_COPIES": "0",

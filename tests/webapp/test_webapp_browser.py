@@ -262,4 +262,4 @@ def test_drawn_digits_are_read_right_and_the_page_shows_what_the_model_saw(
         page.get_by_text("Upload an image or draw a digit to begin").wait_for()
     right = sum(label == shown for label, shown in read)
     print(f"\nDrawn through the page: {right}/{len(read)} read right: {read}")
-    assert right >= 15, read  # measured 16 of 20 (docs/drawn-digits.md)
+    assert right >= 15, read  # measured 16 of 20 (docs/studies/drawn-digits.md)
