@@ -110,23 +110,8 @@ async def feedback(
     )
     try:
         rows = await run_in_threadpool(retraining.prod_data.append, row)
-    except NoRoomError as exc:
-        FEEDBACK_WRITE_FAILURES.labels("no_room").inc()
-        raise ApiError(
-            507,
-            "insufficient_storage",
-            f"feedback cannot be saved, nothing was written: {exc}. Send it again once the "
-            "operator has made room; predictions still work",
-            headers={"Retry-After": "60"},
-        ) from exc
     except ProductionDataError as exc:
-        FEEDBACK_WRITE_FAILURES.labels("unavailable").inc()
-        raise ApiError(
-            503,
-            "feedback_unavailable",
-            f"feedback cannot be saved, nothing was written: {exc}. Predictions still work; "
-            "the operator must repair or move the file",
-        ) from exc
+        raise _not_saved(exc) from exc
     FEEDBACK_ROWS.inc()
     if request.app.state.models.served.stage is not None:  # judged on each new row, off the reply
         background.add_task(review_after_feedback, settings, request.app.state.models, rows)
@@ -169,6 +154,27 @@ async def _read_feedback(
         415,
         "unsupported_media_type",
         'send JSON {"image": "<base64>", "target": "<class>"} or a multipart form',
+    )
+
+
+def _not_saved(exc: ProductionDataError) -> ApiError:
+    """507 when the row had no room (the client sends it again later), 503 when the file cannot
+    be written until the operator acts; counted either way."""
+    if isinstance(exc, NoRoomError):
+        FEEDBACK_WRITE_FAILURES.labels("no_room").inc()
+        return ApiError(
+            507,
+            "insufficient_storage",
+            f"feedback cannot be saved, nothing was written: {exc}. Send it again once the "
+            "operator has made room; predictions still work",
+            headers={"Retry-After": "60"},
+        )
+    FEEDBACK_WRITE_FAILURES.labels("unavailable").inc()
+    return ApiError(
+        503,
+        "feedback_unavailable",
+        f"feedback cannot be saved, nothing was written: {exc}. Predictions still work; the "
+        "operator must repair or move the file",
     )
 
 
