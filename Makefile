@@ -77,9 +77,10 @@ bench-delivery: venv
 traffic-docs: venv
 	$(BIN)/python bench/traffic_docs.py $(TRAFFIC_ARGS)
 
-.venv-bench/.installed: bench/requirements.txt
+.venv-bench/.installed: bench/requirements.txt pyproject.toml
 	$(PYTHON) -m venv .venv-bench
 	.venv-bench/bin/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	.venv-bench/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 format: venv

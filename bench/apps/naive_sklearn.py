@@ -1,8 +1,10 @@
-"""The naive pattern: the same model as a scikit-learn pipeline, called inside the route.
+"""The naive pattern: the same kind of model as a scikit-learn pipeline, called inside the route.
 
-Same request, same reply, same preprocessing function as the product; the only difference is
-scikit-learn's predict_proba (PCA + scaler + SVC) instead of onnxruntime. The pipeline is fitted
-at startup from the benchmark's data (the project stores no pickles to load one from).
+Same request, same reply, same preprocessing function as the product; the difference is
+scikit-learn's predict_proba (PCA + scaler + MLP head) instead of onnxruntime. The pipeline is
+fitted at startup on the reference images of the benchmark's dataset (the project stores no
+pickles to load one from), its PCA and its head on the same vectors, so that it answers like the
+product without reading the product's embedding.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from ctloop.config import CoreSettings
 from ctloop.dataset import load_dataset, split_reference_unseen
 from ctloop.embed import fit_embedding
 from ctloop.preprocess import preprocess, preprocess_many
-from ctloop.reference import read_reference
 from ctloop.train import fit_head
 
 settings = CoreSettings(
@@ -31,8 +32,8 @@ dataset = load_dataset(settings.dataset)
 reference, _ = split_reference_unseen(dataset.labels, settings.unseen_fraction, settings.split_seed)
 pixels = preprocess_many([dataset.images[i] for i in reference])
 pca, _ = fit_embedding(pixels, settings.pca_components)
-table = read_reference(settings.ref_data_path)
-head = fit_head(table.embeddings, table.targets)
+labels = np.array([str(dataset.labels[i]) for i in reference])
+head = fit_head(pca.transform(pixels).astype(np.float32), labels)
 pipeline = make_pipeline(pca, *[step for _, step in head.steps])
 classes = [str(label) for label in pipeline.classes_]
 
