@@ -25,7 +25,7 @@ from pathlib import Path
 from PIL import Image
 
 from bench.loadgen import Run, wrk
-from tests.support.processes import REPO, ServerProcess, child_environment, free_port
+from harness.processes import REPO, ServerProcess, child_environment, free_port
 
 CONNECTIONS = 32
 

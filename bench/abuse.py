@@ -1,10 +1,11 @@
-"""What a stranger can make one worker do: each attack of tests.support.attacks against a real
+"""What a stranger can make one worker do: each attack of harness.attacks against a real
 server (`python -m serving`, one worker, no token sent), with the worker's memory (before, peak,
 and one second after), /health's latency on the same worker during the attack (a probe every
 20 ms), and what the attacker got (statuses, the largest reply, the slowest one).
 
     .venv/bin/python -m bench.abuse                          # this checkout
     .venv/bin/python -m bench.abuse --baseline /tmp/before   # and another checkout, same run
+    .venv/bin/python -m bench.abuse --smoke DIR              # one small attack, DIR's data
 
 `--baseline` names a checkout of an earlier commit (`git worktree add /tmp/before <commit>`):
 its server runs from there (working directory and PYTHONPATH), on the same data, after this
@@ -31,8 +32,8 @@ from pathlib import Path
 import httpx
 
 from bench.procs import free_port
-from tests.support import attacks
-from tests.support.processes import REPO, ServerProcess
+from harness import attacks
+from harness.processes import REPO, ServerProcess
 
 TOKEN = "bench-token"  # noqa: S105 - the throwaway token of a benchmark server
 
@@ -193,12 +194,16 @@ def server(root: Path, checkout: Path) -> ServerProcess:
     return process
 
 
-def run(root: Path, checkout: Path) -> list[Row]:
+# `--smoke`: the harness end to end in seconds (make test runs it).
+SMOKE = (Attack("nesting", "/predict", _json(lambda: attacks.deep_nesting(50_000)), 2),)
+
+
+def run(root: Path, checkout: Path, selected: tuple[Attack, ...] = ATTACKS) -> list[Row]:
     rows = []
     with server(root, checkout) as live:
         pid = live.process.pid  # one worker: uvicorn serves in the launcher's process
         httpx.post(f"{live.url}/predict", content=attacks.many_images(2), headers=attacks.JSON)
-        for attack in ATTACKS:
+        for attack in selected:
             rows.append(measure(live.url, pid, attack))
             print(f"  {checkout.name}: {attack.name}: {rows[-1].statuses}", flush=True)
     return rows
@@ -207,7 +212,13 @@ def run(root: Path, checkout: Path) -> list[Row]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, help="a checkout to measure too, first")
+    parser.add_argument(
+        "--smoke", type=Path, metavar="DIR", help="one small attack on DIR's data/ and artifacts/"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        print(table(run(args.smoke, REPO, SMOKE)))
+        return
     with tempfile.TemporaryDirectory(prefix="ctloop-abuse-") as tmp:
         root = Path(tmp)
         env = {

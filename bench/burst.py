@@ -30,7 +30,7 @@ import httpx
 
 from bench.procs import Server, free_port
 from ctloop.retrain_log import RetrainLog
-from tests.support.processes import REPO, child_environment
+from harness.processes import REPO, child_environment
 
 TOKEN = secrets.token_hex(16)
 

@@ -26,9 +26,9 @@ import httpx
 from bench.ab import CONNECTIONS, Checkout, body_file, summary
 from bench.loadgen import Run, wrk
 from ctloop.registry import ModelRegistry
-from tests.support.data import make_settings
-from tests.support.delivery import register_challenger
-from tests.support.processes import REPO, child_environment
+from harness.data import make_settings
+from harness.delivery import register_challenger
+from harness.processes import REPO, child_environment
 
 BEGIN, END = "<!-- delivery -->", "<!-- /delivery -->"
 TARGET = 1.3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.support.processes import ServerProcess, free_port
+from harness.processes import ServerProcess, free_port
 
 __all__ = ["Server", "descendants", "free_port", "rss_mib"]
 

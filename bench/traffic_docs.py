@@ -25,8 +25,8 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tests.support.data import make_settings
-from tests.support.processes import LiveServer, ReportingServer, child_environment
+from harness.data import make_settings
+from harness.processes import LiveServer, ReportingServer, child_environment
 from traffic.report import describe, plot, summary, write_csv
 from traffic.scenario import Scenario, WindowRecord, run
 

@@ -11,7 +11,7 @@ from ctloop.candidate import train_candidate
 from ctloop.config import CoreSettings
 from ctloop.reference import build_reference
 from ctloop.registry import ModelRegistry
-from tests.support.data import make_settings, plain_settings, typical_samples
+from harness.data import make_settings, plain_settings, typical_samples
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +25,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> CoreSettings:
 
 @pytest.fixture(scope="session")
 def plain_built(tmp_path_factory: pytest.TempPathFactory) -> CoreSettings:
-    """Reference data and v0001 built with tests.support.data.PLAIN_ENV (no augmentation, an
+    """Reference data and v0001 built with harness.data.PLAIN_ENV (no augmentation, an
     SVC): serve it with those variables too. Tests must not modify it."""
     settings = plain_settings(tmp_path_factory.mktemp("plain"))
     build_reference(settings)

@@ -35,7 +35,7 @@ RENDER_SCALE = 4  # pixels per cell of the 8 x 8 grid while transforming (32 x 3
 class AugmentConfig:
     """How many transformed copies of each row, and how far a copy may be transformed.
 
-    Defaults measured by bench/retrain_study.py (docs/studies/retraining.md).
+    Defaults measured in docs/studies/retraining.md.
     """
 
     reference_copies: int = 8  # copies of each reference row (0: reference not augmented)

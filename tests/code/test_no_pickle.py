@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 from ctloop.config import CoreSettings
-from tests.support.data import REPO
+from harness.data import REPO
 
 FORBIDDEN_MODULES = {
     "pickle",

@@ -20,7 +20,7 @@ from ctloop.preprocess import (
     PreprocessSpec,
     preprocess,
 )
-from tests.support.images import digit_image, on_canvas, to_bytes
+from harness.images import digit_image, on_canvas, to_bytes
 
 GREY_LEVEL = 1 / 16  # the digits dataset has 17 grey levels, 0..16
 

@@ -204,7 +204,7 @@ def test_row_numbers_are_never_handed_out_twice_when_rows_do_not_fit(tmp_path: P
 
 def append_past_a_size_limit(path: str, queue) -> None:
     from ctloop.prod_data import NoRoomError
-    from tests.support.storage import lift_file_size_limit, limit_file_size
+    from harness.storage import lift_file_size_limit, limit_file_size
 
     store = ProductionData(Path(path), N)
     accepted = [(store.append(row(0, index)), f"0-{index}") for index in range(3)]
@@ -238,7 +238,7 @@ def test_concurrent_writers_on_a_full_filesystem_lose_nothing_acknowledged(
     """Four processes append to prod_data.csv on a real 512 KB tmpfs filled to its last block,
     then again once room is made: every acknowledged row is on disk at the number it was given,
     nothing refused is, no line is torn, and appends resume by themselves."""
-    from tests.support.storage import fill, small_filesystem
+    from harness.storage import fill, small_filesystem
 
     with small_filesystem(tmp_path / "small") as folder:
         path = folder / "prod_data.csv"

@@ -17,7 +17,7 @@ from ctloop.recovery import diagnose, heal
 from ctloop.registry import ModelRegistry
 from ctloop.retrain_log import RetrainLog
 from ctloop.trainer import run_pending
-from tests.support.data import flip, plain_settings, served_feedback, write_prod
+from harness.data import flip, plain_settings, served_feedback, write_prod
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from ctloop.embed import EMBEDDING_INFO, load_embedding
 from ctloop.preprocess import LEGACY, PreprocessSpec
 from ctloop.reference import check_reference, embedding_mismatch, read_reference
 from ctloop.registry import ModelRegistry
-from tests.support.data import copy_workspace, write_prod
+from harness.data import copy_workspace, write_prod
 
 
 def as_before_the_upgrade(settings: CoreSettings) -> None:

@@ -204,7 +204,7 @@ def test_a_full_disk_refuses_a_version_and_a_move_and_leaves_nothing_behind(
     """The registry on a real tmpfs filled to its last block: registering fails with ENOSPC and
     leaves no half version (nor its room taken), moving the pointer fails and keeps it, and
     both work once room is made."""
-    from tests.support.storage import fill, small_filesystem
+    from harness.storage import fill, small_filesystem
 
     with small_filesystem(tmp_path / "small", "4m") as folder:
         shutil.copytree(workspace.artifacts_dir, folder / "artifacts")
@@ -260,7 +260,7 @@ def test_a_move_the_history_cannot_record_is_undone(workspace: CoreSettings) -> 
 
 
 def promote_under_a_size_limit(artifacts: str, version: str, limit: int, queue) -> None:
-    from tests.support.storage import limit_file_size
+    from harness.storage import limit_file_size
 
     registry = ModelRegistry(Path(artifacts))
     limit_file_size(limit)

@@ -18,7 +18,7 @@ from ctloop.registry import ModelRegistry
 from ctloop.retrain_log import RetrainLog
 from ctloop.retrain_set import RetrainBase, choose_base, read_training_set
 from ctloop.trainer import run_pending
-from tests.support.data import copy_workspace, make_settings, served_feedback, write_prod
+from harness.data import copy_workspace, make_settings, served_feedback, write_prod
 
 pytestmark = pytest.mark.slow
 

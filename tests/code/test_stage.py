@@ -12,8 +12,8 @@ from ctloop.predict import load_model
 from ctloop.prod_data import ProductionData, ProductionRow
 from ctloop.registry import ModelRegistry, StageMovedError
 from ctloop.stage import release, review_stage
-from tests.support.data import served_feedback
-from tests.support.delivery import flipped, register_challenger
+from harness.data import served_feedback
+from harness.delivery import flipped, register_challenger
 
 
 def with_strategy(settings: CoreSettings, **values) -> CoreSettings:

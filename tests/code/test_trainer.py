@@ -16,8 +16,8 @@ from ctloop.config import CoreSettings
 from ctloop.registry import ModelRegistry
 from ctloop.retrain_log import RetrainLog
 from ctloop.trainer import MAX_ATTEMPTS, run_pending, trainer_is_running, trainer_lock
-from tests.support.data import make_settings, served_feedback, write_prod
-from tests.support.processes import wait_for
+from harness.data import make_settings, served_feedback, write_prod
+from harness.processes import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.support.data import make_settings
-from tests.support.images import digit_image, to_bytes
+from harness.data import make_settings
+from harness.images import digit_image, to_bytes
 from sklearn.datasets import load_digits
 
 from ctloop.config import CoreSettings

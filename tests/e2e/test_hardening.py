@@ -15,9 +15,9 @@ import zlib
 import httpx
 import pytest
 
+from harness.processes import wait_for
 from tests.e2e.conftest import FIGURES
 from tests.e2e.stack import Stack
-from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.docker
 

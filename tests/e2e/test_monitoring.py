@@ -16,11 +16,11 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
+from harness.browser import CHROMIUM_ARGS, find_chromium
+from harness.processes import free_port, wait_for
 from monitoring.alerts import main as generate_rules
 from monitoring.dashboards import as_promql, committed_dashboards, panel_queries
 from tests.e2e.stack import REPO, Stack, compose_command, copy_repository, write_figures
-from tests.support.browser import CHROMIUM_ARGS, find_chromium
-from tests.support.processes import free_port, wait_for
 
 pytestmark = pytest.mark.docker
 

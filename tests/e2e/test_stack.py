@@ -14,9 +14,9 @@ import time
 import httpx
 import pytest
 
+from harness.browser import CHROMIUM_ARGS, find_chromium
 from tests.e2e.conftest import FIGURES, K, free_port
 from tests.e2e.stack import Stack, copy_repository
-from tests.support.browser import CHROMIUM_ARGS, find_chromium
 
 pytestmark = pytest.mark.docker
 

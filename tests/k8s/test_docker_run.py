@@ -14,11 +14,11 @@ import time
 import httpx
 import pytest
 
+from harness.images import digit_image, to_bytes
 from k8s.compose import REPO, load_compose
 from tests.e2e.stack import image_available, write_figures
 from tests.k8s.docker_pods import Pods, docker, wait_probe
 from tests.k8s.manifests import find, one, pod_spec
-from tests.support.images import digit_image, to_bytes
 
 pytestmark = pytest.mark.docker
 SLACK = 3.0  # probe budgets times this: every pod starts at once on a 2-core machine

@@ -21,8 +21,8 @@ from ctloop.reference import read_reference
 from ctloop.registry import ModelRegistry
 from ctloop.retrain_set import load_training_set
 from ctloop.train import fit_head
-from tests.support.data import write_prod
-from tests.support.images import digit_image, on_canvas, to_bytes
+from harness.data import write_prod
+from harness.images import digit_image, on_canvas, to_bytes
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from monitoring.alerts import main as generate
-from monitoring.alerts import render, rules
-from tests.support.monitoring import (
+from harness.monitoring import (
     MONITORING,
     REPO,
     RULE_TESTS,
@@ -20,6 +18,8 @@ from tests.support.monitoring import (
     run,
     tool,
 )
+from monitoring.alerts import main as generate
+from monitoring.alerts import render, rules
 
 ALERTS = [rule.name for rule in rules()]
 

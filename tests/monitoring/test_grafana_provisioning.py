@@ -11,6 +11,7 @@ import httpx
 import pytest
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
+from harness.monitoring import MONITORING, REPO, load_yaml, local_prometheus
 from monitoring.dashboards import (
     DASHBOARDS,
     DATASOURCE_UID,
@@ -19,7 +20,6 @@ from monitoring.dashboards import (
     render,
 )
 from monitoring.dashboards import committed_dashboards as dashboards
-from tests.support.monitoring import MONITORING, REPO, load_yaml, local_prometheus
 
 PROVISIONING = MONITORING / "grafana" / "provisioning"
 

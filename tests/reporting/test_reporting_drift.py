@@ -16,10 +16,10 @@ from evidently.ui.workspace import Workspace
 from ctloop.config import CoreSettings
 from ctloop.reference import read_reference
 from ctloop.tables import embedding_columns
+from harness.data import copy_reference, served_feedback, write_prod
+from harness.reporting import reporting_settings
 from reporting.project import update
 from reporting.snapshots import column_drift_scores, metric_values
-from tests.support.data import copy_reference, served_feedback, write_prod
-from tests.support.reporting import reporting_settings
 
 SHIFTED = ["PCA_3", "PCA_7", "PCA_20"]
 

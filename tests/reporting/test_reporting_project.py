@@ -14,13 +14,13 @@ from evidently.ui.workspace import Workspace
 
 from ctloop.config import CoreSettings
 from ctloop.tables import TableError, format_row, prod_header
+from harness.data import REPO, copy_reference, served_feedback, write_prod
+from harness.processes import child_environment
+from harness.reporting import reporting_settings
 from reporting.project import update
 from reporting.refresher import Refresher
 from reporting.settings import ReportingSettings
 from reporting.snapshots import metric_values
-from tests.support.data import REPO, copy_reference, served_feedback, write_prod
-from tests.support.processes import child_environment
-from tests.support.reporting import reporting_settings
 
 
 def projects(settings: ReportingSettings) -> list:

@@ -21,10 +21,10 @@ from ctloop.config import CoreSettings
 from ctloop.evaluate import classification_metrics
 from ctloop.reference import ref_csv_bytes
 from ctloop.util import write_atomic
+from harness.data import copy_reference, prod_labels, served_feedback, write_prod
+from harness.reporting import reporting_settings
 from reporting.project import update
 from reporting.snapshots import metric_values
-from tests.support.data import copy_reference, prod_labels, served_feedback, write_prod
-from tests.support.reporting import reporting_settings
 
 SKLEARN = {
     "MacroF1": lambda t, p: f1_score(t, p, average="macro"),

@@ -15,11 +15,11 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score
 
 from ctloop.config import CoreSettings
+from harness.data import copy_reference, prod_labels, served_feedback, write_prod
+from harness.processes import free_port, is_alive, json_logs, running, ui_pids, wait_for
+from harness.reporting import api, reporting_settings
 from reporting.project import update
 from reporting.serve import ui_command
-from tests.support.data import copy_reference, prod_labels, served_feedback, write_prod
-from tests.support.processes import free_port, is_alive, json_logs, running, ui_pids, wait_for
-from tests.support.reporting import api, reporting_settings
 
 STARTUP_SECONDS = 60  # `evidently ui` answers in 3-5 s here; a loaded CI machine gets slack
 

@@ -16,13 +16,13 @@ from ctloop.config import CoreSettings
 from ctloop.prod_data import ProductionData
 from ctloop.reference import read_reference
 from ctloop.tables import embedding_columns
+from harness.data import copy_reference, served_feedback, write_prod
+from harness.processes import free_port
+from harness.reporting import reporting_settings
 from reporting.drift import embedding_drift
 from reporting.exporter import SnapshotCollector, serve_metrics
 from reporting.project import UpdateResult, update
 from reporting.refresher import Refresher
-from tests.support.data import copy_reference, served_feedback, write_prod
-from tests.support.processes import free_port
-from tests.support.reporting import reporting_settings
 
 W = 60
 

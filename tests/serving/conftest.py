@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from ctloop.config import CoreSettings
-from tests.support.data import copy_workspace
-from tests.support.processes import LiveServer
+from harness.data import copy_workspace
+from harness.processes import LiveServer
 
 
 @pytest.fixture(scope="module")

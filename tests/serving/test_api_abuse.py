@@ -1,6 +1,6 @@
 """No stranger can stall a worker: what a request without a token can make the app do is bounded
 (time, memory, the size of the error it gets). In process: `create_app(settings)` with its
-lifespan, through httpx.ASGITransport (tests.support.asgi). bench/abuse.py measures the same
+lifespan, through httpx.ASGITransport (harness.asgi). bench/abuse.py measures the same
 attacks on a real server (docs/studies/hardening.md)."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import httpx
 import pytest
 from PIL import ImageFile
 
+from harness import attacks
+from harness.asgi import AUTH, in_process, serving_settings
+from harness.data import copy_workspace
+from harness.images import b64
 from serving.decode_budget import decode_budget
 from serving.settings import ServingSettings
-from tests.support import attacks
-from tests.support.asgi import AUTH, in_process, serving_settings
-from tests.support.data import copy_workspace
-from tests.support.images import b64
 
 pytestmark = pytest.mark.anyio
 

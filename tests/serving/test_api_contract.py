@@ -12,8 +12,8 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from ctloop.prod_data import ProductionData
-from tests.support.images import b64, digit_image, to_bytes
-from tests.support.processes import LiveServer
+from harness.images import b64, digit_image, to_bytes
+from harness.processes import LiveServer
 
 CLASSES = [str(digit) for digit in range(10)]
 

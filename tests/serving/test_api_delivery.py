@@ -13,9 +13,9 @@ import pytest
 from ctloop.config import CoreSettings
 from ctloop.delivery import routed_to_challenger
 from ctloop.registry import ModelRegistry
-from tests.support.data import copy_workspace
-from tests.support.delivery import register_challenger, register_failing_challenger
-from tests.support.processes import LiveServer, json_logs, wait_for
+from harness.data import copy_workspace
+from harness.delivery import register_challenger, register_failing_challenger
+from harness.processes import LiveServer, json_logs, wait_for
 
 SETTLED = {"RETRAIN_EVERY": "100000", "TRIGGER_MIN_ROWS": "100000", "CANARY_MIN_ROWS": "100000"}
 

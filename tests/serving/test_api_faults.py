@@ -15,10 +15,10 @@ from ctloop.candidate import train_candidate
 from ctloop.registry import ModelRegistry
 from ctloop.retrain_log import RetrainLog
 from ctloop.trainer import trainer_is_running, trainer_lock
+from harness.data import copy_workspace, served_feedback, write_prod
+from harness.images import b64
+from harness.processes import LiveServer, trainer_pids, wait_for
 from tests.serving.test_api_contract import samples_of
-from tests.support.data import copy_workspace, served_feedback, write_prod
-from tests.support.images import b64
-from tests.support.processes import LiveServer, trainer_pids, wait_for
 
 pytestmark = pytest.mark.slow
 

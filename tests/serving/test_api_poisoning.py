@@ -15,9 +15,9 @@ from ctloop.preprocess import encode_png, preprocess
 from ctloop.registry import ModelRegistry
 from ctloop.retrain_log import RetrainLog
 from ctloop.training_set import reference_holdout_mask
-from tests.support.data import PLAIN_ENV, copy_workspace
-from tests.support.images import b64
-from tests.support.processes import LiveServer, wait_for
+from harness.data import PLAIN_ENV, copy_workspace
+from harness.images import b64
+from harness.processes import LiveServer, wait_for
 from traffic.drift import transformed_png
 from traffic.scenario import load_images
 

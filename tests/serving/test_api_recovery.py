@@ -15,7 +15,7 @@ import pytest
 from ctloop.registry import ModelRegistry
 from ctloop.retrain_log import RetrainLog
 from ctloop.trainer import trainer_lock
-from tests.support.data import (
+from harness.data import (
     PLAIN_ENV,
     copy_workspace,
     flip,
@@ -23,8 +23,8 @@ from tests.support.data import (
     served_feedback,
     write_prod,
 )
-from tests.support.images import b64
-from tests.support.processes import LiveServer, trainer_pids, wait_for
+from harness.images import b64
+from harness.processes import LiveServer, trainer_pids, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -18,9 +18,9 @@ from ctloop.dataset import load_samples
 from ctloop.registry import ModelRegistry
 from ctloop.retrain_log import RetrainLog
 from ctloop.trainer import trainer_is_running
-from tests.support.data import copy_workspace
-from tests.support.images import b64
-from tests.support.processes import TEST_TOKEN, LiveServer, trainer_pids, wait_for
+from harness.data import copy_workspace
+from harness.images import b64
+from harness.processes import TEST_TOKEN, LiveServer, trainer_pids, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -20,10 +20,10 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import events
 from schemathesis.specs.openapi.formats import unregister_string_format
 
+from harness.asgi import AUTH, serving_settings
+from harness.data import copy_workspace
+from harness.images import b64
 from serving.api import create_app
-from tests.support.asgi import AUTH, serving_settings
-from tests.support.data import copy_workspace
-from tests.support.images import b64
 
 EXAMPLES = 20  # per operation and phase: 30-40 s for the whole schema on this machine
 CLASSES = [str(digit) for digit in range(10)]

@@ -6,9 +6,9 @@ import httpx
 import pytest
 
 from ctloop.prod_data import ProductionData
-from tests.support.data import copy_workspace
-from tests.support.images import b64
-from tests.support.processes import LiveServer
+from harness.data import copy_workspace
+from harness.images import b64
+from harness.processes import LiveServer
 
 
 @pytest.fixture(scope="module")

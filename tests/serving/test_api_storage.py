@@ -9,10 +9,10 @@ import json
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.asgi import AUTH, in_process, serving_settings
-from tests.support.data import copy_workspace
-from tests.support.images import b64
-from tests.support.storage import fill, small_filesystem
+from harness.asgi import AUTH, in_process, serving_settings
+from harness.data import copy_workspace
+from harness.images import b64
+from harness.storage import fill, small_filesystem
 
 pytestmark = pytest.mark.anyio
 

@@ -6,7 +6,7 @@ import httpx
 import numpy as np
 
 from ctloop.preprocess import preprocess
-from tests.support.images import b64
+from harness.images import b64
 
 
 def test_the_default_reply_has_no_grid(client: httpx.Client, samples) -> None:

@@ -16,9 +16,9 @@ import pytest
 from ctloop.config import CoreSettings
 from ctloop.prod_data import ProductionData
 from ctloop.registry import ModelRegistry
-from tests.support.data import copy_workspace
-from tests.support.delivery import register_challenger, stage_by_worker
-from tests.support.processes import LiveServer, child_environment, wait_for
+from harness.data import copy_workspace
+from harness.delivery import register_challenger, stage_by_worker
+from harness.processes import LiveServer, child_environment, wait_for
 from traffic.delivery import StageScenario, play_stage
 
 pytestmark = pytest.mark.slow

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ctloop.registry import ModelRegistry
-from tests.support.data import PLAIN_ENV, copy_workspace
-from tests.support.processes import LiveServer, ReportingServer
+from harness.data import PLAIN_ENV, copy_workspace
+from harness.processes import LiveServer, ReportingServer
 from traffic.report import plot, summary, write_csv
 from traffic.scenario import Scenario, run
 

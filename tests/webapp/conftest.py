@@ -10,8 +10,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from ctloop.config import CoreSettings
-from tests.support.data import copy_workspace
-from tests.support.processes import (
+from harness.data import copy_workspace
+from harness.processes import (
     TEST_TOKEN,
     WEBAPP_ENV,
     WEBAPP_PAGE,

@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from ctloop.config import CoreSettings
-from tests.support.browser import CHROMIUM_ARGS, find_chromium
-from tests.support.data import ARTIFACTS, copy_workspace, prod_rows
-from tests.support.processes import LiveServer, StreamlitServer
+from harness.browser import CHROMIUM_ARGS, find_chromium
+from harness.data import ARTIFACTS, copy_workspace, prod_rows
+from harness.processes import LiveServer, StreamlitServer
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page

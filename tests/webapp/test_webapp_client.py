@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.support.data import prod_rows
+from harness.data import prod_rows
 from webapp import state
 from webapp.api_client import ApiClient, ApiError, FeedbackReceipt
 from webapp.images import from_upload, preview

@@ -10,8 +10,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from ctloop.dataset import load_samples
-from tests.support.data import copy_workspace, prod_rows
-from tests.support.processes import WEBAPP_PAGE, LiveServer
+from harness.data import copy_workspace, prod_rows
+from harness.processes import WEBAPP_PAGE, LiveServer
 
 NOT_AN_IMAGE = b"these are my notes, not a picture\n" * 4
 

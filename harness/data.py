@@ -15,7 +15,7 @@ from ctloop.preprocess import preprocess, preprocess_many
 from ctloop.prod_data import ProductionData, ProductionRow
 from ctloop.registry import ModelRegistry
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "tests" / "artifacts"  # screenshots and figures the tests keep (CI uploads)
 
 

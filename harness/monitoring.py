@@ -13,7 +13,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.processes import REPO, free_port
+from harness.processes import REPO, free_port
 
 MONITORING = REPO / "monitoring"
 RULES = MONITORING / "prometheus" / "rules" / "ctloop.rules.yml"

@@ -21,7 +21,7 @@ import httpx
 
 from ctloop.config import CoreSettings
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 WEBAPP_PAGE = REPO / "webapp" / "app.py"
 # The page's settings: cleared before each page test so that the machine's own never leak in.
 WEBAPP_ENV = (
@@ -116,7 +116,7 @@ class ServerProcess:
         self.stop()
 
 
-TEST_TOKEN = "test-token-0123456789"
+TEST_TOKEN = "test-token-0123456789"  # noqa: S105 - the throwaway token of test servers
 
 
 class LiveServer(ServerProcess):

@@ -10,15 +10,15 @@ from pathlib import Path
 import httpx
 
 from ctloop.config import CoreSettings
+from harness.processes import TEST_TOKEN
 from serving.api import create_app
 from serving.settings import ServingSettings
-from tests.support.processes import TEST_TOKEN
 
 AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
 
 
 def serving_settings(core: CoreSettings, secrets_dir: Path, **overrides) -> ServingSettings:
-    """Serving settings over a workspace (tests.support.data.copy_workspace), with the test token
+    """Serving settings over a workspace (harness.data.copy_workspace), with the test token
     and the feedback rate limit out of the way unless `overrides` say otherwise."""
     values = {
         "data_dir": core.data_dir,
