@@ -19,6 +19,7 @@ import pytest
 from harness.browser import CHROMIUM_ARGS, find_chromium
 from harness.processes import free_port, wait_for
 from monitoring.alerts import main as generate_rules
+from monitoring.alerts import rules as alert_rules
 from monitoring.dashboards import as_promql, committed_dashboards, panel_queries
 from tests.e2e.stack import REPO, Stack, compose_command, copy_repository, write_figures
 
@@ -79,7 +80,7 @@ def test_every_target_is_up(monitored: Stack) -> None:
         "alertmanager",
     }
     rules = prometheus(monitored, "/api/v1/rules")["groups"]
-    assert sum(len(group["rules"]) for group in rules) == 10
+    assert sum(len(group["rules"]) for group in rules) == len(alert_rules())
 
 
 def test_monitoring_services_are_locked_down_like_the_rest(monitored: Stack) -> None:
