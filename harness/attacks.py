@@ -6,10 +6,11 @@ Each is within MAX_BODY_BYTES (4 MB by default) and needs no token.
 from __future__ import annotations
 
 import base64
-import io
 import struct
 
 from PIL import Image
+
+from pictures import encode
 
 JSON = {"content-type": "application/json"}
 
@@ -41,22 +42,16 @@ def many_parts(parts: int = 50_000, boundary: str = "x") -> tuple[bytes, dict]:
     return body, {"content-type": f"multipart/form-data; boundary={boundary}"}
 
 
-def png(image: Image.Image, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", **options)
-    return buffer.getvalue()
-
-
 def big_rgba_png(side: int = 4096) -> bytes:
     """An opaque RGBA PNG of side x side pixels with a dark bar (a "1"): 76 KB at 4096."""
     image = Image.new("RGBA", (side, side), (255, 255, 255, 255))
     image.paste((0, 0, 0, 255), (side * 3 // 8, side // 4, side * 5 // 8, side * 3 // 4))
-    return png(image, optimize=True)
+    return encode(image, optimize=True)
 
 
 def noise_png(side: int = 512, seed: int = 0) -> bytes:
     """A grey PNG of side x side random pixels (nothing compresses: 1 MB at 1024)."""
-    return png(Image.effect_noise((side, side), 64 + seed % 32))
+    return encode(Image.effect_noise((side, side), 64 + seed % 32))
 
 
 def drawn_png(side: int = 512, seed: int = 0) -> bytes:
@@ -64,7 +59,7 @@ def drawn_png(side: int = 512, seed: int = 0) -> bytes:
     image = Image.new("L", (side, side), 0)
     left = side // 4 + seed % (side // 4)
     image.paste(255, (left, side // 5, left + side // 8, side * 4 // 5))
-    return png(image)
+    return encode(image)
 
 
 def many_images(count: int = 64, side: int = 512) -> bytes:
@@ -78,9 +73,7 @@ def jpeg_header_lies(claimed: int = 4096, holds: int = 32) -> bytes:
     """A JPEG whose header says claimed x claimed pixels and whose data holds holds x holds."""
     image = Image.new("L", (holds, holds), 0)
     image.paste(255, (holds // 4, holds // 4, holds * 3 // 4, holds * 3 // 4))
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG")
-    data = bytearray(buffer.getvalue())
+    data = bytearray(encode(image, "JPEG"))
     frame = data.find(b"\xff\xc0")
     struct.pack_into(">HH", data, frame + 5, claimed, claimed)
     return bytes(data)
@@ -90,8 +83,6 @@ def gif_on_a_big_canvas(side: int = 4096) -> bytes:
     """A valid 130-byte GIF: a 32 x 32 frame on a side x side screen (the rest background)."""
     image = Image.new("L", (32, 32), 0)
     image.paste(255, (8, 8, 24, 24))
-    buffer = io.BytesIO()
-    image.save(buffer, format="GIF")
-    data = bytearray(buffer.getvalue())
+    data = bytearray(encode(image, "GIF"))
     struct.pack_into("<HH", data, 6, side, side)  # the logical screen
     return bytes(data)

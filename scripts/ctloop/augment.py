@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from ctloop.preprocess import BlankImageError, PreprocessSpec, preprocess_image
+from pictures import moved_sideways, render_grid
 
 if TYPE_CHECKING:
     from ctloop.config import CoreSettings
@@ -120,7 +121,7 @@ def augment_pixels(
     rng = np.random.default_rng(seed)
     out = np.empty((len(pixels) * copies, pixels.shape[1]), dtype=np.float32)
     for row, cells in enumerate(np.asarray(pixels, dtype=np.float32)):
-        picture = _render(cells)
+        picture = render_grid(cells, RENDER_SCALE)
         for copy in range(copies):
             out[row * copies + copy] = _transformed(picture, cells, config, rng, spec)
     return out, np.repeat(np.asarray(labels), copies)
@@ -243,15 +244,6 @@ class EmbeddingInverse:
         return np.clip(pixels, 0.0, 1.0)
 
 
-def _render(cells: np.ndarray) -> Image.Image:
-    """The grid drawn at RENDER_SCALE pixels per cell, ink bright, as the traffic simulator does."""
-    side = round(np.sqrt(cells.size))
-    levels = np.clip(np.rint(cells.reshape(side, side) * 255.0), 0, 255).astype(np.uint8)
-    return Image.fromarray(levels).resize(
-        (side * RENDER_SCALE, side * RENDER_SCALE), Image.Resampling.NEAREST
-    )
-
-
 def _transformed(
     picture: Image.Image,
     cells: np.ndarray,
@@ -280,7 +272,7 @@ def _transformed(
     if config.elastic > 0:
         moved = _elastic(moved, config.elastic * RENDER_SCALE, rng)
     if config.side_shift > 0 and rng.random() < config.side_shift:
-        moved = _moved_sideways(moved, RENDER_SCALE * int(rng.choice([-1, 1])))
+        moved = moved_sideways(moved, RENDER_SCALE * int(rng.choice([-1, 1])))
     if pen > 0:
         moved = moved.filter(ImageFilter.MaxFilter(2 * pen + 1))
     elif pen < 0:
@@ -289,13 +281,6 @@ def _transformed(
         return preprocess_image(moved, spec)
     except BlankImageError:  # a thin stroke eroded away: keep the digit as it was
         return cells
-
-
-def _moved_sideways(picture: Image.Image, step: int) -> Image.Image:
-    """The picture moved `step` pixels to the right (left if negative) in its frame."""
-    moved = Image.new(picture.mode, picture.size, 0)
-    moved.paste(picture, (step, 0))
-    return moved
 
 
 def _elastic(picture: Image.Image, amplitude: float, rng: np.random.Generator) -> Image.Image:

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from ctloop.preprocess import encode_png
 from ctloop.util import fsync_dir
+from pictures import encode, render_grid
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
@@ -59,7 +59,7 @@ def load_digits_dataset() -> ImageDataset:
     digits = load_digits()
     return ImageDataset(
         name="digits",
-        images=[encode_png(row / 16.0) for row in digits.data],
+        images=[encode(render_grid(row / 16.0)) for row in digits.data],
         labels=[str(int(target)) for target in digits.target],
         filenames=[f"digit-{index:04d}.png" for index in range(len(digits.target))],
     )

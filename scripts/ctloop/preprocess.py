@@ -480,17 +480,3 @@ def _compute_box_weights(start: float, side: float, size: int, extent: int) -> n
     inside = np.ascontiguousarray(inside)
     inside.flags.writeable = False
     return inside
-
-
-def encode_png(cells: np.ndarray, scale: int = 1, dark_on_light: bool = False) -> bytes:
-    """Render a square grid of values in [0, 1] as a grey PNG, each cell `scale` pixels wide."""
-    side = round(np.sqrt(cells.size))
-    levels = np.clip(np.rint(cells.reshape(side, side) * 255.0), 0, 255).astype(np.uint8)
-    if dark_on_light:
-        levels = 255 - levels
-    image = Image.fromarray(levels, mode="L")
-    if scale != 1:
-        image = image.resize((side * scale, side * scale), Image.Resampling.NEAREST)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()

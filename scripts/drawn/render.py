@@ -3,11 +3,10 @@ white, 280 x 280, anti-aliased (drawn at 4x and reduced, as a browser's canvas s
 
 from __future__ import annotations
 
-import io
-
 from PIL import Image, ImageDraw
 
 from drawn.synth import CANVAS, DrawnDigit
+from pictures import encode
 
 SUPERSAMPLE = 4
 
@@ -32,6 +31,4 @@ def render(digit: DrawnDigit, canvas: int = CANVAS, width: int | None = None) ->
 
 def render_png(digit: DrawnDigit, canvas: int = CANVAS, width: int | None = None) -> bytes:
     """`render` as PNG bytes, what the page sends to /predict."""
-    buffer = io.BytesIO()
-    render(digit, canvas, width).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return encode(render(digit, canvas, width))

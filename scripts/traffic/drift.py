@@ -7,25 +7,19 @@ preprocessing sees a real image, not a vector.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageFilter
+
+from pictures import encode, moved_sideways, render_grid
 
 SCALE = 4  # pixels per cell of the 8x8 digit
 
 
 def render(cells: np.ndarray) -> Image.Image:
     """The 8x8 digit (values in [0, 1]) as a 32x32 grey picture, ink bright."""
-    levels = np.clip(np.rint(cells.reshape(8, 8) * 255), 0, 255).astype(np.uint8)
-    return Image.fromarray(levels).resize((8 * SCALE, 8 * SCALE), Image.Resampling.NEAREST)
-
-
-def _png(picture: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return render_grid(cells, SCALE)
 
 
 def clean(cells: np.ndarray, rng: np.random.Generator) -> Image.Image:
@@ -60,11 +54,7 @@ def slant(cells: np.ndarray, rng: np.random.Generator) -> Image.Image:
 
 def shift(cells: np.ndarray, rng: np.random.Generator) -> Image.Image:
     """A digit written off the guide: moved one cell sideways in its frame."""
-    step = SCALE * int(rng.choice([-1, 1]))
-    picture = render(cells)
-    moved = Image.new("L", picture.size, 0)
-    moved.paste(picture, (step, 0))
-    return moved
+    return moved_sideways(render(cells), SCALE * int(rng.choice([-1, 1])))
 
 
 def blur(cells: np.ndarray, rng: np.random.Generator) -> Image.Image:
@@ -106,4 +96,4 @@ def transformed_png(name: str, cells: np.ndarray, rng: np.random.Generator) -> b
         raise ValueError(
             f"unknown transformation {name!r}; one of {', '.join(TRANSFORMS)}"
         ) from exc
-    return _png(transform(cells, rng))
+    return encode(transform(cells, rng))

@@ -20,7 +20,8 @@ from ctloop.preprocess import (
     PreprocessSpec,
     preprocess,
 )
-from harness.images import digit_image, on_canvas, to_bytes
+from harness.images import on_canvas
+from pictures import encode, render_grid
 
 GREY_LEVEL = 1 / 16  # the digits dataset has 17 grey levels, 0..16
 
@@ -34,50 +35,50 @@ def digits() -> np.ndarray:
 def test_every_digit_round_trips_within_one_grey_level(digits: np.ndarray, side: int) -> None:
     worst = 0.0
     for cells in digits:
-        image = digit_image(cells).resize((side, side), Image.Resampling.NEAREST)
-        worst = max(worst, float(np.abs(preprocess(to_bytes(image)) - cells).max()))
+        image = render_grid(cells).resize((side, side), Image.Resampling.NEAREST)
+        worst = max(worst, float(np.abs(preprocess(encode(image)) - cells).max()))
     assert worst <= GREY_LEVEL, f"worst error {worst * 16:.2f} grey levels at {side} px"
 
 
 def test_output_shape_type_and_range(digits: np.ndarray) -> None:
-    vector = preprocess(to_bytes(digit_image(digits[0], 4)))
+    vector = preprocess(encode(render_grid(digits[0], 4)))
     assert vector.shape == (64,)
     assert vector.dtype == np.float32
     assert vector.min() >= 0.0 and vector.max() <= 1.0
 
 
 def test_size_follows_the_spec(digits: np.ndarray) -> None:
-    assert preprocess(to_bytes(digit_image(digits[0], 4)), PreprocessSpec(size=16)).shape == (256,)
+    assert preprocess(encode(render_grid(digits[0], 4)), PreprocessSpec(size=16)).shape == (256,)
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "P", "LA", "RGBA", "1"])
 def test_image_modes_give_the_same_vector(digits: np.ndarray, mode: str) -> None:
-    image = digit_image(digits[5], 16)
-    expected = preprocess(to_bytes(image))
+    image = render_grid(digits[5], 16)
+    expected = preprocess(encode(image))
     converted = (
         image.convert(mode)
         if mode != "1"
         else image.point(lambda v: 255 if v > 127 else 0).convert("1")
     )
-    got = preprocess(to_bytes(converted))
+    got = preprocess(encode(converted))
     tolerance = 0.5 if mode == "1" else 2 / 255  # bilevel loses the grey levels, not the shape
     assert np.abs(got - expected).max() <= tolerance
 
 
 def test_dark_on_light_equals_light_on_dark(digits: np.ndarray) -> None:
     for cells in digits[:50]:
-        image = digit_image(cells, 8)
+        image = render_grid(cells, 8)
         assert np.allclose(
-            preprocess(to_bytes(ImageOps.invert(image))), preprocess(to_bytes(image)), atol=1e-6
+            preprocess(encode(ImageOps.invert(image))), preprocess(encode(image)), atol=1e-6
         )
 
 
 def test_coloured_ink_on_coloured_paper(digits: np.ndarray) -> None:
-    grey = digit_image(digits[7], 16)
+    grey = render_grid(digits[7], 16)
     paper, ink = np.array([245, 240, 220]), np.array([20, 30, 120])  # blue pen on cream paper
     share = np.asarray(grey, dtype=np.float32)[..., None] / 255
     rgb = Image.fromarray((paper * (1 - share) + ink * share).astype(np.uint8))
-    got, expected = preprocess(to_bytes(rgb)), preprocess(to_bytes(grey))
+    got, expected = preprocess(encode(rgb)), preprocess(encode(grey))
     # Same shape; a pen lighter than full black may come out up to 1/8 fainter (min_peak 0.875).
     assert np.abs(got / got.max() - expected / expected.max()).max() < 0.05
     assert got.max() >= PreprocessSpec().min_peak
@@ -88,18 +89,18 @@ def test_ink_on_a_transparent_background(
     digits: np.ndarray, ink_colour: tuple[int, int, int]
 ) -> None:
     """What a drawing canvas exports: strokes in alpha, the background fully transparent."""
-    grey = digit_image(digits[3], 16)
+    grey = render_grid(digits[3], 16)
     rgba = Image.new("RGBA", grey.size, (*ink_colour, 0))
     rgba.putalpha(grey)  # opacity = ink
     rgba = Image.merge("RGBA", (*[Image.new("L", grey.size, c) for c in ink_colour], grey))
-    assert np.abs(preprocess(to_bytes(rgba)) - preprocess(to_bytes(grey))).max() <= 2 / 255
+    assert np.abs(preprocess(encode(rgba)) - preprocess(encode(grey))).max() <= 2 / 255
 
 
 def test_a_small_digit_anywhere_on_a_large_canvas_gives_the_same_vector(digits: np.ndarray) -> None:
     for cells in digits[:30]:
-        small = digit_image(cells, 4)  # a 32 px digit
+        small = render_grid(cells, 4)  # a 32 px digit
         vectors = [
-            preprocess(to_bytes(on_canvas(small, (300, 300), at)))
+            preprocess(encode(on_canvas(small, (300, 300), at)))
             for at in [(134, 134), (20, 150), (240, 30)]
         ]
         for vector in vectors[1:]:
@@ -110,9 +111,9 @@ def test_a_small_digit_anywhere_on_a_large_canvas_gives_the_same_vector(digits: 
 
 def test_a_small_digit_in_a_corner_keeps_its_shape(digits: np.ndarray) -> None:
     """In a corner the window stays inside the picture, so it may sit off-centre by a cell."""
-    small = digit_image(digits[4], 4)
-    centred = preprocess(to_bytes(on_canvas(small, (300, 300), (134, 134))))
-    corner = preprocess(to_bytes(on_canvas(small, (300, 300), (0, 0))))
+    small = render_grid(digits[4], 4)
+    centred = preprocess(encode(on_canvas(small, (300, 300), (134, 134))))
+    corner = preprocess(encode(on_canvas(small, (300, 300), (0, 0))))
     best = min(
         np.abs(np.roll(corner.reshape(8, 8), shift, axis=1) - centred.reshape(8, 8)).max()
         for shift in (-1, 0, 1)
@@ -121,29 +122,29 @@ def test_a_small_digit_in_a_corner_keeps_its_shape(digits: np.ndarray) -> None:
 
 
 def test_wide_image_with_the_digit_anywhere_along_it(digits: np.ndarray) -> None:
-    small = digit_image(digits[9], 4)
-    left = preprocess(to_bytes(on_canvas(small, (200, 32), (40, 0))))
-    right = preprocess(to_bytes(on_canvas(small, (200, 32), (150, 0))))
+    small = render_grid(digits[9], 4)
+    left = preprocess(encode(on_canvas(small, (200, 32), (40, 0))))
+    right = preprocess(encode(on_canvas(small, (200, 32), (150, 0))))
     assert np.abs(left - right).max() <= 1e-5
     assert left.reshape(8, 8)[:, [0, -1]].max() < 0.1  # centred: empty side columns
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "BMP", "GIF", "WEBP"])
 def test_other_formats(digits: np.ndarray, fmt: str) -> None:
-    image = digit_image(digits[11], 16)
-    expected = preprocess(to_bytes(image))
+    image = render_grid(digits[11], 16)
+    expected = preprocess(encode(image))
     save_args = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-    got = preprocess(to_bytes(image, fmt, **save_args))
+    got = preprocess(encode(image, fmt, **save_args))
     assert np.abs(got - expected).max() < 0.08  # lossy formats blur edges a little
 
 
 def test_exif_orientation_is_applied(digits: np.ndarray) -> None:
-    image = digit_image(digits[2], 8)
+    image = render_grid(digits[2], 8)
     rotated = image.rotate(90, expand=True)  # as a phone sensor stores it
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
-    data = to_bytes(rotated, "JPEG", quality=98, exif=exif.tobytes())
-    assert np.abs(preprocess(data) - preprocess(to_bytes(image))).max() < 0.1
+    data = encode(rotated, "JPEG", quality=98, exif=exif.tobytes())
+    assert np.abs(preprocess(data) - preprocess(encode(image))).max() < 0.1
 
 
 # -- refusals -------------------------------------------------------------------------------
@@ -161,24 +162,24 @@ def test_bytes_that_are_not_an_image() -> None:
 
 def test_unsupported_format_is_not_an_image(digits: np.ndarray) -> None:
     with pytest.raises(NotAnImageError):
-        preprocess(to_bytes(digit_image(digits[0], 4), "TIFF"))
+        preprocess(encode(render_grid(digits[0], 4), "TIFF"))
 
 
 def test_truncated_png(digits: np.ndarray) -> None:
-    data = to_bytes(digit_image(digits[0], 64))
+    data = encode(render_grid(digits[0], 64))
     with pytest.raises(CorruptImageError, match="corrupt or truncated"):
         preprocess(data[: len(data) // 2])
 
 
 def test_png_with_a_broken_checksum(digits: np.ndarray) -> None:
-    data = bytearray(to_bytes(digit_image(digits[0], 16)))
+    data = bytearray(encode(render_grid(digits[0], 16)))
     data[40] ^= 0xFF  # inside the first chunk's data
     with pytest.raises(CorruptImageError, match="PNG"):
         preprocess(bytes(data))
 
 
 def test_image_over_the_pixel_limit() -> None:
-    data = to_bytes(Image.new("L", (5000, 4000)))  # 20 Mpx of zeros compress to a few kB
+    data = encode(Image.new("L", (5000, 4000)))  # 20 Mpx of zeros compress to a few kB
     assert len(data) < 100_000
     with pytest.raises(ImageTooLargeError, match="20,000,000 pixels"):
         preprocess(data)
@@ -205,13 +206,13 @@ def test_decompression_bomb_header_is_refused_before_decoding() -> None:
 
 def test_the_pixel_limit_is_a_parameter(digits: np.ndarray) -> None:
     with pytest.raises(ImageTooLargeError):
-        preprocess(to_bytes(digit_image(digits[0], 8)), max_pixels=1000)
+        preprocess(encode(render_grid(digits[0], 8)), max_pixels=1000)
 
 
 @pytest.mark.parametrize("level", [0, 255, 128])
 def test_blank_image(level: int) -> None:
     with pytest.raises(BlankImageError, match="blank"):
-        preprocess(to_bytes(Image.new("L", (64, 64), level)))
+        preprocess(encode(Image.new("L", (64, 64), level)))
 
 
 def test_every_refusal_is_one_typed_image_error() -> None:
@@ -253,10 +254,10 @@ def test_a_digit_cut_by_the_left_edge_is_moved_back_to_the_middle(digits: np.nda
     for cells in digits:
         if cells.reshape(8, 8)[:, 0].max() > 0:
             continue
-        picture = digit_image(cells, 4)
+        picture = render_grid(cells, 4)
         moved = Image.new("L", picture.size, 0)
         moved.paste(picture, (-4, 0))
-        data = to_bytes(moved)
+        data = encode(moved)
         total += 1
         moved_back += float(np.abs(preprocess(data) - cells).max()) <= GREY_LEVEL
         legacy = preprocess(data, PreprocessSpec(recentre_left=0.0))

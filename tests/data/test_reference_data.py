@@ -8,14 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harness.data import make_settings
-from harness.images import digit_image, to_bytes
 from sklearn.datasets import load_digits
 
 from ctloop.config import CoreSettings
 from ctloop.dataset import load_samples
-from ctloop.reference import ReferenceConflictError, build_reference, reference_is_complete
-from ctloop.reference import read_reference
+from ctloop.reference import (
+    ReferenceConflictError,
+    build_reference,
+    read_reference,
+    reference_is_complete,
+)
+from harness.data import make_settings
+from pictures import encode, render_grid
 
 EXPECTED_HEADER = [f"PCA_{i}" for i in range(1, 33)] + ["target"]
 CLASSES = [str(digit) for digit in range(10)]
@@ -91,7 +95,7 @@ def test_a_folder_of_images_is_a_dataset(tmp_path: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         extra = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
         (folder / f"{index}.{suffix}").write_bytes(
-            to_bytes(digit_image(digits.data[index] / 16, 4), fmt, **extra)
+            encode(render_grid(digits.data[index] / 16, 4), fmt, **extra)
         )
     (tmp_path / "images" / "one" / "notes.txt").write_text("not an image, skipped")
     settings = make_settings(tmp_path, dataset=str(tmp_path / "images"), pca_components=8)

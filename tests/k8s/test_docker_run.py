@@ -14,8 +14,8 @@ import time
 import httpx
 import pytest
 
-from harness.images import digit_image, to_bytes
 from k8s.compose import REPO, load_compose
+from pictures import encode, render_grid
 from tests.e2e.stack import image_available, write_figures
 from tests.k8s.docker_pods import Pods, docker, wait_probe
 from tests.k8s.manifests import find, one, pod_spec
@@ -180,7 +180,7 @@ def test_the_api_replicas_share_one_feedback_file(pods, deployments) -> None:
 
     digits = load_digits()
     cells = digits.images[3] / 16.0  # the dataset's 0..16 levels as 0..1
-    image = base64.b64encode(to_bytes(digit_image(cells, scale=4))).decode()
+    image = base64.b64encode(encode(render_grid(cells, scale=4))).decode()
     rows = []
     for name in deployments["serving-api"] * 2:  # alternately, two each
         reply = httpx.post(

@@ -22,7 +22,8 @@ from ctloop.registry import ModelRegistry
 from ctloop.retrain_set import load_training_set
 from ctloop.train import fit_head
 from harness.data import write_prod
-from harness.images import digit_image, on_canvas, to_bytes
+from harness.images import on_canvas
+from pictures import encode, render_grid
 
 
 @pytest.fixture(scope="module")
@@ -110,10 +111,10 @@ def test_invariance_a_picture_shifted_by_one_pixel_keeps_its_label(
     model: Model, unseen, offset
 ) -> None:
     def shifted(cells):
-        return to_bytes(on_canvas(digit_image(cells, 4), (48, 48), (8 + offset[0], 8 + offset[1])))
+        return encode(on_canvas(render_grid(cells, 4), (48, 48), (8 + offset[0], 8 + offset[1])))
 
     def centred(cells):
-        return to_bytes(on_canvas(digit_image(cells, 4), (48, 48), (8, 8)))
+        return encode(on_canvas(render_grid(cells, 4), (48, 48), (8, 8)))
 
     pixels, _ = unseen
     assert np.array_equal(
@@ -130,30 +131,29 @@ def test_invariance_a_digit_moved_one_cell_left_out_of_its_frame_keeps_its_label
     (docs/studies/retraining.md)."""
 
     def moved_left(cells):
-        picture = digit_image(cells, 4)
-        return to_bytes(on_canvas(picture, picture.size, (-4, 0)))
+        picture = render_grid(cells, 4)
+        return encode(on_canvas(picture, picture.size, (-4, 0)))
 
     assert kept_label_rate(model, unseen, moved_left) >= 0.93
 
 
 def test_invariance_thicker_strokes_keep_the_label(model: Model, unseen) -> None:
     rate = kept_label_rate(
-        model, unseen, lambda c: to_bytes(digit_image(c, 4).filter(ImageFilter.MaxFilter(3)))
+        model, unseen, lambda c: encode(render_grid(c, 4).filter(ImageFilter.MaxFilter(3)))
     )
     assert rate >= 0.93
 
 
 def test_invariance_thinner_strokes_keep_the_label(model: Model, unseen) -> None:
     rate = kept_label_rate(
-        model, unseen, lambda c: to_bytes(digit_image(c, 4).filter(ImageFilter.MinFilter(3)))
+        model, unseen, lambda c: encode(render_grid(c, 4).filter(ImageFilter.MinFilter(3)))
     )
     assert rate >= 0.95
 
 
 def test_invariance_dark_on_light_keeps_the_label(model: Model, unseen) -> None:
     assert (
-        kept_label_rate(model, unseen, lambda c: to_bytes(ImageOps.invert(digit_image(c, 8))))
-        == 1.0
+        kept_label_rate(model, unseen, lambda c: encode(ImageOps.invert(render_grid(c, 8)))) == 1.0
     )
 
 
@@ -166,7 +166,7 @@ def test_minimum_functionality_the_typical_digit_of_each_class_is_right(
         members = pixels[truth == label]
         typical = members[np.linalg.norm(members - members.mean(axis=0), axis=1).argmin()]
         for scale in (1, 4, 35):
-            assert predict(model, [to_bytes(digit_image(typical, scale))])[0] == label
+            assert predict(model, [encode(render_grid(typical, scale))])[0] == label
 
 
 def test_directional_an_erased_digit_loses_confidence(model: Model, unseen) -> None:
@@ -176,9 +176,7 @@ def test_directional_an_erased_digit_loses_confidence(model: Model, unseen) -> N
     whole = model.predict_pixels(pixels[right])[2].max(axis=1)
     halves = pixels[right].reshape(-1, 8, 8).copy()
     halves[:, :, 4:] = 0
-    erased = model.predict_pixels(np.stack([preprocess(to_bytes(digit_image(h))) for h in halves]))[
-        2
-    ]
+    erased = model.predict_pixels(np.stack([preprocess(encode(render_grid(h))) for h in halves]))[2]
     index = [model.classes.index(label) for label in truth[right]]
     assert erased[np.arange(len(index)), index].mean() < whole.mean() - 0.2
 

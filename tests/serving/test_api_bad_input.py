@@ -15,8 +15,9 @@ import pytest
 from PIL import Image
 
 from harness.data import copy_workspace
-from harness.images import b64, to_bytes
+from harness.images import b64
 from harness.processes import LiveServer, child_environment
+from pictures import encode
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -64,7 +65,7 @@ IMAGE_CASES = [
     ),
     ("truncated", lambda s: s["3"][: len(s["3"]) // 2], 422, "corrupt"),
     ("bomb", lambda s: bomb_png(), 413, "too many pixels"),
-    ("blank", lambda s: to_bytes(Image.new("L", (32, 32), 255)), 422, "blank"),
+    ("blank", lambda s: encode(Image.new("L", (32, 32), 255)), 422, "blank"),
 ]
 CODES = {
     "not_an_image": "not_an_image",

@@ -12,8 +12,9 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from ctloop.prod_data import ProductionData
-from harness.images import b64, digit_image, to_bytes
+from harness.images import b64
 from harness.processes import LiveServer
+from pictures import encode, render_grid
 
 CLASSES = [str(digit) for digit in range(10)]
 
@@ -53,7 +54,7 @@ def test_json_and_multipart_agree(client: httpx.Client, samples) -> None:
 def test_a_large_upload_is_predicted_like_its_small_version(client: httpx.Client, samples) -> None:
     """A 600x600 picture (decoded in a thread, off the event loop) gives the same answer."""
     cells = np.asarray(Image.open(__import__("io").BytesIO(samples["7"])), dtype=np.float32) / 255
-    big = to_bytes(digit_image(cells.reshape(-1), 75))
+    big = encode(render_grid(cells.reshape(-1), 75))
     small = client.post("/predict", json={"image": b64(samples["7"])}).json()
     large = client.post("/predict", files={"file": ("big.png", big, "image/png")}).json()
     assert large["label"] == small["label"] == "7"

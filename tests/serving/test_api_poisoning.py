@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 
 from ctloop.dataset import load_dataset, split_reference_unseen
-from ctloop.preprocess import encode_png, preprocess
+from ctloop.preprocess import preprocess
 from ctloop.registry import ModelRegistry
 from ctloop.retrain_log import RetrainLog
 from ctloop.training_set import reference_holdout_mask
 from harness.data import PLAIN_ENV, copy_workspace
 from harness.images import b64
 from harness.processes import LiveServer, wait_for
+from pictures import encode, render_grid
 from traffic.drift import transformed_png
 from traffic.scenario import load_images
 
@@ -47,7 +48,7 @@ def held_out_reference(settings, victim: str) -> list[bytes]:
     labels = np.array([dataset.labels[i] for i in reference])
     held = reference_holdout_mask(labels, settings.holdout_fraction, settings.split_seed)
     return [
-        encode_png(preprocess(dataset.images[reference[i]]), scale=4)
+        encode(render_grid(preprocess(dataset.images[reference[i]]), 4))
         for i in np.flatnonzero(held & (labels == victim))
     ]
 
