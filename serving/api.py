@@ -29,8 +29,8 @@ from serving.model_store import ModelStore
 from serving.ratelimit import ClientRateLimit
 from serving.retraining import Retraining, TrainerLauncher
 from serving.routes import feedback, health, model, predict
-from serving.schemas import ErrorResponse
 from serving.settings import ServingSettings, get_serving_settings
+from serving_client.contract import ErrorResponse
 
 log = logging.getLogger("serving")
 

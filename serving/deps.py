@@ -23,8 +23,8 @@ from serving.images import media_type
 from serving.model_store import ModelStore
 from serving.ratelimit import client_key
 from serving.retraining import Retraining, TrainerLauncher
-from serving.schemas import RollbackRequest, StageRequest
 from serving.settings import ServingSettings
+from serving_client.contract import RollbackRequest, StageRequest
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -19,14 +19,14 @@ from serving.errors import ApiError
 from serving.images import decode_base64, media_type, read_form, to_pixels, uploaded_files
 from serving.metrics import FEEDBACK_ROWS, FEEDBACK_WRITE_FAILURES
 from serving.routes.predict import ERRORS
-from serving.schemas import (
+from serving.settings import ServingSettings
+from serving_client.contract import (
     CLASS_LABEL,
     IMAGE_FILE,
     ErrorResponse,
     FeedbackRequest,
     FeedbackResponse,
 )
-from serving.settings import ServingSettings
 
 router = APIRouter(tags=["feedback"])
 

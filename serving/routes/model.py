@@ -21,7 +21,7 @@ from serving.deps import (
 )
 from serving.errors import ApiError
 from serving.routes.health import service_problems
-from serving.schemas import (
+from serving_client.contract import (
     ErrorResponse,
     ModelInfo,
     RollbackRequest,

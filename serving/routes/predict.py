@@ -12,7 +12,8 @@ from serving.errors import ApiError
 from serving.images import decode_base64, media_type, read_form, to_pixels, uploaded_files
 from serving.metrics import PREDICTIONS
 from serving.routes.direct import DirectRoute, json_response
-from serving.schemas import (
+from serving.settings import ServingSettings
+from serving_client.contract import (
     IMAGE_FILE,
     BatchPredictResponse,
     BatchPredictResponseWithGrid,
@@ -23,7 +24,6 @@ from serving.schemas import (
     PredictResponse,
     PredictResponseWithGrid,
 )
-from serving.settings import ServingSettings
 
 # The hot route: it validates its own body and sends its own JSON (see serving.routes.direct).
 router = APIRouter(tags=["predict"], route_class=DirectRoute)

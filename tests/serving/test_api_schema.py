@@ -31,10 +31,11 @@ CLASSES = [str(digit) for digit in range(10)]
 
 @pytest.fixture
 def formats(samples) -> Iterator[None]:
-    """Real values for what the schema's own formats say a string holds (serving.schemas): an
-    image file (as bytes, or as base64 in JSON) and a class of the served model. A schema says
-    'a non-empty string', not 'a picture a decoder reads', so without them every valid request
-    would carry a non-image and positive_data_acceptance could judge nothing else."""
+    """Real values for what the schema's own formats say a string holds
+    (serving_client.contract): an image file (as bytes, or as base64 in JSON) and a class of the
+    served model. A schema says 'a non-empty string', not 'a picture a decoder reads', so without
+    them every valid request would carry a non-image and positive_data_acceptance could judge
+    nothing else."""
     images = st.sampled_from(list(samples.values()))
     registered = {
         "image": images,

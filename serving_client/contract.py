@@ -1,4 +1,9 @@
-"""Request and response bodies; they are what /docs shows."""
+"""The serving API's contract: its request and response bodies, declared once.
+
+The API validates and documents them (/docs, /openapi.json); its clients (the page, the traffic
+simulator, `serving_client.client`) parse its replies with them. The few methods and properties
+below the fields are views for clients; they are not part of the JSON.
+"""
 
 from __future__ import annotations
 
@@ -55,6 +60,11 @@ class Prediction(BaseModel):
     label: str = Field(description="The predicted class")
     confidence: float = Field(description="Probability of the predicted class")
     probabilities: dict[str, float] = Field(description="Probability of every class")
+
+    def top(self, count: int = 3) -> list[tuple[str, float]]:
+        """The `count` most probable classes, most probable first."""
+        ranked = sorted(self.probabilities.items(), key=lambda item: item[1], reverse=True)
+        return ranked[:count]
 
 
 class PredictResponse(Prediction):
@@ -178,6 +188,16 @@ class VersionSummary(BaseModel):
     )
 
 
+class RetrainOutcome(BaseModel):
+    """One retrain decision, as `ModelInfo.last_retrain` holds it (a client's typed view: the
+    API documents `last_retrain` as an object, the retrain ledger's entry)."""
+
+    trigger_rows: int
+    decision: str
+    version: str | None = None
+    reason: str | None = None
+
+
 class ModelInfo(BaseModel):
     version: str
     created_at: str
@@ -207,6 +227,19 @@ class ModelInfo(BaseModel):
         "split of requests in percent by version, and the live comparison on the feedback rows "
         "since the stage began (rows and accuracy of each, what it leads to)",
     )
+
+    @property
+    def holdout_accuracy(self) -> float | None:
+        """The held-out accuracy recorded when the served version was trained, if any."""
+        value = (self.metrics.get("holdout") or {}).get("accuracy")
+        return float(value) if isinstance(value, (int, float)) else None
+
+    @property
+    def retrain_outcome(self) -> RetrainOutcome | None:
+        """`last_retrain`, typed."""
+        if self.last_retrain is None:
+            return None
+        return RetrainOutcome.model_validate(self.last_retrain)
 
 
 class RollbackRequest(BaseModel):
