@@ -11,8 +11,9 @@ import streamlit as st
 from pydantic import ValidationError
 from streamlit_drawable_canvas import st_canvas
 
+from serving_client.client import ApiClient, ApiError
+from serving_client.contract import ModelInfo, PredictResponseWithGrid
 from webapp import state
-from webapp.api_client import ApiClient, ApiError, ModelSummary, Prediction
 from webapp.images import (
     UPLOAD_TYPES,
     ImageInput,
@@ -22,6 +23,7 @@ from webapp.images import (
     grid_picture,
     preview,
 )
+from webapp.problems import explain, headline
 from webapp.settings import WebappSettings
 
 log = logging.getLogger("webapp")
@@ -30,11 +32,11 @@ log = logging.getLogger("webapp")
 @st.cache_resource(show_spinner=False)
 def api_client(base_url: str, token: str | None, timeout: float) -> ApiClient:
     """One HTTP connection pool per server process and settings."""
-    return ApiClient(base_url, token, timeout)
+    return ApiClient(base_url, token, timeout, user_agent="ctloop-webapp")
 
 
 def show_problem(problem: ApiError) -> None:
-    st.error(problem.message, icon=":material/error:")
+    st.error(explain(problem), icon=":material/error:")
     if problem.request_id:
         st.caption(f"Request id: `{problem.request_id}`")
 
@@ -84,7 +86,7 @@ state.init(session)
 # -- Sidebar: is the API there, which model answers -----------------------------------------------
 
 try:
-    model: ModelSummary | None = client.model_info(timeout=settings.status_timeout_seconds)
+    model: ModelInfo | None = client.model(timeout=settings.status_timeout_seconds)
     status_problem = None
 except ApiError as problem:
     model, status_problem = None, problem
@@ -100,17 +102,13 @@ with st.sidebar:
             f"{model.production_rows} feedback rows collected; "
             f"the next retrain comes in {model.rows_until_retrain} rows."
         )
-        if model.last_retrain is not None:
-            last = model.last_retrain
+        last = model.retrain_outcome
+        if last is not None:
             decided = f"{last.version} {last.decision}" if last.version else last.decision
             st.caption(f"Last retrain, at {last.trigger_rows} rows: {decided}.")
     else:
-        headline = {
-            "unreachable": "The API cannot be reached.",
-            "timeout": "The API is not answering.",
-        }.get(status_problem.kind, "The API is not working as expected.")
-        st.error(headline, icon=":material/cloud_off:")
-        st.caption(status_problem.message)
+        st.error(headline(status_problem), icon=":material/cloud_off:")
+        st.caption(explain(status_problem))
     st.caption(f"API: `{settings.api_url}`")
     st.markdown(
         f"[API documentation]({settings.public_api_url}/docs)  \n"
@@ -187,7 +185,7 @@ st.subheader("2. Prediction")
 if st.button("Predict", type="primary", key="predict"):
     with st.spinner("Asking the model…"):
         try:
-            answer: Prediction | ApiError = client.predict(
+            answer: PredictResponseWithGrid | ApiError = client.predict(
                 image.data, image.name, image.media_type, grid=True
             )
         except ApiError as problem:
@@ -196,7 +194,7 @@ if st.button("Predict", type="primary", key="predict"):
     state.remember_prediction(session, image, answer)
 
 predict_problem = session.predict_problems.get(image.digest)
-prediction: Prediction | None = session.predictions.get(image.digest)
+prediction: PredictResponseWithGrid | None = session.predictions.get(image.digest)
 if predict_problem is not None:
     show_problem(predict_problem)
 if prediction is None:
@@ -209,13 +207,12 @@ with st.container(key="prediction"):
     class_column.metric("Predicted class", prediction.label)
     confidence_column.metric("Confidence", f"{prediction.confidence:.1%}")
     seen_column, top_column = st.columns(2)
-    if prediction.grid is not None:
-        side = len(prediction.grid)
-        seen_column.image(
-            grid_picture(prediction.grid),
-            caption=f"What the model saw: your image reduced to {side} × {side} cells",
-            width=140,
-        )
+    side = len(prediction.grid)
+    seen_column.image(
+        grid_picture(prediction.grid),
+        caption=f"What the model saw: your image reduced to {side} × {side} cells",
+        width=140,
+    )
     with top_column.container(key="top3"):
         st.markdown("**Most likely classes**")
         st.markdown(
@@ -257,7 +254,11 @@ if clicked:
             session,
             key,
             lambda: client.feedback(
-                image.data, image.name, image.media_type, target, prediction.label
+                image.data,
+                target,
+                prediction.label,
+                filename=image.name,
+                media_type=image.media_type,
             ),
         )
     if isinstance(outcome, ApiError):

@@ -6,7 +6,8 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from webapp.api_client import ApiError, FeedbackReceipt, ModelSummary, Prediction, RetrainOutcome
+from serving_client.client import ApiError
+from serving_client.contract import FeedbackResponse, ModelInfo, PredictResponse, RetrainOutcome
 from webapp.images import ImageInput
 
 PENDING = "pending"
@@ -16,7 +17,7 @@ DEFAULTS: dict[str, Callable[[], Any]] = {
     "image": lambda: None,  # the ImageInput in use, whichever its source
     "upload_id": lambda: None,  # file_id of the upload last taken
     "drawing_digest": lambda: None,  # digest of the drawing last taken
-    "predictions": dict,  # image digest -> Prediction
+    "predictions": dict,  # image digest -> PredictResponseWithGrid
     "predict_problems": dict,  # image digest -> ApiError of its last attempt
     "sent": dict,  # feedback_key -> SentFeedback, or PENDING while the request is in flight
     "feedback_problems": dict,  # feedback_key -> ApiError of its last attempt
@@ -27,9 +28,9 @@ DEFAULTS: dict[str, Callable[[], Any]] = {
 class SentFeedback:
     """A feedback the API acknowledged, and what became of the retrain it started, if any."""
 
-    receipt: FeedbackReceipt
+    receipt: FeedbackResponse
     retrain: RetrainOutcome | None = None
-    served_after: ModelSummary | None = None
+    served_after: ModelInfo | None = None
 
 
 def init(state: MutableMapping[str, Any]) -> None:
@@ -38,13 +39,13 @@ def init(state: MutableMapping[str, Any]) -> None:
             state[key] = make()
 
 
-def feedback_key(image: ImageInput, shown: Prediction) -> str:
+def feedback_key(image: ImageInput, shown: PredictResponse) -> str:
     """One feedback per image and prediction shown."""
     return f"{image.digest}:{shown.label}"
 
 
 def remember_prediction(state: MutableMapping[str, Any], image: ImageInput, answer: Any) -> None:
-    """Keep a Prediction (or the ApiError of the attempt) for this image; forget the oldest."""
+    """Keep a prediction (or the ApiError of the attempt) for this image; forget the oldest."""
     predictions, problems = state["predictions"], state["predict_problems"]
     if isinstance(answer, ApiError):
         problems[image.digest] = answer
@@ -58,7 +59,7 @@ def remember_prediction(state: MutableMapping[str, Any], image: ImageInput, answ
 def send_once(
     state: MutableMapping[str, Any],
     key: str,
-    send: Callable[[], FeedbackReceipt],
+    send: Callable[[], FeedbackResponse],
 ) -> SentFeedback | ApiError | None:
     """Call `send` unless this feedback was already sent or is in flight (then return None).
 

@@ -1,17 +1,19 @@
-"""The webapp's helpers: the API client against a real API, the send-once rule, previews."""
+"""The page's helpers: the API client as the page uses it against a real API, the page's words
+for its failures, the send-once rule, previews."""
 
 from __future__ import annotations
-
-import io
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from harness.data import prod_rows
+from pictures import encode
+from serving_client.client import ApiClient, ApiError
+from serving_client.contract import FeedbackResponse, PredictResponseWithGrid
 from webapp import state
-from webapp.api_client import ApiClient, ApiError, FeedbackReceipt
 from webapp.images import from_upload, preview
+from webapp.problems import explain
 
 
 @pytest.fixture
@@ -21,14 +23,8 @@ def client(api):
     http.close()
 
 
-def png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def test_the_client_reads_the_model_and_predicts(client, samples) -> None:
-    model = client.model_info()
+    model = client.model()
     assert model.version == "v0001" and model.classes == [str(d) for d in range(10)]
     assert 0.9 < model.holdout_accuracy <= 1
     answer = client.predict(samples["9"], "9.png", "image/png")
@@ -40,7 +36,8 @@ def test_the_client_reads_the_model_and_predicts(client, samples) -> None:
 def test_the_client_asks_for_the_grid_the_model_saw(client, samples) -> None:
     plain = client.predict(samples["4"], "4.png", "image/png")
     answer = client.predict(samples["4"], "4.png", "image/png", grid=True)
-    assert plain.grid is None
+    assert isinstance(answer, PredictResponseWithGrid)
+    assert not isinstance(plain, PredictResponseWithGrid)
     assert len(answer.grid) == 8 and all(len(row) == 8 for row in answer.grid)
     assert answer.probabilities == plain.probabilities
     top = answer.top(3)
@@ -50,20 +47,21 @@ def test_the_client_asks_for_the_grid_the_model_saw(client, samples) -> None:
 
 def test_an_unknown_class_is_refused_with_the_valid_ones(client, samples, api) -> None:
     with pytest.raises(ApiError) as refused:
-        client.feedback(samples["1"], "1.png", "image/png", "eleven", "1")
-    assert refused.value.status == 422 and refused.value.code == "unknown_class"
-    assert "'eleven' is not one of the model's classes: 0, 1, 2" in refused.value.message
-    assert not refused.value.about_the_image
+        client.feedback(samples["1"], "eleven", "1", filename="1.png")
+    problem = refused.value
+    assert (problem.kind, problem.status, problem.code) == ("refused", 422, "unknown_class")
+    assert "'eleven' is not one of the model's classes: 0, 1, 2" in problem.detail
+    assert explain(problem) == f"The prediction service refused the request: {problem.detail}."
     assert prod_rows(api.settings) == [], "nothing is written for a refused feedback"
 
 
 def test_a_too_large_image_gets_a_plain_413_message(client) -> None:
     noise = np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8)
     with pytest.raises(ApiError) as refused:
-        client.predict(png(Image.fromarray(noise)), "noise.png", "image/png")
-    assert refused.value.status == 413 and refused.value.about_the_image
-    assert refused.value.message.startswith("The image is too large for the prediction service")
-    assert "Use a smaller image" in refused.value.message
+        client.predict(encode(Image.fromarray(noise)), "noise.png", "image/png")
+    assert refused.value.status == 413 and refused.value.kind == "refused"
+    assert explain(refused.value).startswith("The image is too large for the prediction service")
+    assert "Use a smaller image" in explain(refused.value)
     assert len(refused.value.request_id) >= 8
 
 
@@ -73,10 +71,10 @@ def test_feedback_is_sent_once_per_image_and_prediction(client, samples) -> None
     image = from_upload("4.png", "image/png", samples["4"])
     shown = client.predict(image.data, image.name, image.media_type)
     key = state.feedback_key(image, shown)
-    calls: list[FeedbackReceipt] = []
+    calls: list[FeedbackResponse] = []
 
-    def send() -> FeedbackReceipt:
-        receipt = client.feedback(image.data, image.name, image.media_type, "4", shown.label)
+    def send() -> FeedbackResponse:
+        receipt = client.feedback(image.data, "4", shown.label, filename=image.name)
         calls.append(receipt)
         return receipt
 
@@ -96,11 +94,13 @@ def test_a_failed_feedback_can_be_sent_again(samples, dead_url) -> None:
     image = from_upload("4.png", "image/png", samples["4"])
     down = ApiClient(dead_url, timeout=2)
 
-    def send() -> FeedbackReceipt:
-        return down.feedback(image.data, image.name, image.media_type, "4", "4")
+    def send() -> FeedbackResponse:
+        return down.feedback(image.data, "4", "4", filename=image.name)
 
     problem = state.send_once(session, "k", send)
     assert isinstance(problem, ApiError) and problem.kind == "unreachable"
+    assert explain(problem).startswith(f"The prediction service at {dead_url} cannot be reached")
+    assert "while sending your feedback" in explain(problem)
     assert "k" not in session["sent"] and session["feedback_problems"]["k"] is problem
     assert isinstance(state.send_once(session, "k", send), ApiError), "tried again, not refused"
     down.close()
@@ -113,9 +113,9 @@ def test_previews_enlarge_small_digits_and_refuse_what_is_not_an_image(samples) 
     assert len(colours) <= 64, "enlarged without smoothing: at most 8x8 grey levels"
     assert preview(b"not an image") is None
     assert preview(b"") is None
-    huge = png(Image.new("L", (5000, 5000)))
+    huge = encode(Image.new("L", (5000, 5000)))
     assert preview(huge) is None, "too many pixels to decode for a preview"
-    transparent = png(Image.new("RGBA", (40, 20), (0, 0, 0, 0)))
+    transparent = encode(Image.new("RGBA", (40, 20), (0, 0, 0, 0)))
     wide = preview(transparent)
     assert wide is not None and wide.size == (280, 140)
     assert wide.getpixel((10, 10)) == (255, 255, 255), "transparency shown on white"
