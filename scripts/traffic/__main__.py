@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from serving_client.client import ApiError
 from traffic.delivery import StageScenario, describe_round, play_stage
 from traffic.drift import TRANSFORMS
 from traffic.report import describe, plot, summary, write_csv
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         records = run(scenario, on_window=show)
-    except TrafficError as exc:
+    except (TrafficError, ApiError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     write_csv(records, args.output_dir / "traffic.csv")
@@ -118,7 +119,7 @@ def play_stage_main(args: argparse.Namespace) -> int:
     )
     try:
         outcome = play_stage(scenario, on_round=lambda r: print(describe_round(r), flush=True))
-    except TrafficError as exc:
+    except (TrafficError, ApiError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"outcome: {outcome.challenger} {outcome.decision} ({outcome.reason}); "

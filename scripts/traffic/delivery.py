@@ -11,17 +11,16 @@ ended, promoted or rolled back, saying which and why (/model/versions).
 
 from __future__ import annotations
 
-import base64
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
+from serving_client.client import ApiClient
 from traffic.drift import transformed_png
-from traffic.scenario import TrafficError, _get, _post, load_images
+from traffic.scenario import TrafficError, connect, load_images
 
 
 @dataclass
@@ -60,39 +59,38 @@ def play_stage(scenario: StageScenario, on_round=None) -> StageOutcome:
     """Play rounds until the stage on the server ends; the outcome."""
     cells, labels = load_images(scenario.samples_dir)
     rng = np.random.default_rng(scenario.seed)
-    headers = {"Authorization": f"Bearer {scenario.token}"} if scenario.token else {}
-    with httpx.Client(base_url=scenario.url, timeout=60, headers=headers) as api:
-        stage = _get(api, "/model")["delivery"].get("stage")
+    with connect(scenario.url, scenario.token) as api:
+        model = api.model()
+        stage = model.delivery.get("stage")
         if stage is None or stage["stage"] != scenario.strategy:
             raise TrafficError(
                 f"no {scenario.strategy} stage on {scenario.url}: /model says {stage}"
             )
-        challenger, champion = stage["version"], _get(api, "/model")["version"]
+        challenger, champion = stage["version"], model.version
         rounds: list[RoundRecord] = []
         for number in range(1, scenario.max_rounds + 1):
             record = _play_round(api, scenario, number, cells, labels, rng)
             rounds.append(record)
             if on_round is not None:
                 on_round(record)
-            if _get(api, "/model")["delivery"].get("stage") is None:
+            if api.model().delivery.get("stage") is None:
                 return _outcome(api, scenario, challenger, champion, rounds)
     raise TrafficError(f"the {scenario.strategy} of {challenger} was still on stage after "
                        f"{scenario.max_rounds} rounds")  # fmt: skip
 
 
-def _play_round(api, scenario, number, cells, labels, rng) -> RoundRecord:
+def _play_round(api: ApiClient, scenario, number, cells, labels, rng) -> RoundRecord:
     requests: dict[str, int] = {}
     right: dict[str, int] = {}
     before = _shadow_counts(api) if scenario.strategy == "shadow" else None
     for index in rng.integers(len(labels), size=scenario.round_size):
-        client = {"X-Client-ID": f"client-{rng.integers(scenario.clients)}"}
-        encoded = base64.b64encode(transformed_png("clean", cells[index], rng)).decode()
-        answer = _post(api, "/predict", {"image": encoded}, headers=client)
-        version = answer["model_version"]
+        client = f"client-{rng.integers(scenario.clients)}"
+        image = transformed_png("clean", cells[index], rng)
+        answer = api.predict_base64(image, client_id=client)
+        version = answer.model_version
         requests[version] = requests.get(version, 0) + 1
-        right[version] = right.get(version, 0) + int(answer["label"] == labels[index])
-        body = {"image": encoded, "target": str(labels[index]), "prediction": answer["label"]}
-        _post(api, "/feedback", body, headers=client)
+        right[version] = right.get(version, 0) + int(answer.label == labels[index])
+        api.feedback_base64(image, str(labels[index]), answer.label, client_id=client)
     agreement = None
     if before is not None:
         after = _shadow_counts(api)
@@ -102,31 +100,30 @@ def _play_round(api, scenario, number, cells, labels, rng) -> RoundRecord:
         round=number,
         requests=requests,
         accuracy={v: round(right[v] / n, 4) for v, n in requests.items()},
-        live=_get(api, "/model")["delivery"].get("live"),
+        live=api.model().delivery.get("live"),
         agreement=agreement,
     )
 
 
-def _outcome(api, scenario, challenger: str, champion: str, rounds) -> StageOutcome:
-    versions = {v["version"]: v for v in _get(api, "/model/versions")}
-    last = versions[challenger]["stages"][-1]
+def _outcome(api: ApiClient, scenario, challenger: str, champion: str, rounds) -> StageOutcome:
+    versions = {v.version: v for v in api.versions()}
+    last = versions[challenger].stages[-1]
     if last["stage"] not in ("champion", "rolled_back"):
         raise TrafficError(f"{challenger} left its stage as {last['stage']}")
     expected = challenger if last["stage"] == "champion" else champion
     deadline = time.monotonic() + scenario.settle_seconds
-    served = _get(api, "/model")["version"]
+    served = api.model().version
     while served != expected and time.monotonic() < deadline:
         time.sleep(0.1)
-        served = _get(api, "/model")["version"]
+        served = api.model().version
     decision = "promoted" if last["stage"] == "champion" else "rolled_back"
     return StageOutcome(challenger, champion, decision, last["reason"], served, rounds)
 
 
-def _shadow_counts(api) -> tuple[float, float]:
+def _shadow_counts(api: ApiClient) -> tuple[float, float]:
     """(agreed, disagreed) images of every shadow so far, from /metrics."""
-    reply = api.get("/metrics")
     counts = {"agree": 0.0, "disagree": 0.0}
-    for family in text_string_to_metric_families(reply.text):
+    for family in text_string_to_metric_families(api.metrics()):
         if family.name == "ctloop_shadow_predictions":
             for sample in family.samples:
                 if sample.name.endswith("_total"):

@@ -2,7 +2,8 @@
 
 A client of the stack and nothing more: it reads a folder of labelled images (by default the
 unseen part of the dataset, data/samples/<class>/, never in ref_data.csv) and talks to the API
-and to the dashboard over HTTP; it reads no data file of the stack and imports none of its code.
+(through serving_client, its typed client) and to the dashboard over HTTP; it reads no data file
+of the stack and imports none of its code.
 
 The images are split once: an evaluation set that is never sent as feedback, and the traffic.
 Each window sends its images to /predict, then to /feedback with their true class. The first
@@ -14,7 +15,6 @@ service's exporter (its /metrics), once a snapshot covers the window.
 
 from __future__ import annotations
 
-import base64
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from serving_client.client import ApiClient
 from traffic.drift import transformed_png
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -64,7 +65,13 @@ class WindowRecord:
 
 
 class TrafficError(RuntimeError):
-    """The stack did not answer as a production client needs."""
+    """The stack did not answer as a production client needs (a failed call to the API is a
+    serving_client.client.ApiError)."""
+
+
+def connect(url: str, token: str | None) -> ApiClient:
+    """The simulator's client of the API: a minute per call, a 429 waited out for two."""
+    return ApiClient(url, token, timeout=60, user_agent="ctloop-traffic", patience=120)
 
 
 def run(scenario: Scenario, on_window=None) -> list[WindowRecord]:
@@ -73,10 +80,9 @@ def run(scenario: Scenario, on_window=None) -> list[WindowRecord]:
     rng = np.random.default_rng(scenario.seed)
     order = rng.permutation(len(labels))
     evaluation, traffic = order[: scenario.evaluation_size], order[scenario.evaluation_size :]
-    headers = {"Authorization": f"Bearer {scenario.token}"} if scenario.token else {}
-    with httpx.Client(base_url=scenario.url, timeout=60, headers=headers) as api:
-        model = _get(api, "/model")
-        window = scenario.window or model["retrain_every"]
+    with connect(scenario.url, scenario.token) as api:
+        every = api.model().retrain_every
+        window = scenario.window or every
         needed = window * (scenario.clean_windows + scenario.drift_windows)
         if needed > len(traffic):
             raise TrafficError(
@@ -91,9 +97,13 @@ def run(scenario: Scenario, on_window=None) -> list[WindowRecord]:
             phase = "clean" if number < scenario.clean_windows else scenario.transform
             batch = traffic[number * window : (number + 1) * window]
             served, versions, rows, triggered = _play_window(api, batch, cells, labels, phase, rng)
-            decisions = _wait_for_retrain(api, rows, scenario.retrain_timeout) if triggered else []
+            decisions = (
+                _wait_for_retrain(api, rows - rows % every, scenario.retrain_timeout)
+                if triggered
+                else []
+            )
             version = _served_version(api)
-            ledger = _get(api, "/model/versions")
+            ledger = api.versions()
             record = WindowRecord(
                 window=number + 1,
                 phase=phase,
@@ -103,13 +113,9 @@ def run(scenario: Scenario, on_window=None) -> list[WindowRecord]:
                 version_after=version,
                 clean_accuracy=_accuracy(api, eval_clean, eval_truth),
                 drifted_accuracy=_accuracy(api, eval_drifted, eval_truth),
-                retrains=sum(1 for v in ledger if v.get("trigger_rows")),
-                promoted=sum(
-                    1 for v in ledger if (v.get("gate") or {}).get("decision") == "promoted"
-                ),
-                rejected=sum(
-                    1 for v in ledger if (v.get("gate") or {}).get("decision") == "rejected"
-                ),
+                retrains=sum(1 for v in ledger if v.trigger_rows),
+                promoted=sum(1 for v in ledger if (v.gate or {}).get("decision") == "promoted"),
+                rejected=sum(1 for v in ledger if (v.gate or {}).get("decision") == "rejected"),
                 drift_share=_dashboard_drift_share(scenario, rows),
                 decisions=decisions,
             )
@@ -119,53 +125,44 @@ def run(scenario: Scenario, on_window=None) -> list[WindowRecord]:
     return records
 
 
-def _play_window(api, batch, cells, labels, phase, rng) -> tuple[float, list[str], int, bool]:
+def _play_window(
+    api: ApiClient, batch, cells, labels, phase, rng
+) -> tuple[float, list[str], int, bool]:
     """Predict, then give feedback for, every image of the window, as a client would."""
     correct, versions, rows, triggered = 0, [], 0, False
     for index in batch:
-        encoded = base64.b64encode(transformed_png(phase, cells[index], rng)).decode()
-        answer = _post(api, "/predict", {"image": encoded})
-        correct += answer["label"] == labels[index]
-        versions.append(answer["model_version"])
-        receipt = _post(
-            api,
-            "/feedback",
-            {"image": encoded, "target": str(labels[index]), "prediction": answer["label"]},
-        )
-        rows, triggered = receipt["rows"], triggered or receipt["retrain_triggered"]
+        image = transformed_png(phase, cells[index], rng)
+        answer = api.predict_base64(image)
+        correct += answer.label == labels[index]
+        versions.append(answer.model_version)
+        receipt = api.feedback_base64(image, str(labels[index]), answer.label)
+        rows, triggered = receipt.rows, triggered or receipt.retrain_triggered
     return correct / len(batch), versions, rows, triggered
 
 
-def _wait_for_retrain(api, rows: int, timeout: float) -> list[str]:
-    """Wait until the retrain this window started is decided, and its model served if promoted."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        model = _get(api, "/model")
-        last = model.get("last_retrain") or {}
-        decided = last.get("trigger_rows", 0) >= rows - rows % model["retrain_every"]
-        swapped = last.get("decision") != "promoted" or _served_version(api) == last.get("version")
-        if decided and swapped:
-            return [f"{last.get('version')} {last.get('decision')}"]
-        time.sleep(0.25)
-    raise TrafficError(f"no retrain decision for {rows} rows within {timeout:g} s")
+def _wait_for_retrain(api: ApiClient, trigger_rows: int, timeout: float) -> list[str]:
+    """Wait until the retrain at `trigger_rows` rows is decided, and its model served if
+    promoted."""
+    last, _ = api.wait_for_retrain(trigger_rows, timeout, interval=0.25)
+    if last is None:
+        raise TrafficError(f"no retrain decision for {trigger_rows} rows within {timeout:g} s")
+    return [f"{last.version} {last.decision}"]
 
 
-def _served_version(api, settle: float = 5.0) -> str:
+def _served_version(api: ApiClient, settle: float = 5.0) -> str:
     """The version every request gets: the registry's current one once workers have swapped."""
-    current = next(v["version"] for v in _get(api, "/model/versions") if v["current"])
+    current = next(v.version for v in api.versions() if v.current)
     deadline = time.monotonic() + settle
-    while time.monotonic() < deadline and _get(api, "/model")["version"] != current:
+    while time.monotonic() < deadline and api.model().version != current:
         time.sleep(0.1)
     return current
 
 
-def _accuracy(api, images: list[bytes], truth: np.ndarray, batch: int = 50) -> float:
+def _accuracy(api: ApiClient, images: list[bytes], truth: np.ndarray, batch: int = 50) -> float:
     predicted = []
     for start in range(0, len(images), batch):
-        encoded = [base64.b64encode(image).decode() for image in images[start : start + batch]]
-        predicted += [
-            p["label"] for p in _post(api, "/predict", {"images": encoded})["predictions"]
-        ]
+        answer = api.predict_batch(images[start : start + batch])
+        predicted += [p.label for p in answer.predictions]
     return float(np.mean(np.array(predicted) == truth))
 
 
@@ -217,27 +214,6 @@ def _metric_values(text: str) -> dict[str, float]:
         for sample in family.samples
         if not sample.labels
     }
-
-
-def _get(api: httpx.Client, path: str):
-    reply = api.get(path)
-    if reply.status_code != 200:
-        raise TrafficError(f"GET {path}: {reply.status_code} {reply.text[:200]}")
-    return reply.json()
-
-
-def _post(
-    api: httpx.Client, path: str, body: dict, patience: float = 120.0, headers: dict | None = None
-) -> dict:
-    """POST and return the JSON reply; a 429 is waited out as its Retry-After says."""
-    deadline = time.monotonic() + patience
-    reply = api.post(path, json=body, headers=headers)
-    while reply.status_code == 429 and time.monotonic() < deadline:
-        time.sleep(float(reply.headers.get("retry-after", "1")))
-        reply = api.post(path, json=body, headers=headers)
-    if reply.status_code != 200:
-        raise TrafficError(f"POST {path}: {reply.status_code} {reply.text[:200]}")
-    return reply.json()
 
 
 def as_rows(records: list[WindowRecord]) -> list[dict]:
