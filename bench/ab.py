@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import io
 import json
 import statistics
 import subprocess
@@ -26,6 +25,7 @@ from PIL import Image
 
 from bench.loadgen import Run, wrk
 from harness.processes import REPO, ServerProcess, child_environment, free_port
+from pictures import encode
 
 CONNECTIONS = 32
 
@@ -69,10 +69,9 @@ class Checkout(ServerProcess):
 
 def body_file(root: Path, samples: Path) -> Path:
     digit = Image.open(sorted((samples / "3").glob("*.png"))[0]).convert("L")
-    png = io.BytesIO()
-    digit.resize((28, 28), Image.Resampling.BILINEAR).save(png, format="PNG")
+    png = encode(digit.resize((28, 28), Image.Resampling.BILINEAR))
     path = root / "predict.json"
-    path.write_text(json.dumps({"image": base64.b64encode(png.getvalue()).decode()}))
+    path.write_text(json.dumps({"image": base64.b64encode(png).decode()}))
     return path
 
 

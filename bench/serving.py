@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import io
 import json
 import os
 import platform
@@ -29,6 +28,7 @@ from bench.procs import Server, free_port, rss_mib
 from bench.report import write_report
 from ctloop.prod_data import ProductionData
 from ctloop.retrain_log import RetrainLog
+from pictures import encode
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_VENV = REPO / ".venv-bench"
@@ -72,9 +72,7 @@ class Bench:
         )
         sample = sorted((self.data / "samples" / "3").glob("*.png"))[0]
         digit = Image.open(sample).convert("L").resize((28, 28), Image.Resampling.BILINEAR)
-        png = io.BytesIO()
-        digit.save(png, format="PNG")
-        self.png = png.getvalue()
+        self.png = encode(digit)
         encoded = base64.b64encode(self.png).decode()
         (self.bodies / "predict.json").write_text(json.dumps({"image": encoded}))
         (self.bodies / "feedback.json").write_text(json.dumps({"image": encoded, "target": "3"}))

@@ -21,7 +21,7 @@ from ctloop.preprocess import (
     preprocess,
 )
 from harness.images import on_canvas
-from pictures import encode, render_grid
+from pictures import encode, moved_sideways, render_grid
 
 GREY_LEVEL = 1 / 16  # the digits dataset has 17 grey levels, 0..16
 
@@ -254,10 +254,7 @@ def test_a_digit_cut_by_the_left_edge_is_moved_back_to_the_middle(digits: np.nda
     for cells in digits:
         if cells.reshape(8, 8)[:, 0].max() > 0:
             continue
-        picture = render_grid(cells, 4)
-        moved = Image.new("L", picture.size, 0)
-        moved.paste(picture, (-4, 0))
-        data = encode(moved)
+        data = encode(moved_sideways(render_grid(cells, 4), -4))
         total += 1
         moved_back += float(np.abs(preprocess(data) - cells).max()) <= GREY_LEVEL
         legacy = preprocess(data, PreprocessSpec(recentre_left=0.0))

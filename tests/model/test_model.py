@@ -23,7 +23,7 @@ from ctloop.retrain_set import load_training_set
 from ctloop.train import fit_head
 from harness.data import write_prod
 from harness.images import on_canvas
-from pictures import encode, render_grid
+from pictures import encode, moved_sideways, render_grid
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +131,7 @@ def test_invariance_a_digit_moved_one_cell_left_out_of_its_frame_keeps_its_label
     (docs/studies/retraining.md)."""
 
     def moved_left(cells):
-        picture = render_grid(cells, 4)
-        return encode(on_canvas(picture, picture.size, (-4, 0)))
+        return encode(moved_sideways(render_grid(cells, 4), -4))
 
     assert kept_label_rate(model, unseen, moved_left) >= 0.93
 
