@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 REQUIREMENTS := tests/requirements.txt scripts/requirements.txt $(wildcard serving/requirements.txt webapp/requirements.txt reporting/requirements.txt monitoring/requirements.txt bench/requirements.txt)
 
-.PHONY: venv test lint format lock clean bench bench-ab bench-delivery e2e traffic-docs k8s-tools k8s-config k8s-secrets k8s-lock
+.PHONY: venv test lint format lock clean config bench bench-ab bench-delivery e2e traffic-docs k8s-tools k8s-config k8s-secrets k8s-lock
 
 venv: $(VENV)/.installed
 
@@ -28,6 +28,12 @@ test: lint
 # tests/k8s: each Kubernetes container started with Docker exactly as its manifest says.
 e2e: venv
 	$(BIN)/python -m pytest tests/e2e tests/k8s -m docker -s $(PYTEST_ARGS)
+
+# Every setting is declared once (docs/configuration.md): this regenerates .env.example, the
+# environment blocks of docker-compose.yml, docs/configuration.md's tables and k8s/base/generated/.
+config: venv
+	$(BIN)/python -m stackgen.generate
+	$(BIN)/python -m k8s.generate
 
 # Kubernetes (k8s/, docs/kubernetes.md). k8s-config regenerates k8s/base/generated/ from
 # docker-compose.yml, .env.example and monitoring/; k8s-secrets writes an overlay's Secret files

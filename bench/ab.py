@@ -43,9 +43,9 @@ class Checkout(ServerProcess):
             DATA_DIR=str(root / "data"),
             ARTIFACTS_DIR=str(root / "artifacts"),
             SECRETS_DIR=str(root / "secrets"),
-            HOST="127.0.0.1",
-            PORT=str(self.port),
-            WORKERS="1",
+            SERVING_HOST="127.0.0.1",
+            SERVING_PORT=str(self.port),
+            SERVING_WORKERS="1",
             PROMETHEUS_MULTIPROC_DIR=str(root / "metrics"),
             **env,
         )

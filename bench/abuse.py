@@ -179,9 +179,9 @@ def server(root: Path, checkout: Path) -> ServerProcess:
         "ARTIFACTS_DIR": str(root / "artifacts"),
         "SECRETS_DIR": str(root / "secrets"),
         "API_TOKEN": TOKEN,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "WORKERS": "1",
+        "SERVING_HOST": "127.0.0.1",
+        "SERVING_PORT": str(port),
+        "SERVING_WORKERS": "1",
         "PROMETHEUS_MULTIPROC_DIR": str(root / f"metrics-{port}"),
     }
     if checkout != REPO:  # the baseline's code first (python -m puts the working directory first)

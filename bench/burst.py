@@ -100,9 +100,9 @@ def main() -> None:
         SECRETS_DIR=str(root / "secrets"),
         RETRAIN_EVERY=str(args.every),
         API_TOKEN=TOKEN,
-        FEEDBACK_RATE_LIMIT="1000000/second",
-        WORKERS=str(args.workers),
-        HOST="127.0.0.1",
+        SERVING_FEEDBACK_RATE_LIMIT="1000000/second",
+        SERVING_WORKERS=str(args.workers),
+        SERVING_HOST="127.0.0.1",
     )
     if args.scratch_every is not None:
         env["SCRATCH_EVERY"] = str(args.scratch_every)
@@ -114,7 +114,7 @@ def main() -> None:
     print(f"reference and first model built in {time.perf_counter() - started:.0f} s ({root})")
     port = free_port()
     server = Server(
-        "serving", [sys.executable, "-m", "serving"], {**env, "PORT": str(port)}, port,
+        "serving", [sys.executable, "-m", "serving"], {**env, "SERVING_PORT": str(port)}, port,
         root / "server.log", "/ready",
     )  # fmt: skip
     # `python -m` puts its folder first on the path: the checkout under test is where it runs.

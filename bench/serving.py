@@ -96,7 +96,7 @@ class Bench:
             "SECRETS_DIR": str(self.root / "secrets"),
             "API_TOKEN": BENCH_TOKEN,
             # The load generator is one client on purpose: measure appends, not the limit.
-            "FEEDBACK_RATE_LIMIT": "",
+            "SERVING_FEEDBACK_RATE_LIMIT": "",
             **extra,
         }
 
@@ -104,9 +104,9 @@ class Bench:
         port = free_port()
         metrics = self.root / f"metrics-{port}"
         env = self.env(
-            HOST="127.0.0.1",
-            PORT=str(port),
-            WORKERS=str(workers),
+            SERVING_HOST="127.0.0.1",
+            SERVING_PORT=str(port),
+            SERVING_WORKERS=str(workers),
             PROMETHEUS_MULTIPROC_DIR=str(metrics),
             **extra,
         )
@@ -186,7 +186,7 @@ class Bench:
             self.record(run)
 
     def two_workers(self, body: Path, content_type: str) -> None:
-        """The Compose configuration: WORKERS=2; who served what is read from the request log."""
+        """The Compose configuration (SERVING_WORKERS=2); who served what is read from the log."""
         with self.product(workers=2) as server:
             self.warm(server, body, content_type)
             self.memory(server, body, content_type, "2 workers")

@@ -121,11 +121,11 @@ def play(root: Path, transform: str, mode: str = MODES[0]) -> dict:
     )
     compose_like = {
         "RETRAIN_EVERY": "20",
-        "MODEL_POLL_SECONDS": "1",
-        "TRAINER_CHECK_SECONDS": "5",
+        "SERVING_MODEL_POLL_SECONDS": "1",
+        "SERVING_TRAINER_CHECK_SECONDS": "5",
         "RETRAIN_MODE": mode,
     }
-    dashboard_env = {"REPORTING_REFRESH_SECONDS": "2", "REPORTING_MIN_ROWS": "20"}
+    dashboard_env = {"REPORTING_REFRESH_SECONDS": "2", "MONITORING_MIN_ROWS": "20"}
     with (
         LiveServer(settings, root / "serving.log", workers=2, **compose_like) as serving,
         ReportingServer(settings.data_dir, root / "reporting.log", **dashboard_env) as dashboard,

@@ -1,6 +1,6 @@
 """Requests a stranger can send to make a worker work: the tests' and bench/abuse.py's payloads.
 
-Each is within MAX_BODY_BYTES (4 MB by default) and needs no token.
+Each is within SERVING_MAX_BODY_BYTES (4 MB by default) and needs no token.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def drawn_png(side: int = 512, seed: int = 0) -> bytes:
 
 def many_images(count: int = 64, side: int = 512) -> bytes:
     """{"images": [...]}: `count` different images of side x side, as a JSON batch (within
-    MAX_BATCH and MAX_BATCH_PIXELS at the defaults: 64 x 512 x 512 pixels)."""
+    SERVING_MAX_BATCH and SERVING_MAX_BATCH_PIXELS at the defaults: 64 x 512 x 512 pixels)."""
     encoded = [base64.b64encode(drawn_png(side, seed)) for seed in range(count)]
     return b'{"images": ["' + b'", "'.join(encoded) + b'"]}'
 

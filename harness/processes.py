@@ -20,21 +20,12 @@ from pathlib import Path
 import httpx
 
 from ctloop.config import CoreSettings
+from webapp.settings import WebappSettings
 
 REPO = Path(__file__).resolve().parents[1]
 WEBAPP_PAGE = REPO / "webapp" / "app.py"
 # The page's settings: cleared before each page test so that the machine's own never leak in.
-WEBAPP_ENV = (
-    "API_URL",
-    "API_TOKEN",
-    "PUBLIC_API_URL",
-    "DASHBOARD_URL",
-    "REQUEST_TIMEOUT_SECONDS",
-    "STATUS_TIMEOUT_SECONDS",
-    "RETRAIN_WAIT_SECONDS",
-    "MAX_UPLOAD_MB",
-    "SECRETS_DIR",
-)
+WEBAPP_ENV = WebappSettings.every_env_name()
 
 
 def free_port() -> int:
@@ -123,7 +114,7 @@ class LiveServer(ServerProcess):
     """`python -m serving` (the production launcher) with its own settings.
 
     Its API token is TEST_TOKEN unless API_TOKEN is given (`auth` holds the header), and the
-    feedback rate limit is out of the way unless FEEDBACK_RATE_LIMIT is given.
+    feedback rate limit is out of the way unless SERVING_FEEDBACK_RATE_LIMIT is given.
     """
 
     name = "the serving API"
@@ -137,16 +128,16 @@ class LiveServer(ServerProcess):
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = env.setdefault("API_TOKEN", TEST_TOKEN)
         self.auth = {"Authorization": f"Bearer {self.token}"}
-        env.setdefault("FEEDBACK_RATE_LIMIT", "100000/second")
+        env.setdefault("SERVING_FEEDBACK_RATE_LIMIT", "100000/second")
         defaults = {
             "DATA_DIR": str(settings.data_dir),
             "ARTIFACTS_DIR": str(settings.artifacts_dir),
             "SECRETS_DIR": str(log_path.parent / f"secrets-{self.port}"),
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-            "WORKERS": str(workers),
-            "MODEL_POLL_SECONDS": "0.2",
-            "TRAINER_CHECK_SECONDS": "1",
+            "SERVING_HOST": "127.0.0.1",
+            "SERVING_PORT": str(self.port),
+            "SERVING_WORKERS": str(workers),
+            "SERVING_MODEL_POLL_SECONDS": "0.2",
+            "SERVING_TRAINER_CHECK_SECONDS": "1",
             "PROMETHEUS_MULTIPROC_DIR": str(log_path.parent / f"metrics-{self.port}"),
         }
         super().__init__(

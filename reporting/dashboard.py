@@ -30,12 +30,12 @@ def about_text(settings: ReportingSettings) -> str:
         "reference has no model answers: the prediction distribution is compared with its "
         "class distribution. "
         f"Drift: share of embedding columns whose distribution differs from the reference "
-        f"({settings.drift_method} test, threshold {settings.drift_threshold}). Quality on the "
+        f"({settings.drift_test} test, threshold {settings.drift_threshold}). Quality on the "
         "feedback rows, as scikit-learn computes it: macro F1, precision and recall, balanced "
         "accuracy (mean recall over the classes present in the feedback) and accuracy. A new "
         "snapshot is added whenever prod_data.csv grows; each one is also an HTML report in "
         f"{settings.reports_path}. The 'latest {settings.window_rows} rows' panels look at the "
-        "newest feedback rows only (REPORTING_WINDOW_ROWS), overall and per model version (the "
+        "newest feedback rows only (MONITORING_WINDOW_ROWS), overall and per model version (the "
         "version that answered each row), so they follow a drift and a new version quickly; the "
         "same figures are Prometheus gauges on the exporter's /metrics "
         f"(port {settings.metrics_port})."
@@ -119,7 +119,7 @@ def dashboard_model(
     share = {
         "value_type": "share",
         # Only the series of the current drift configuration, should it ever change.
-        "method": settings.drift_method,
+        "method": settings.drift_test,
         "threshold": str(settings.drift_threshold),
     }
     panels = {
@@ -236,7 +236,7 @@ def window_panels(settings: ReportingSettings, versions: list[str]) -> dict:
                     "every feedback row",
                     {
                         "value_type": "share",
-                        "method": settings.drift_method,
+                        "method": settings.drift_test,
                         "threshold": str(settings.drift_threshold),
                     },
                 ),

@@ -14,7 +14,7 @@ from reporting.snapshots import headline_values, quiet_numerics
 def embedding_drift_preset(settings: ReportingSettings, columns: list[str]) -> DataDriftPreset:
     """Per-column test and threshold from the settings."""
     return DataDriftPreset(
-        columns=columns, method=settings.drift_method, threshold=settings.drift_threshold
+        columns=columns, method=settings.drift_test, threshold=settings.drift_threshold
     )
 
 

@@ -197,7 +197,7 @@ def window_metrics(
         WindowDriftedColumns(
             window_rows=w,
             columns=embedding_columns,
-            method=settings.drift_method,
+            method=settings.drift_test,
             threshold=settings.drift_threshold,
         )
     )

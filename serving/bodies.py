@@ -2,10 +2,10 @@
 any field is validated.
 
 Every JSON body of this API is one flat object: a few fields holding strings, and on /predict one
-list of strings (`images`). A body within MAX_BODY_BYTES can still hold 1.3 million list items,
-400,000 keys or a million nested brackets; validated as it comes, each item or key is one pydantic
-error, and such a body used to cost a worker 20 s of its event loop and 2 GB. So, in order, each
-step bounded by the one before:
+list of strings (`images`). A body within SERVING_MAX_BODY_BYTES can still hold 1.3 million list
+items, 400,000 keys or a million nested brackets; validated as it comes, each item or key is one
+pydantic error, and such a body used to cost a worker 20 s of its event loop and 2 GB. So, in
+order, each step bounded by the one before:
 
 1. the raw bytes (C-speed counts): at most MAX_CONTAINERS brackets and braces, at most
    `max_items` + MAX_STRINGS strings (half the quotes): a flat body needs 2 and a few;

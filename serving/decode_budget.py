@@ -1,15 +1,15 @@
 """This worker's budget of pixels being decoded, and the memory handed back after a large decode.
 
-An image above INLINE_PIXELS is decoded in a thread, and costs about 15 bytes per pixel while it
-is (a 76 KB RGBA PNG of 4096 x 4096 pixels: 240 MB). Without a bound, eight at once took a worker
-from 100 MB to 1.9 GB. Each such image now reserves its pixels here first: at most
-DECODE_BUDGET_PIXELS are decoded at once (an image larger than the whole budget is decoded
+An image above SERVING_INLINE_PIXELS is decoded in a thread, and costs about 15 bytes per pixel
+while it is (a 76 KB RGBA PNG of 4096 x 4096 pixels: 240 MB). Without a bound, eight at once took a
+worker from 100 MB to 1.9 GB. Each such image now reserves its pixels here first: at most
+SERVING_DECODE_BUDGET_PIXELS are decoded at once (an image larger than the whole budget is decoded
 alone). An image that does not fit waits its turn, first come first served, for up to
-DECODE_WAIT_SECONDS, then its request gets 503 with Retry-After. The wait is short on purpose:
-about as long as one large decode, so that two people uploading photos at the same moment both
-get an answer, while a flood only queues requests that hold nothing but their compressed bytes
-and are refused within that time. Images up to INLINE_PIXELS are decoded on the event loop, one
-at a time, and never wait here.
+SERVING_DECODE_WAIT_SECONDS, then its request gets 503 with Retry-After. The wait is short on
+purpose: about as long as one large decode, so that two people uploading photos at the same moment
+both get an answer, while a flood only queues requests that hold nothing but their compressed bytes
+and are refused within that time. Images up to SERVING_INLINE_PIXELS are decoded on the event loop,
+one at a time, and never wait here.
 
 glibc keeps memory freed by a thread in that thread's arena: a worker stayed at 317-466 MB after
 such a burst. `malloc_trim` after each large decode hands it back (measured against
@@ -93,8 +93,8 @@ class PixelBudget:
             503,
             "decoder_busy",
             f"this worker is decoding {self.capacity:,} pixels of other large images already "
-            f"(DECODE_BUDGET_PIXELS) and none finished within {self.wait_seconds:g} s: try again "
-            f"in {retry} s, or send a smaller image",
+            f"(SERVING_DECODE_BUDGET_PIXELS) and none finished within {self.wait_seconds:g} s: "
+            f"try again in {retry} s, or send a smaller image",
             headers={"Retry-After": str(retry)},
         )
 

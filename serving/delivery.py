@@ -1,10 +1,10 @@
 """Progressive delivery in the serving workers: which model answers, the shadow, canary health.
 
-- Canary: the challenger answers CANARY_PERCENT of the clients, chosen by a hash of their
+- Canary: the challenger answers CANARY_SHARE of the clients, chosen by a hash of their
   X-Client-ID (of the request id when they send none), `ctloop.delivery.routed_to_challenger`:
   the same answer in every worker and after every restart. /feedback is routed the same way, so
   a client's feedback row is predicted and recorded by the version that answers that client.
-- Shadow: SHADOW_PERCENT of /predict requests (by their id) are also answered by the challenger,
+- Shadow: SHADOW_SHARE of /predict requests (by their id) are also answered by the challenger,
   after the reply is sent, in batches (`ShadowQueue`: the reply never waits for it); its agreement
   with the champion and its inference time per image go to the metrics. It is scored later on
   the feedback rows (`ctloop.stage`).

@@ -87,7 +87,7 @@ async def require_token(request: Request) -> None:
 
 
 async def limit_feedback(request: Request) -> None:
-    """FEEDBACK_RATE_LIMIT per client: 429 with Retry-After beyond it."""
+    """SERVING_FEEDBACK_RATE_LIMIT per client: 429 with Retry-After beyond it."""
     wait = request.app.state.feedback_limit.wait_seconds(client_key(request))
     if wait is not None:
         raise ApiError(

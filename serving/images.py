@@ -71,11 +71,12 @@ async def uploaded_files(form, field: str = "file") -> list[bytes]:
 async def to_pixels(
     images: list[bytes], spec: PreprocessSpec, settings: ServingSettings
 ) -> np.ndarray:
-    """Preprocess each image; small ones on the event loop (tens of microseconds; INLINE_PIXELS
-    in all per request), the others in a thread so that a 12-megapixel photo never stalls the
-    other requests, within the worker's DECODE_BUDGET_PIXELS (serving.decode_budget). Every
-    header is read and checked (size, shape, the batch's total pixels) before any image is
-    decoded, and each decoded image is let go before the next one is decoded."""
+    """Preprocess each image; small ones on the event loop (tens of microseconds;
+    SERVING_INLINE_PIXELS in all per request), the others in a thread so that a 12-megapixel photo
+    never stalls the other requests, within the worker's SERVING_DECODE_BUDGET_PIXELS
+    (serving.decode_budget). Every header is read and checked (size, shape, the batch's total
+    pixels) before any image is decoded, and each decoded image is let go before the next one is
+    decoded."""
     opened = []
     for index, data in enumerate(images):
         try:

@@ -49,8 +49,8 @@ FEEDBACK_WRITE_FAILURES = Counter(
 )
 DECODES_REFUSED = Counter(
     "ctloop_decodes_refused_total",
-    "Large images refused with 503 because the worker's DECODE_BUDGET_PIXELS stayed full for "
-    "DECODE_WAIT_SECONDS",
+    "Large images refused with 503 because the worker's SERVING_DECODE_BUDGET_PIXELS stayed full "
+    "for SERVING_DECODE_WAIT_SECONDS",
 )
 MODEL_LOADS = Counter("ctloop_model_loads_total", "Model versions loaded by workers", ["outcome"])
 MODEL_INFO = Gauge(

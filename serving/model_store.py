@@ -1,7 +1,7 @@
 """The models a worker serves: loaded once at startup, swapped when the pointer moves.
 
-Each worker watches artifacts/current.json (one stat per MODEL_POLL_SECONDS). When the pointer
-names another version, the worker loads and verifies it in a thread, warms it up, and then
+Each worker watches artifacts/current.json (one stat per SERVING_MODEL_POLL_SECONDS). When the
+pointer names another version, the worker loads and verifies it in a thread, warms it up, and then
 replaces its reference in one assignment: requests already running finish on the model they
 started with, new ones get the new model, none fails. During a shadow or canary stage the
 challenger the pointer names is held beside the champion, both published in one assignment.

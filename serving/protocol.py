@@ -8,7 +8,7 @@ headers are complete, arms a second one until the body is complete, and on expir
 (the stack's JSON error body) if no response has started, then closes the connection.
 
 Selected with `uvicorn.run(..., http=TimedHttpToolsProtocol)` by `python -m serving`; the limits
-come from HEADER_TIMEOUT_SECONDS and BODY_TIMEOUT_SECONDS.
+come from SERVING_HEADER_TIMEOUT_SECONDS and SERVING_BODY_TIMEOUT_SECONDS.
 """
 
 from __future__ import annotations

@@ -5,10 +5,10 @@ sent (a hash of its bearer token, never the token itself). Headers are not part 
 X-Client-ID per request, a client used to get a fresh budget each time (the page's X-Client-ID
 still picks its canary, serving.delivery). `python -m serving` does not trust X-Forwarded-For
 either (serving.__main__). The page (webapp/) sends all its users' feedback from one address with
-one token, so they share one budget: see FEEDBACK_RATE_LIMIT in docs/configuration.md.
+one token, so they share one budget: see SERVING_FEEDBACK_RATE_LIMIT in docs/configuration.md.
 
-Each worker process keeps its own windows: with WORKERS=2 a client that spreads its connections
-over both gets up to twice FEEDBACK_RATE_LIMIT.
+Each worker process keeps its own windows: with SERVING_WORKERS=2 a client that spreads its
+connections over both gets up to twice SERVING_FEEDBACK_RATE_LIMIT.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@ launcher that starts the trainer process (`python -m ctloop retrain`) when a ret
 
 Retraining needs a CPU for seconds, so it runs outside the serving processes, at a lower
 priority, in one thread. Each worker runs this launcher as a background task. It looks when a
-feedback row reaches a multiple of k (`poke`) and every TRAINER_CHECK_SECONDS anyway, so that a
-trigger whose trainer died is picked up again without new traffic. It starts a trainer only when
-one is due and the trainer lock is free, and waits for it to exit before it looks again: a
+feedback row reaches a multiple of k (`poke`) and every SERVING_TRAINER_CHECK_SECONDS anyway, so
+that a trigger whose trainer died is picked up again without new traffic. It starts a trainer only
+when one is due and the trainer lock is free, and waits for it to exit before it looks again: a
 process start costs half a second of CPU, one per trigger would starve the API under load. That
 a single trainer runs is guaranteed by the lock itself (`ctloop.trainer`), not by this launcher.
 """

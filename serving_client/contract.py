@@ -44,7 +44,7 @@ class PredictRequest(BaseModel):
 
     image: str | None = Field(None, description="base64 of one image file")
     images: list[str] | None = Field(
-        None, description="base64 of several image files (at most MAX_BATCH, 64 by default)"
+        None, description="base64 of several image files (at most SERVING_MAX_BATCH, 64 by default)"
     )
 
     @model_validator(mode="after")

@@ -1,6 +1,7 @@
 """The Streamlit page on :8081: give an image (upload or draw), predict it, send its true class.
 
-A script read top to bottom, one section per step. It talks only to the serving API (API_URL).
+A script read top to bottom, one section per step. It talks only to the serving API
+(WEBAPP_API_URL).
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ with upload_tab:
     uploaded = st.file_uploader(
         "A PNG, JPEG, BMP, GIF or WebP image of one digit",
         type=UPLOAD_TYPES,
-        max_upload_size=settings.max_upload_mb,
+        max_upload_size=settings.max_upload_bytes // (1024 * 1024),  # Streamlit counts MB
         key="upload",
     )
 with draw_tab:

@@ -32,7 +32,7 @@ def explain(problem: ApiError) -> str:
         return (
             f"The prediction service at {problem.base_url} cannot be reached ({problem.reason}) "
             f"while {action}. It may be starting or stopped: wait a moment and try again. If it "
-            "lasts, check that the serving API is running and that the webapp's API_URL "
+            "lasts, check that the serving API is running and that the webapp's WEBAPP_API_URL "
             "points to it."
         )
     if problem.kind == "timeout":
@@ -49,7 +49,7 @@ def explain(problem: ApiError) -> str:
         return (
             f"The server at {problem.base_url} answered, but not like the prediction service "
             f"does (HTTP {problem.status}, {problem.content_type or 'no type'}). Check that the "
-            "webapp's API_URL points to the serving API."
+            "webapp's WEBAPP_API_URL points to the serving API."
         )
     return _refusal(problem, action)
 
@@ -85,7 +85,7 @@ def _refusal(problem: ApiError, action: str) -> str:
     if status in (404, 405):
         return (
             f"The server at {problem.base_url} has no {problem.path} route (HTTP {status}). Check "
-            "that the webapp's API_URL is the serving API's base address."
+            "that the webapp's WEBAPP_API_URL is the serving API's base address."
         )
     if 400 <= status < 500:
         return f"The prediction service refused the request while {action} (HTTP {status}){said}"

@@ -2,49 +2,69 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pydantic import field_validator, model_validator
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from stackconf import ApiTokenSettings, Renamed, setting
+
+PAGE = "Page"
 
 
-class WebappSettings(BaseSettings):
-    """Everything the page reads from the environment (names are the upper-case field names)."""
+class WebappSettings(ApiTokenSettings):
+    """Everything the page reads from the environment."""
 
-    model_config = SettingsConfigDict(extra="ignore")
-
-    api_url: str = Field(
-        "http://serving-api:8080",
-        description="Base URL of the serving API, as the page's server process reaches it",
+    api_url: str = setting(
+        "http://127.0.0.1:8080",
+        "Base URL of the serving API, as the page's server process reaches it",
+        env="WEBAPP_API_URL",
+        section=PAGE,
+        renamed=("API_URL",),
+        container="http://serving-api:8080",
     )
-    api_token: str | None = Field(
-        None,
-        description="Sent as 'Authorization: Bearer <token>' (feedback needs it); when unset, the "
-        "token the stack generated in SECRETS_DIR/api_token",
-    )
-    secrets_dir: Path = Field(
-        Path("secrets"), description="Folder of the stack's generated secrets (read only)"
-    )
-    public_api_url: str = Field(
+    public_api_url: str = setting(
         "http://localhost:8080",
-        description="Base URL of the API as a person's browser reaches it (for the /docs link)",
+        "Base URL of the API as a person's browser reaches it (for the /docs link)",
+        env="WEBAPP_PUBLIC_API_URL",
+        section=PAGE,
+        renamed=("PUBLIC_API_URL",),
     )
-    dashboard_url: str = Field(
-        "http://localhost:8082", description="URL of the monitoring dashboard, for the link"
+    dashboard_url: str = setting(
+        "http://localhost:8082",
+        "URL of the monitoring dashboard, for the link",
+        env="WEBAPP_DASHBOARD_URL",
+        section=PAGE,
+        renamed=("DASHBOARD_URL",),
     )
-    request_timeout_seconds: float = Field(
-        10.0, gt=0, description="How long the page waits for the API to answer a request"
+    request_timeout_seconds: float = setting(
+        10.0,
+        "How long the page waits for the API to answer a request",
+        env="WEBAPP_REQUEST_TIMEOUT_SECONDS",
+        section=PAGE,
+        renamed=("REQUEST_TIMEOUT_SECONDS",),
+        gt=0,
     )
-    status_timeout_seconds: float = Field(
-        2.0, gt=0, description="How long the sidebar waits for the API's status on each rerun"
+    status_timeout_seconds: float = setting(
+        2.0,
+        "How long the sidebar waits for the API's status on each rerun",
+        env="WEBAPP_STATUS_TIMEOUT_SECONDS",
+        section=PAGE,
+        renamed=("STATUS_TIMEOUT_SECONDS",),
+        gt=0,
     )
-    max_upload_mb: int = Field(
-        4, ge=1, description="Largest file the page accepts, in MB (the API refuses larger bodies)"
+    max_upload_bytes: int = setting(
+        4 * 1024 * 1024,
+        "Largest file the page accepts (the API refuses bodies over SERVING_MAX_BODY_BYTES)",
+        env="WEBAPP_MAX_UPLOAD_BYTES",
+        section=PAGE,
+        renamed=(Renamed("MAX_UPLOAD_MB", "megabytes"),),
+        ge=1024 * 1024,
     )
-    retrain_wait_seconds: float = Field(
+    retrain_wait_seconds: float = setting(
         20.0,
+        "After a feedback starts a retrain, how long the page waits for its outcome",
+        env="WEBAPP_RETRAIN_WAIT_SECONDS",
+        section=PAGE,
+        renamed=("RETRAIN_WAIT_SECONDS",),
         ge=0,
-        description="After a feedback starts a retrain, how long the page waits for its outcome",
     )
 
     @field_validator("api_url", "public_api_url", "dashboard_url")
@@ -68,5 +88,6 @@ class WebappSettings(BaseSettings):
                 token = (self.secrets_dir / "api_token").read_text().strip()
             except OSError:
                 token = ""
-            self.api_token = token or None
+            # The settings are frozen; this is their own validation, completing them.
+            object.__setattr__(self, "api_token", token or None)
         return self

@@ -1,222 +1,375 @@
-"""Settings of the ML core, read from the environment once (pydantic-settings)."""
+"""Settings of the ML core, read from the environment once (pydantic-settings).
+
+Each setting is declared here once with `stackconf.setting`; docs/configuration.md, .env.example,
+docker-compose.yml's environment and Kubernetes' ConfigMap are generated from it (`make config`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from stackconf import DataSettings, MonitoringSettings, Renamed, SecretsSettings, setting
+
+DATA = "Data and embedding"
+LIMITS = "Input limits"
+RETRAIN = "Retraining"
+GATE = "The gate"
+TRIGGERS = "Triggers and monitoring"
+DELIVERY = "Progressive delivery"
+REGISTRY = "Registry"
 
 
-class CoreSettings(BaseSettings):
-    """Where the data and models live and how the reference data is built."""
+class CoreSettings(DataSettings, SecretsSettings, MonitoringSettings):
+    """Where the data and models live, how the reference is built, how the loop retrains."""
 
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
-
-    data_dir: Path = Field(
-        Path("data"), description="Folder of ref_data.csv, prod_data.csv, samples/"
+    artifacts_dir: Path = setting(
+        Path("artifacts"),
+        "Model registry folder (the images set it)",
+        env="ARTIFACTS_DIR",
+        section="Folders",
+        compose="no",
     )
-    artifacts_dir: Path = Field(Path("artifacts"), description="Model registry folder")
-    secrets_dir: Path = Field(
-        Path("secrets"),
-        description="Folder of the secrets generated at first start when none is set "
-        "(api_token, evidently_secret, grafana_admin_password); ignored by git",
-    )
-    dataset: str = Field(
+    dataset: str = setting(
         "digits",
-        description="'digits' (scikit-learn's bundled set) or a folder of one sub-folder per class",
+        "'digits' (scikit-learn's bundled set) or a folder of one sub-folder per class",
+        env="DATASET",
+        section=DATA,
+        start=True,
     )
-    pca_components: int = Field(32, ge=1, description="Size of the embedding")
-    image_size: int = Field(
-        8, ge=4, le=64, description="Side of the square pixel grid images are reduced to"
+    pca_components: int = setting(
+        32, "Size of the embedding", env="PCA_COMPONENTS", section=DATA, ge=1
     )
-    unseen_fraction: float = Field(
-        0.2, gt=0, lt=1, description="Share of the dataset kept out of ref_data.csv"
+    image_size: int = setting(
+        8,
+        "Side of the square pixel grid images are reduced to",
+        env="IMAGE_SIZE",
+        section=DATA,
+        ge=4,
+        le=64,
     )
-    split_seed: int = Field(42, description="Seed of every deterministic split")
-    holdout_fraction: float = Field(
-        0.2, gt=0, lt=1, description="Share of reference rows never trained on"
-    )
-    prod_holdout_every: int = Field(
-        5, ge=2, description="Every n-th production row is held out for the gate"
-    )
-    prod_weight: float = Field(
-        1.0, gt=0, description="Sample weight of production rows in a retrain"
-    )
-    max_image_pixels: int = Field(
-        16_777_216, ge=64, description="Larger images are refused (decompression bombs)"
-    )
-    max_image_side: int = Field(
-        8192, ge=8, description="Images with a longer side are refused, before decoding"
-    )
-    max_image_aspect: float = Field(
-        16.0, ge=1, description="Images whose sides differ by more than this factor are refused"
-    )
-    retrain_every: int = Field(
-        20, ge=1, description="Retrain each time prod_data.csv reaches a multiple of k rows"
-    )
-    promotion_policy: Literal["gate", "always"] = Field(
-        "gate",
-        description="'gate': promote a retrained model only if not worse; 'always': always",
-    )
-    gate_tolerance: float = Field(
-        0.0, ge=0, le=1, description="A challenger may score this much below and pass"
-    )
-    gate_class_tolerance: float = Field(
-        0.1,
-        ge=0,
-        le=1,
-        description="A challenger is rejected if, on the held-out reference rows, its recall of "
-        "any class falls more than this below the champion's (feedback cannot steer those rows)",
-    )
-    gate_reference_tolerance: float = Field(
-        0.01,
-        ge=0,
-        le=1,
-        description="A challenger is rejected if its accuracy on the held-out reference rows "
-        "falls more than this below the champion's or the first model's (the reference floor)",
-    )
-    gate_recent_rows: int = Field(
-        200, ge=1, description="Newest held-out production rows in the gate set"
-    )
-    trigger_window_rows: int = Field(
-        100,
-        ge=2,
-        description="W: the drift and quality triggers look at the latest W production rows",
-    )
-    trigger_check_rows: int = Field(
-        10, ge=1, description="Drift and quality are looked at every this many new rows"
-    )
-    trigger_min_rows: int = Field(
-        30, ge=2, description="Rows needed in the window before drift and quality are judged"
-    )
-    drift_threshold: float = Field(
-        0.05,
+    unseen_fraction: float = setting(
+        0.2,
+        "Share of the dataset kept out of ref_data.csv",
+        env="UNSEEN_FRACTION",
+        section=DATA,
         gt=0,
         lt=1,
-        description="A column drifted when its KS p-value is at most this (the dashboard's test)",
     )
-    drift_trigger_share: float = Field(
-        0.5, gt=0, le=1, description="A retrain starts when this share of columns drifted"
+    split_seed: int = setting(
+        42, "Seed of every deterministic split", env="SPLIT_SEED", section=DATA
     )
-    quality_trigger_margin: float = Field(
-        0.05,
-        ge=0,
-        le=1,
-        description="A retrain starts when the served accuracy on the window falls below the "
-        "served version's held-out accuracy minus this",
-    )
-    registry_keep_ancestors: int = Field(
-        10,
-        ge=1,
-        description="Pruning keeps the served version and this many generations of its parents",
-    )
-    registry_keep_others: int = Field(
-        5, ge=0, description="Pruning also keeps this many of the newest other versions"
-    )
-    head_model: Literal["mlp", "svc"] = Field(
-        "mlp",
-        description="Classifier head: 'mlp' (fine-tunes) or 'svc' (the first head; scratch only)",
-    )
-    finetune_epochs: int = Field(
-        10, ge=0, description="Epochs of a fine-tune over its window and replay rows"
-    )
-    finetune_interpolation: float = Field(
-        0.3,
+    holdout_fraction: float = setting(
+        0.2,
+        "Share of reference rows never trained on",
+        env="HOLDOUT_FRACTION",
+        section=DATA,
         gt=0,
-        le=1,
-        description="Share of a fine-tune's step kept: the weights end at base + this * "
-        "(fine-tuned - base); 1 keeps the fine-tuned weights",
+        lt=1,
     )
-    retrain_mode: Literal["finetune", "scratch"] = Field(
+    augment_embedding_copies: int = setting(
+        8,
+        "Transformed copies of each reference image the PCA is fitted on",
+        env="AUGMENT_EMBEDDING_COPIES",
+        section=DATA,
+        ge=0,
+    )
+    max_image_pixels: int = setting(
+        16_777_216,
+        "Larger images are refused (decompression bombs)",
+        env="MAX_IMAGE_PIXELS",
+        section=LIMITS,
+        ge=64,
+    )
+    max_image_side: int = setting(
+        8192,
+        "Images with a longer side are refused, before decoding",
+        env="MAX_IMAGE_SIDE",
+        section=LIMITS,
+        ge=8,
+    )
+    max_image_aspect: float = setting(
+        16.0,
+        "Images whose sides differ by more than this factor are refused",
+        env="MAX_IMAGE_ASPECT",
+        section=LIMITS,
+        ge=1,
+    )
+    retrain_every: int = setting(
+        20,
+        "k: a retrain each time prod_data.csv reaches a multiple of k rows",
+        env="RETRAIN_EVERY",
+        section=RETRAIN,
+        start=True,
+        ge=1,
+    )
+    retrain_mode: Literal["finetune", "scratch"] = setting(
         "finetune",
-        description="'finetune': a retrain continues the served version's head on the rows since "
-        "it plus a replay sample; 'scratch': a new head on the reference and the rows read",
+        "'finetune': a retrain continues the served version's head on the rows since it plus a "
+        "replay sample; 'scratch': a new head on the reference and the rows read",
+        env="RETRAIN_MODE",
+        section=RETRAIN,
     )
-    scratch_every: int = Field(
+    head_model: Literal["mlp", "svc"] = setting(
+        "mlp",
+        "Classifier head: 'mlp' (fine-tunes) or 'svc' (the first head; scratch only)",
+        env="HEAD_MODEL",
+        section=RETRAIN,
+    )
+    head_members: int = setting(
+        5,
+        "Networks averaged in the MLP head (one network of this many times 128 hidden units)",
+        env="HEAD_MEMBERS",
+        section=RETRAIN,
+        ge=1,
+        le=32,
+    )
+    head_epochs: int = setting(
+        60,
+        "Most epochs of a head trained from scratch (it stops earlier once the loss stops falling)",
+        env="HEAD_EPOCHS",
+        section=RETRAIN,
+        ge=1,
+    )
+    finetune_epochs: int = setting(
         10,
+        "Epochs of a fine-tune over its window and replay rows",
+        env="FINETUNE_EPOCHS",
+        section=RETRAIN,
         ge=0,
-        description="In finetune mode, a full rebuild (scratch) after this many fine-tunes "
-        "(0: never); it competes through the same gate",
     )
-    retrain_read_rows: int = Field(
-        2000,
-        ge=1,
-        description="A retrain reads only the newest this many production rows (its window, "
-        "replay pool and held-out rows), so its cost does not grow with prod_data.csv",
-    )
-    finetune_window_rows: int = Field(
-        500,
-        ge=1,
-        description="A fine-tune trains on at most this many production rows since the served "
-        "version (the newest)",
-    )
-    finetune_replay_production: float = Field(
-        1.0, ge=0, description="Older production rows replayed per window row in a fine-tune"
-    )
-    finetune_replay_reference: float = Field(
-        10.0,
-        ge=0,
-        description="Reference rows replayed per window row in a fine-tune (stratified by class)",
-    )
-    augment_reference_copies: int = Field(
-        8, ge=0, description="Transformed copies of each reference row at training time"
-    )
-    augment_feedback_copies: int = Field(
-        8, ge=0, description="Transformed copies of each production row at training time"
-    )
-    augment_embedding_copies: int = Field(
-        8, ge=0, description="Transformed copies of each reference image the PCA is fitted on"
-    )
-    retrain_nice: int = Field(
-        10, ge=0, le=19, description="Scheduling niceness of the retrain process"
-    )
-
-    # -- progressive delivery (ctloop.delivery, ctloop.stage; issue 17) --------------------------
-    promotion_strategy: Literal["direct", "shadow", "canary"] = Field(
-        "direct",
-        description="How a challenger that passed the gate reaches clients: 'direct' (at once), "
-        "'shadow' (beside the champion, answers kept out of replies) or 'canary' (a share of "
-        "the clients)",
-    )
-    shadow_percent: float = Field(
-        100.0, ge=0, le=100, description="Share of /predict requests the shadow also answers"
-    )
-    shadow_min_rows: int = Field(
-        100, ge=1, description="Feedback rows during a shadow stage before it is judged"
-    )
-    canary_percent: float = Field(
-        5.0,
+    finetune_interpolation: float = setting(
+        0.3,
+        "Share of a fine-tune's step kept: the weights end at base + this * (fine-tuned - base); "
+        "1 keeps the fine-tuned weights",
+        env="FINETUNE_INTERPOLATION",
+        section=RETRAIN,
         gt=0,
-        le=100,
-        description="Share of clients (X-Client-ID, else requests) the canary answers",
-    )
-    canary_min_rows: int = Field(
-        50, ge=1, description="Feedback rows answered by the canary before it is judged"
-    )
-    stage_margin: float = Field(
-        0.02,
-        ge=0,
         le=1,
-        description="A challenger is promoted if its live accuracy is not below the champion's "
-        "on the same period by more than this, and rolled back otherwise",
     )
-    canary_error_margin: float = Field(
-        0.02,
+    scratch_every: int = setting(
+        10,
+        "In finetune mode, a full rebuild (scratch) after this many fine-tunes (0: never); it "
+        "competes through the same gate",
+        env="SCRATCH_EVERY",
+        section=RETRAIN,
         ge=0,
-        le=1,
-        description="A canary whose server-error ratio exceeds the champion's by more than this "
-        "is rolled back at once",
     )
-    canary_latency_factor: float = Field(
-        3.0,
+    retrain_read_rows: int = setting(
+        2000,
+        "A retrain reads only the newest this many production rows (its window, replay pool and "
+        "held-out rows), so its cost does not grow with prod_data.csv",
+        env="RETRAIN_READ_ROWS",
+        section=RETRAIN,
         ge=1,
-        description="A canary whose p99 latency exceeds the champion's times this is "
-        "rolled back at once",
     )
-    canary_min_requests: int = Field(
-        200, ge=1, description="Requests the canary must answer before its health is judged"
+    finetune_window_rows: int = setting(
+        500,
+        "A fine-tune trains on at most this many production rows since the served version "
+        "(the newest)",
+        env="FINETUNE_WINDOW_ROWS",
+        section=RETRAIN,
+        ge=1,
+    )
+    finetune_replay_production: float = setting(
+        1.0,
+        "Older production rows replayed per window row in a fine-tune",
+        env="FINETUNE_REPLAY_PRODUCTION",
+        section=RETRAIN,
+        ge=0,
+    )
+    finetune_replay_reference: float = setting(
+        10.0,
+        "Reference rows replayed per window row in a fine-tune (stratified by class)",
+        env="FINETUNE_REPLAY_REFERENCE",
+        section=RETRAIN,
+        ge=0,
+    )
+    augment_reference_copies: int = setting(
+        8,
+        "Transformed copies of each reference row at training time",
+        env="AUGMENT_REFERENCE_COPIES",
+        section=RETRAIN,
+        ge=0,
+    )
+    augment_feedback_copies: int = setting(
+        8,
+        "Transformed copies of each production row at training time",
+        env="AUGMENT_FEEDBACK_COPIES",
+        section=RETRAIN,
+        ge=0,
+    )
+    prod_weight: float = setting(
+        1.0,
+        "Sample weight of production rows in a retrain",
+        env="PROD_WEIGHT",
+        section=RETRAIN,
+        gt=0,
+    )
+    retrain_nice: int = setting(
+        10,
+        "Scheduling niceness of the retrain process",
+        env="RETRAIN_NICE",
+        section=RETRAIN,
+        ge=0,
+        le=19,
+    )
+    promotion_policy: Literal["gate", "always"] = setting(
+        "gate",
+        "'gate': promote a retrained model only if not worse; 'always': always (the workshop's)",
+        env="PROMOTION_POLICY",
+        section=GATE,
+        start=True,
+    )
+    gate_tolerance: float = setting(
+        0.0,
+        "A challenger may score this much below and pass",
+        env="GATE_TOLERANCE",
+        section=GATE,
+        ge=0,
+        le=1,
+    )
+    gate_class_tolerance: float = setting(
+        0.1,
+        "A challenger is rejected if, on the held-out reference rows, its recall of any class "
+        "falls more than this below the champion's (feedback cannot steer those rows)",
+        env="GATE_CLASS_TOLERANCE",
+        section=GATE,
+        ge=0,
+        le=1,
+    )
+    gate_reference_tolerance: float = setting(
+        0.01,
+        "A challenger is rejected if its accuracy on the held-out reference rows falls more than "
+        "this below the champion's or the first model's (the reference floor)",
+        env="GATE_REFERENCE_TOLERANCE",
+        section=GATE,
+        ge=0,
+        le=1,
+    )
+    gate_recent_rows: int = setting(
+        200,
+        "Newest held-out production rows in the gate set",
+        env="GATE_RECENT_ROWS",
+        section=GATE,
+        ge=1,
+    )
+    prod_holdout_every: int = setting(
+        5,
+        "Every n-th production row is held out for the gate",
+        env="PROD_HOLDOUT_EVERY",
+        section=GATE,
+        ge=2,
+    )
+    trigger_check_rows: int = setting(
+        10,
+        "Drift and quality are looked at every this many new rows",
+        env="TRIGGER_CHECK_ROWS",
+        section=TRIGGERS,
+        ge=1,
+    )
+    drift_trigger_share: float = setting(
+        0.5,
+        "A retrain starts when this share of the embedding columns drifted in the window",
+        env="DRIFT_TRIGGER_SHARE",
+        section=TRIGGERS,
+        gt=0,
+        le=1,
+    )
+    quality_trigger_margin: float = setting(
+        0.05,
+        "A retrain starts when the served accuracy on the window falls below the served "
+        "version's held-out accuracy minus this",
+        env="QUALITY_TRIGGER_MARGIN",
+        section=TRIGGERS,
+        ge=0,
+        le=1,
+    )
+    promotion_strategy: Literal["direct", "shadow", "canary"] = setting(
+        "direct",
+        "How a challenger that passed the gate reaches clients: 'direct' (at once), 'shadow' "
+        "(beside the champion, answers kept out of replies) or 'canary' (a share of the clients)",
+        env="PROMOTION_STRATEGY",
+        section=DELIVERY,
+        start=True,
+    )
+    shadow_share: float = setting(
+        1.0,
+        "Share of /predict requests the shadow also answers (0 to 1)",
+        env="SHADOW_SHARE",
+        section=DELIVERY,
+        renamed=(Renamed("SHADOW_PERCENT", "percent"),),
+        ge=0,
+        le=1,
+    )
+    shadow_min_rows: int = setting(
+        100,
+        "Feedback rows during a shadow stage before it is judged",
+        env="SHADOW_MIN_ROWS",
+        section=DELIVERY,
+        ge=1,
+    )
+    canary_share: float = setting(
+        0.05,
+        "Share of clients (X-Client-ID, else requests) the canary answers (0 to 1)",
+        env="CANARY_SHARE",
+        section=DELIVERY,
+        renamed=(Renamed("CANARY_PERCENT", "percent"),),
+        gt=0,
+        le=1,
+    )
+    canary_min_rows: int = setting(
+        50,
+        "Feedback rows answered by the canary before it is judged",
+        env="CANARY_MIN_ROWS",
+        section=DELIVERY,
+        ge=1,
+    )
+    stage_margin: float = setting(
+        0.02,
+        "A challenger is promoted if its live accuracy is not below the champion's on the same "
+        "period by more than this, and rolled back otherwise",
+        env="STAGE_MARGIN",
+        section=DELIVERY,
+        ge=0,
+        le=1,
+    )
+    canary_error_margin: float = setting(
+        0.02,
+        "A canary whose server-error ratio exceeds the champion's by more than this is rolled "
+        "back at once",
+        env="CANARY_ERROR_MARGIN",
+        section=DELIVERY,
+        ge=0,
+        le=1,
+    )
+    canary_latency_factor: float = setting(
+        3.0,
+        "A canary whose p99 latency exceeds the champion's times this is rolled back at once",
+        env="CANARY_LATENCY_FACTOR",
+        section=DELIVERY,
+        ge=1,
+    )
+    canary_min_requests: int = setting(
+        200,
+        "Requests the canary must answer before its health is judged",
+        env="CANARY_MIN_REQUESTS",
+        section=DELIVERY,
+        ge=1,
+    )
+    registry_keep_ancestors: int = setting(
+        10,
+        "Pruning keeps the served version and this many generations of its parents",
+        env="REGISTRY_KEEP_ANCESTORS",
+        section=REGISTRY,
+        ge=1,
+    )
+    registry_keep_others: int = setting(
+        5,
+        "Pruning also keeps this many of the newest other versions",
+        env="REGISTRY_KEEP_OTHERS",
+        section=REGISTRY,
+        ge=0,
     )
 
     @property

@@ -2,11 +2,11 @@
 
 PROMOTION_STRATEGY:
 - `direct`: it serves everyone at once (the workshop's behaviour);
-- `shadow`: it answers a sampled SHADOW_PERCENT of /predict requests beside the champion, whose
+- `shadow`: it answers a sampled SHADOW_SHARE of /predict requests beside the champion, whose
   answer alone goes back; when SHADOW_MIN_ROWS feedback rows arrived during the stage, it is
   promoted if its accuracy on them is not worse than the champion's by more than STAGE_MARGIN,
   and rolled back otherwise;
-- `canary`: it answers CANARY_PERCENT of the clients (a hash of their X-Client-ID, or of the
+- `canary`: it answers CANARY_SHARE of the clients (a hash of their X-Client-ID, or of the
   request id, the same in every worker); after CANARY_MIN_ROWS feedback rows it answered, its
   live accuracy is compared with the champion's over the same period the same way; its error
   ratio and p99 latency, watched by the serving workers, roll it back as soon as they degrade.

@@ -23,7 +23,7 @@ import json
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -32,8 +32,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-if TYPE_CHECKING:
-    from ctloop.config import CoreSettings
+from ctloop.config import CoreSettings
 
 HEAD_FILE = "head.json"
 CLASSIFIER_FILE = "classifier.onnx"
@@ -44,21 +43,27 @@ class WarmStartError(ValueError):
     """The base version cannot be fine-tuned (no head.json, an SVC head, other classes...)."""
 
 
+def _default(name: str) -> Any:
+    """The default of the setting `name`, declared once in ctloop.config."""
+    return CoreSettings.model_fields[name].default
+
+
 @dataclass(frozen=True)
 class HeadConfig:
     """What the head is and how it is trained. Defaults measured in docs/studies/retraining.md."""
 
-    kind: Literal["mlp", "svc"] = "mlp"
+    # What a setting also decides takes its default from the setting's declaration.
+    kind: Literal["mlp", "svc"] = _default("head_model")
     hidden_units: int = 128  # per member
-    members: int = 5  # networks averaged (one network of members * hidden_units units)
+    members: int = _default("head_members")  # networks averaged
     learning_rate: float = 1e-3  # Adam's initial step
     batch_size: int = 32
     alpha: float = 2e-2  # L2 penalty
-    epochs: int = 60  # at most, from scratch (stops earlier once the loss stops falling)
-    finetune_epochs: int = 10  # exactly, per fine-tune
+    epochs: int = _default("head_epochs")  # at most, from scratch (stops once the loss stops)
+    finetune_epochs: int = _default("finetune_epochs")  # exactly, per fine-tune
     finetune_learning_rate: float = 1e-3  # Adam restarts at each fine-tune: a gentler step
     # weights after a fine-tune = base + this * (fine-tuned - base): 1 keeps the fine-tuned ones
-    finetune_interpolation: float = 0.3
+    finetune_interpolation: float = _default("finetune_interpolation")
     svc_c: float = 10.0
     seed: int = 0
 
@@ -71,10 +76,12 @@ class HeadConfig:
 
     @classmethod
     def from_settings(cls, settings: CoreSettings) -> HeadConfig:
-        """HEAD_MODEL, FINETUNE_EPOCHS and FINETUNE_INTERPOLATION; the rest are the measured
-        defaults."""
+        """HEAD_MODEL, HEAD_MEMBERS, HEAD_EPOCHS, FINETUNE_EPOCHS and FINETUNE_INTERPOLATION;
+        the rest are the measured defaults."""
         return cls(
             kind=settings.head_model,
+            members=settings.head_members,
+            epochs=settings.head_epochs,
             finetune_epochs=settings.finetune_epochs,
             finetune_interpolation=settings.finetune_interpolation,
         )

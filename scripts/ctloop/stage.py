@@ -49,7 +49,8 @@ def release(settings: CoreSettings, registry: ModelRegistry, version: str, reaso
     moves = registry.pointer.stages_of(version)
     if moves:  # a recovery after a crash: it was released already, perhaps judged since
         return moves[-1]["stage"]
-    percent = settings.canary_percent if strategy == "canary" else settings.shadow_percent
+    share = settings.canary_share if strategy == "canary" else settings.shadow_share
+    percent = round(100 * share, 6)  # the pointer records the stage's share in percent
     rows = production_data(settings).count_rows_on_disk()
     registry.start_stage(version, strategy, percent, f"{reason}: {strategy} stage", rows)
     log.info(

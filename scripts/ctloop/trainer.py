@@ -167,9 +167,7 @@ class TrainerState:
     def check(self, rows: int) -> TriggerCheck:
         from ctloop.reference import read_reference
 
-        window = self.production.read_rows(
-            max(rows - self.settings.trigger_window_rows + 1, 1), rows
-        )
+        window = self.production.read_rows(max(rows - self.settings.window_rows + 1, 1), rows)
         reference = read_reference(self.settings.ref_data_path).embeddings
         return check_window(
             self.settings, self.ledger, rows, window, reference, self.served_holdout_accuracy()

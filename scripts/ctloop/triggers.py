@@ -1,13 +1,13 @@
 """The workshop's three reasons to retrain, written once: enough new rows, drift, lower quality.
 
 - rows: every RETRAIN_EVERY (k) production rows (`ctloop.schedule`);
-- drift: the drift share of the latest TRIGGER_WINDOW_ROWS production rows against the reference
+- drift: the drift share of the latest MONITORING_WINDOW_ROWS production rows against the reference
   (the dashboard's test, `ctloop.drift`) reaches DRIFT_TRIGGER_SHARE;
-- quality: the accuracy of the served predictions on the latest TRIGGER_WINDOW_ROWS feedback rows
+- quality: the accuracy of the served predictions on the latest MONITORING_WINDOW_ROWS feedback rows
   falls below the served version's held-out accuracy minus QUALITY_TRIGGER_MARGIN.
 
 Drift and quality are looked at every TRIGGER_CHECK_ROWS rows (and with every k trigger), and
-each fires at most once per window: not again before TRIGGER_WINDOW_ROWS more rows arrived.
+each fires at most once per window: not again before MONITORING_WINDOW_ROWS more rows arrived.
 A retrain records every reason that held when it started.
 """
 
@@ -30,7 +30,7 @@ class TriggerCheck:
     """What the drift and quality triggers saw on the latest window of rows."""
 
     rows: int  # production rows when the check ran
-    window_rows: int  # rows looked at (at most TRIGGER_WINDOW_ROWS)
+    window_rows: int  # rows looked at (at most MONITORING_WINDOW_ROWS)
     drift_share: float | None
     served_accuracy: float | None  # of the predictions served on those rows
     quality_floor: float | None  # the served version's held-out accuracy - margin
@@ -62,7 +62,7 @@ class RetrainPlan:
 
 def check_due(settings: CoreSettings, ledger: RetrainLog, rows: int) -> bool:
     """Enough rows arrived since the last check to look at drift and quality again."""
-    if rows < settings.trigger_min_rows:
+    if rows < settings.min_rows:
         return False
     return rows - ledger.last_checked_rows() >= settings.trigger_check_rows
 
@@ -78,8 +78,13 @@ def check_window(
     """Drift and quality on the latest window (`window`: its rows, newest last)."""
     share = served = floor = None
     fired = []
-    if len(window) >= settings.trigger_min_rows:
-        share = round(drift_share(reference, window.embeddings, settings.drift_threshold), 6)
+    if len(window) >= settings.min_rows:
+        share = round(
+            drift_share(
+                reference, window.embeddings, settings.drift_test, settings.drift_threshold
+            ),
+            6,
+        )
         served = round(accuracy(window.targets, window.columns[PREDICTION]), 6)
         if share >= settings.drift_trigger_share and _may_fire(settings, ledger, "drift", rows):
             fired.append("drift")
@@ -104,4 +109,4 @@ def plan_retrain(status: RetrainStatus, check: TriggerCheck | None) -> RetrainPl
 
 def _may_fire(settings: CoreSettings, ledger: RetrainLog, reason: str, rows: int) -> bool:
     """At most once per window: the last retrain for this reason is a window behind."""
-    return rows - ledger.last_trigger_for(reason) >= settings.trigger_window_rows
+    return rows - ledger.last_trigger_for(reason) >= settings.window_rows

@@ -116,8 +116,8 @@ def version_summary(manifest: dict) -> VersionSummary:
 async def rollback(
     request: Request, registry: RegistryDep, models: ModelStoreDep, body: RollbackBody
 ) -> RollbackResponse:
-    """Moves the registry pointer; every worker switches to it within MODEL_POLL_SECONDS (this
-    one before it answers). With an unreadable pointer, naming a version repairs it."""
+    """Moves the registry pointer; every worker switches to it within SERVING_MODEL_POLL_SECONDS
+    (this one before it answers). With an unreadable pointer, naming a version repairs it."""
     try:
         previous = registry.current_version()
     except RegistryError:
@@ -151,7 +151,7 @@ STAGE_ERRORS = {
 )
 async def promote_stage(request: Request, models: ModelStoreDep, body: StageBody) -> StageResponse:
     """The challenger serves everyone from now on; the champion is retired. Recorded in
-    history.jsonl with the reason; every worker follows within MODEL_POLL_SECONDS."""
+    history.jsonl with the reason; every worker follows within SERVING_MODEL_POLL_SECONDS."""
     return await _end_stage(request, models, body, promote=True)
 
 

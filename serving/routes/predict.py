@@ -41,7 +41,7 @@ MULTIPART_SCHEMA = {
             "type": "array",
             "items": {"type": "string", **IMAGE_FILE},
             "minItems": 1,
-            "description": "One image file, or several for a batch (at most MAX_BATCH)",
+            "description": "One image file, or several for a batch (at most SERVING_MAX_BATCH)",
         }
     },
     "required": ["file"],

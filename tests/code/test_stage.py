@@ -43,7 +43,7 @@ def test_direct_promotes_and_a_stage_strategy_puts_the_version_on_stage(
     registry = ModelRegistry(workspace.artifacts_dir)
     feedback(workspace, [("1", "1", "v0001")] * 3)
     second = register_challenger(workspace)
-    canary = with_strategy(workspace, promotion_strategy="canary", canary_percent=7.5)
+    canary = with_strategy(workspace, promotion_strategy="canary", canary_share=0.075)
     assert release(canary, registry, second, "retrain at 20 rows") == "canary"
     stage = registry.current_stage()
     assert stage["version"] == second and stage["stage"] == "canary"
@@ -54,7 +54,7 @@ def test_direct_promotes_and_a_stage_strategy_puts_the_version_on_stage(
     assert [m["stage"] for m in registry.pointer.stages_of(second)] == ["canary"]
     # A newer challenger that passes the gate takes the stage over.
     third = register_challenger(workspace)
-    shadow = with_strategy(workspace, promotion_strategy="shadow", shadow_percent=50)
+    shadow = with_strategy(workspace, promotion_strategy="shadow", shadow_share=0.5)
     assert release(shadow, registry, third, "retrain at 40 rows") == "shadow"
     assert registry.current_stage()["version"] == third
     assert registry.pointer.stages_of(second)[-1] == {

@@ -178,7 +178,7 @@ def test_drift_in_the_latest_window_starts_a_retrain_once_per_window(
     settings = workspace.model_copy(update={"retrain_every": 10_000})
     embeddings, targets, predictions = served_feedback(built)
     write_prod(settings.prod_data_path, embeddings[:25], targets[:25], predictions[:25])
-    assert run_pending(settings) == []  # below TRIGGER_MIN_ROWS: not even looked at
+    assert run_pending(settings) == []  # below MONITORING_MIN_ROWS: not even looked at
 
     drifted = embeddings[25:60] + 3.0  # every column moves
     write_prod(settings.prod_data_path, drifted, targets[25:60], predictions[25:60])

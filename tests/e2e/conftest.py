@@ -34,7 +34,7 @@ def stack(compose, tmp_path_factory) -> Stack:
         free_port,
         RETRAIN_EVERY=str(K),
         REPORTING_REFRESH_SECONDS="3",
-        REPORTING_MIN_ROWS=str(K),
+        MONITORING_MIN_ROWS=str(K),
     )
     try:
         FIGURES["cold_start_seconds"] = round(running.up(build=True), 1)

@@ -100,8 +100,8 @@ class Stack:
             "PROMETHEUS_PORT": str(self.ports["prometheus"]),
             "ALERTMANAGER_PORT": str(self.ports["alertmanager"]),
             "GRAFANA_PORT": str(self.ports["grafana"]),
-            "PUBLIC_API_URL": f"http://localhost:{self.ports['serving']}",
-            "DASHBOARD_URL": f"http://localhost:{self.ports['reporting']}",
+            "WEBAPP_PUBLIC_API_URL": f"http://localhost:{self.ports['serving']}",
+            "WEBAPP_DASHBOARD_URL": f"http://localhost:{self.ports['reporting']}",
             **settings,
         }
 

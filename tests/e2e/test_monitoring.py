@@ -26,7 +26,7 @@ from tests.e2e.stack import REPO, Stack, compose_command, copy_repository, write
 pytestmark = pytest.mark.docker
 
 K = 20  # RETRAIN_EVERY
-WINDOW = 40  # REPORTING_WINDOW_ROWS: the drift share of the latest 40 rows
+WINDOW = 40  # MONITORING_WINDOW_ROWS: the drift share of the latest 40 rows
 ROWS = 5 * K  # the drift run: 2 clean windows of k feedback rows, then 3 with a thicker pen
 FIGURES: dict = {}
 SHOTS = REPO / "tests" / "artifacts"
@@ -46,8 +46,8 @@ def monitored(tmp_path_factory) -> Stack:
         free_port,
         RETRAIN_EVERY=str(K),
         REPORTING_REFRESH_SECONDS="3",
-        REPORTING_MIN_ROWS="10",
-        REPORTING_WINDOW_ROWS=str(WINDOW),
+        MONITORING_MIN_ROWS="10",
+        MONITORING_WINDOW_ROWS=str(WINDOW),
     )
     FIGURES["grafana"] = (
         "started" if running.with_grafana else "not started: its image cannot be pulled here"

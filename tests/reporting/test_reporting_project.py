@@ -126,7 +126,7 @@ def test_runs_as_a_script(data_dir: Path, feedback, command: list[str]) -> None:
     environment = child_environment(
         # A row-count snapshot is enough here (the full report is covered above) and fast.
         DATA_DIR=str(data_dir),
-        REPORTING_MIN_ROWS="1000",
+        MONITORING_MIN_ROWS="1000",
         REPORTING_PROJECT="from a script",
     )
 

@@ -124,7 +124,7 @@ def service(tmp_path: Path, built: CoreSettings, rows: int):
         "REPORTING_PORT": str(port),
         "REPORTING_METRICS_PORT": str(free_port()),
         "REPORTING_REFRESH_SECONDS": "1",
-        "REPORTING_MIN_ROWS": "30",
+        "MONITORING_MIN_ROWS": "30",
     }
     return data_dir, port, environment, (embeddings, targets, predictions)
 

@@ -18,7 +18,11 @@ def server(built: CoreSettings, tmp_path_factory: pytest.TempPathFactory) -> Ite
     root = tmp_path_factory.mktemp("served")
     settings = copy_workspace(built, root)
     live = LiveServer(
-        settings, root / "server.log", MAX_BODY_BYTES="200000", MAX_BATCH="8", RETRAIN_EVERY="1000"
+        settings,
+        root / "server.log",
+        SERVING_MAX_BODY_BYTES="200000",
+        SERVING_MAX_BATCH="8",
+        RETRAIN_EVERY="1000",
     )
     with live:
         yield live

@@ -188,8 +188,8 @@ async def test_images_wait_their_turn_within_the_decode_wait(built, tmp_path) ->
 
 async def test_many_small_images_are_not_all_decoded_on_the_event_loop(app) -> None:
     """64 images of 512 x 512 are within every limit; decoded inline, one by one, they held the
-    event loop for the whole batch. Only INLINE_PIXELS of a request are decoded inline now: the
-    loop's longest stall (a heartbeat every 2 ms) is a small part of the batch's time."""
+    event loop for the whole batch. Only SERVING_INLINE_PIXELS of a request are decoded inline now:
+    the loop's longest stall (a heartbeat every 2 ms) is a small part of the batch's time."""
     stalls: list[float] = []
     done = asyncio.Event()
 

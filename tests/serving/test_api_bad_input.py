@@ -137,7 +137,7 @@ def test_malformed_base64(client, route) -> None:
 @pytest.mark.parametrize("route", ["/predict", "/feedback"])
 @pytest.mark.usefixtures("unchanged")
 def test_body_over_the_size_limit(client, samples, route) -> None:
-    padding = b64(b"\0" * 300_000)  # the test server's MAX_BODY_BYTES is 200,000
+    padding = b64(b"\0" * 300_000)  # the test server's SERVING_MAX_BODY_BYTES is 200,000
     body = {"image": padding} | ({"target": "3"} if route == "/feedback" else {})
     check(client.post(route, json=body), 413, "body_too_large", "200,000 bytes")
 
@@ -184,7 +184,7 @@ def test_missing_target(client, samples) -> None:
 
 
 def test_batch_over_its_limit(client, samples) -> None:
-    reply = client.post("/predict", json={"images": [b64(samples["1"])] * 9})  # MAX_BATCH=8
+    reply = client.post("/predict", json={"images": [b64(samples["1"])] * 9})  # SERVING_MAX_BATCH=8
     check(reply, 422, "batch_too_large", "at most 8 images")
     files = [("file", ("1.png", samples["1"], "image/png"))] * 9
     check(client.post("/predict", files=files), 422, "invalid_form", "files")
@@ -263,7 +263,7 @@ def test_an_image_of_absurd_shape_is_refused(client) -> None:
 
 @pytest.mark.usefixtures("unchanged")
 def test_a_batch_holds_a_bounded_number_of_pixels(client) -> None:
-    """Five 2,048-pixel squares: each is fine, together they are over MAX_BATCH_PIXELS."""
+    """Five 2,048-pixel squares: each is fine, together they are over SERVING_MAX_BATCH_PIXELS."""
     square = b64(grey_png(2048, 2048))
     check(
         client.post("/predict", json={"images": [square] * 5}),

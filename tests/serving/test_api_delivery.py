@@ -17,7 +17,7 @@ from harness.data import copy_workspace
 from harness.delivery import register_challenger, register_failing_challenger
 from harness.processes import LiveServer, json_logs, wait_for
 
-SETTLED = {"RETRAIN_EVERY": "100000", "TRIGGER_MIN_ROWS": "100000", "CANARY_MIN_ROWS": "100000"}
+SETTLED = {"RETRAIN_EVERY": "100000", "MONITORING_MIN_ROWS": "100000", "CANARY_MIN_ROWS": "100000"}
 
 
 def image(samples: dict[str, bytes], label: str = "3") -> dict:

@@ -157,7 +157,7 @@ def test_a_killed_trainer_is_replaced_without_new_traffic(built, tmp_path, sampl
     settings = copy_workspace(built, tmp_path)
     embeddings, targets, predictions = served_feedback(built)
     write_prod(settings.prod_data_path, embeddings[:19], targets[:19], predictions[:19])
-    env = {"RETRAIN_EVERY": "20", "TRAINER_CHECK_SECONDS": "1"}
+    env = {"RETRAIN_EVERY": "20", "SERVING_TRAINER_CHECK_SECONDS": "1"}
     with LiveServer(settings, tmp_path / "server.log", **env) as server:
         reply = httpx.post(
             f"{server.url}/feedback",

@@ -159,7 +159,7 @@ def test_a_rejected_challenger_changes_nothing_served(built, tmp_path, samples) 
         assert entry["challenger_score"] < entry["champion_score"]
         assert registry.current_version() == "v0001"
         assert tree_digest(registry.versions_dir / "v0001") == before
-        time.sleep(1)  # well past MODEL_POLL_SECONDS: a wrong swap would show now
+        time.sleep(1)  # well past SERVING_MODEL_POLL_SECONDS: a wrong swap would show now
         assert set(served_versions_by_worker(server.url).values()) == {"v0001"}
         versions = httpx.get(f"{server.url}/model/versions").json()
         rejected = versions[-1]

@@ -14,7 +14,10 @@ from harness.processes import LiveServer
 @pytest.fixture(scope="module")
 def guarded(built, tmp_path_factory):
     root = tmp_path_factory.mktemp("guarded")
-    env = {"API_TOKEN": "s3cret", "CORS_ORIGINS": "http://localhost:8081, https://app.example"}
+    env = {
+        "API_TOKEN": "s3cret",
+        "SERVING_CORS_ORIGINS": "http://localhost:8081, https://app.example",
+    }
     with LiveServer(copy_workspace(built, root), root / "server.log", **env) as live:
         yield live
 
@@ -89,7 +92,7 @@ def test_feedback_is_rate_limited_per_client_and_nothing_is_written_beyond(
     """A client is its address and its credential: a new X-Client-ID (or X-Forwarded-For) per
     request used to give it a fresh budget each time (60 of 60 accepted)."""
     settings = copy_workspace(built, tmp_path)
-    env = {"FEEDBACK_RATE_LIMIT": "3/minute"}
+    env = {"SERVING_FEEDBACK_RATE_LIMIT": "3/minute"}
     with LiveServer(settings, tmp_path / "server.log", **env) as server:
         body = {"image": b64(samples["1"]), "target": "1"}
         with httpx.Client(base_url=server.url, headers=server.auth) as http:
@@ -138,7 +141,7 @@ def test_slow_clients_get_408_and_are_disconnected(built, tmp_path) -> None:
     import time
 
     settings = copy_workspace(built, tmp_path)
-    env = {"HEADER_TIMEOUT_SECONDS": "1", "BODY_TIMEOUT_SECONDS": "1"}
+    env = {"SERVING_HEADER_TIMEOUT_SECONDS": "1", "SERVING_BODY_TIMEOUT_SECONDS": "1"}
     with LiveServer(settings, tmp_path / "server.log", **env) as server:
         for opening in (
             b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ",  # headers that never end

@@ -25,11 +25,11 @@ pytestmark = pytest.mark.slow
 
 STAGE_ENV = {
     "RETRAIN_EVERY": "100000",  # no retrain: the stages under test are the only moves
-    "TRIGGER_MIN_ROWS": "100000",
+    "MONITORING_MIN_ROWS": "100000",
     "STAGE_MARGIN": "0.1",
     "CANARY_MIN_ROWS": "40",
     "SHADOW_MIN_ROWS": "40",
-    "SHADOW_PERCENT": "100",
+    "SHADOW_SHARE": "1",
     # Judged on feedback here: a p99 three times the champion's over a few hundred requests is
     # what a loaded machine gives any version (the latency health is in test_api_delivery).
     "CANARY_LATENCY_FACTOR": "1000",
@@ -64,7 +64,7 @@ def workspace_with_challengers(
 def canary_server(workspace_with_challengers, tmp_path_factory) -> Iterator[LiveServer]:
     settings = workspace_with_challengers[0]
     root = tmp_path_factory.mktemp("canary-server")
-    env = {**STAGE_ENV, "PROMOTION_STRATEGY": "canary", "CANARY_PERCENT": "25"}
+    env = {**STAGE_ENV, "PROMOTION_STRATEGY": "canary", "CANARY_SHARE": "0.25"}
     with LiveServer(settings, root / "server.log", workers=2, **env) as server:
         yield server
 

@@ -19,7 +19,7 @@ def played(plain_built, tmp_path_factory):
     says about it; the default model reads slanted digits at 0.95 from the start."""
     root = tmp_path_factory.mktemp("traffic")
     settings = copy_workspace(plain_built, root)
-    dashboard_env = {"REPORTING_REFRESH_SECONDS": "1", "REPORTING_MIN_ROWS": "20"}
+    dashboard_env = {"REPORTING_REFRESH_SECONDS": "1", "MONITORING_MIN_ROWS": "20"}
     with (
         LiveServer(settings, root / "server.log", RETRAIN_EVERY="20", **PLAIN_ENV) as server,
         ReportingServer(settings.data_dir, root / "reporting.log", **dashboard_env) as dashboard,

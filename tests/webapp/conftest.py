@@ -23,7 +23,7 @@ from harness.processes import (
 @pytest.fixture(scope="module")
 def api(built: CoreSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A real serving API (one worker) on its own copy of the data; no retrain comes due."""
-    env = {"RETRAIN_EVERY": "1000", "MAX_BODY_BYTES": "300000"}
+    env = {"RETRAIN_EVERY": "1000", "SERVING_MAX_BODY_BYTES": "300000"}
     root = tmp_path_factory.mktemp("webapp-api")
     with LiveServer(copy_workspace(built, root), root / "server.log", **env) as server:
         yield server
@@ -37,7 +37,7 @@ def page(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Callable[..., AppTest]:
     secrets_dir = tmp_path / "no-secrets"
 
     def make(api_url: str, **env: str) -> AppTest:
-        monkeypatch.setenv("API_URL", api_url)
+        monkeypatch.setenv("WEBAPP_API_URL", api_url)
         env.setdefault("API_TOKEN", TEST_TOKEN)  # the live APIs' token; "" sends none
         env.setdefault("SECRETS_DIR", str(secrets_dir))  # no generated token to fall back on
         for name, value in env.items():

@@ -68,7 +68,7 @@ def stack(
     settings = copy_workspace(built, root)
     with (
         LiveServer(settings, root / "api.log", RETRAIN_EVERY="1000") as api,
-        StreamlitServer(root / "streamlit.log", API_URL=api.url, API_TOKEN=api.token) as web,
+        StreamlitServer(root / "streamlit.log", WEBAPP_API_URL=api.url, API_TOKEN=api.token) as web,
     ):
         yield settings, api, web
         assert "Traceback" not in web.logs(), web.logs()

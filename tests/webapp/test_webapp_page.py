@@ -50,7 +50,9 @@ def predicted(at: AppTest, name: str, data: bytes) -> AppTest:
 def test_the_sidebar_shows_the_api_the_model_and_the_links(api, page) -> None:
     model = httpx.get(f"{api.url}/model").json()
     at = page(
-        api.url, PUBLIC_API_URL="http://api.example:8080", DASHBOARD_URL="http://dash.example"
+        api.url,
+        WEBAPP_PUBLIC_API_URL="http://api.example:8080",
+        WEBAPP_DASHBOARD_URL="http://dash.example",
     ).run()
     assert_no_traceback(at)
     sidebar = [element.value for element in at.sidebar.success]
@@ -146,7 +148,9 @@ def test_a_feedback_that_starts_a_retrain_reports_the_new_version(
             headers=server.auth,
         )
         assert first.json()["rows"] == 1
-        at = predicted(page(server.url, RETRAIN_WAIT_SECONDS="120").run(), "5.png", samples["5"])
+        at = predicted(
+            page(server.url, WEBAPP_RETRAIN_WAIT_SECONDS="120").run(), "5.png", samples["5"]
+        )
         at.button(key="send_feedback").click().run(timeout=150)
         assert_no_traceback(at)
 
@@ -180,7 +184,7 @@ def test_a_rejected_retrain_says_the_served_model_stays(built, tmp_path, page) -
                 headers=server.auth,
             )
             assert reply.status_code == 200
-        at = page(server.url, RETRAIN_WAIT_SECONDS="120").run()
+        at = page(server.url, WEBAPP_RETRAIN_WAIT_SECONDS="120").run()
         at = predicted(at, "one.png", ones[19])  # row 20 is held out: its true class, 1
         assert metrics(at)["Predicted class"] == "1"
         at.button(key="send_feedback").click().run(timeout=150)
@@ -302,7 +306,9 @@ def test_a_file_the_api_refuses_shows_the_apis_message_and_stays(api, page, samp
 
 
 def test_a_stuck_api_times_out_in_plain_words(silent_url, page, samples) -> None:
-    at = page(silent_url, REQUEST_TIMEOUT_SECONDS="1", STATUS_TIMEOUT_SECONDS="0.5").run()
+    at = page(
+        silent_url, WEBAPP_REQUEST_TIMEOUT_SECONDS="1", WEBAPP_STATUS_TIMEOUT_SECONDS="0.5"
+    ).run()
     assert_no_traceback(at)
     assert [error.value for error in at.sidebar.error] == ["The API is not answering."]
     status = " ".join(caption.value for caption in at.sidebar.caption)
@@ -340,4 +346,4 @@ def test_a_url_that_is_not_the_api_says_to_check_api_url(api, page) -> None:
     assert_no_traceback(at)
     assert [error.value for error in at.sidebar.error] == ["The API is not working as expected."]
     status = " ".join(caption.value for caption in at.sidebar.caption)
-    assert "has no /model route (HTTP 404)" in status and "API_URL" in status
+    assert "has no /model route (HTTP 404)" in status and "WEBAPP_API_URL" in status

@@ -1,0 +1,1 @@
+"""What is generated from the settings' declarations (stackconf): `python -m stackgen.generate`."""
