@@ -19,6 +19,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 	$(BIN)/hadolint serving/Dockerfile webapp/Dockerfile reporting/Dockerfile
 
 test: lint
@@ -103,4 +104,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .venv-bench .venv-k8s .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-bench .venv-k8s .pytest_cache .ruff_cache .mypy_cache

@@ -174,11 +174,11 @@ def cmd_registry(settings: CoreSettings, args: argparse.Namespace) -> int:
             )
         )
     elif action == "verify":
-        versions = [args.version] if args.version else registry.version_ids()
-        if not versions:
+        ids = [args.version] if args.version else registry.version_ids()
+        if not ids:
             print(f"no model versions in {settings.artifacts_dir}")
         bad = 0
-        for version in versions:
+        for version in ids:
             try:
                 files = registry.load(version)
             except RegistryError as exc:

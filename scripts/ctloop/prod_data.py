@@ -153,11 +153,13 @@ class ProductionData:
     def read_rows(self, first: int = 1, last: int | None = None) -> Table:
         """Data rows `first`..`last` (1-based, inclusive; `last` defaults to the newest), read
         from the end of the file: memory and time grow with the rows asked for and those after."""
+        first = max(first, 1)
         with self._reading() as descriptor:
-            end = _complete_size(descriptor, os.fstat(descriptor).st_size) if descriptor else 0
+            if descriptor is None:  # no file yet: no rows
+                return empty_table(self.n_components, self.header[self.n_components :])
+            end = _complete_size(descriptor, os.fstat(descriptor).st_size)
             total = max(_count_lines(descriptor, end) - 1, 0) if end else 0
             last = total if last is None else min(last, total)
-            first = max(first, 1)
             if last < first:
                 return empty_table(self.n_components, self.header[self.n_components :])
             start = _offset_of_last_lines(descriptor, end, total - first + 1)

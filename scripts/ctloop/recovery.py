@@ -42,19 +42,19 @@ def diagnose(registry: ModelRegistry) -> Diagnosis:
     """Read the pointer and verify what it names (every file against its sha256)."""
     try:
         wanted = registry.current_version()
-        problem = None
     except CorruptPointerError as exc:
         wanted, problem = None, str(exc)
-    if wanted is None and problem is None:
-        if not registry.version_ids():
-            return Diagnosis(None, "no model version exists yet")
-        problem = f"{registry.current_path} is missing although versions exist"
-    if wanted is not None:
-        try:
-            registry.load(wanted)
-            return Diagnosis(wanted)
-        except (RegistryError, OSError, ValueError) as exc:
-            problem = f"the champion {wanted} does not verify: {exc}"
+    else:
+        if wanted is None:
+            if not registry.version_ids():
+                return Diagnosis(None, "no model version exists yet")
+            problem = f"{registry.current_path} is missing although versions exist"
+        else:
+            try:
+                registry.load(wanted)
+                return Diagnosis(wanted)
+            except (RegistryError, OSError, ValueError) as exc:
+                problem = f"the champion {wanted} does not verify: {exc}"
     reasons = [problem]
     for version in registry.fallbacks(wanted):
         try:

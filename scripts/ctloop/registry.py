@@ -139,9 +139,13 @@ class ModelRegistry:
             if to is None:
                 raise
             current = None
-        if current is None and to is None:
+        target: str | None
+        if to:
+            target = to
+        elif current is None:
             raise RegistryError("nothing is served yet: there is nothing to roll back")
-        target = to or self.manifest(current).get("parent")
+        else:
+            target = self.manifest(current).get("parent")
         if not target:
             raise RegistryError(f"{current} has no parent version to roll back to")
         if target == current:
@@ -228,8 +232,12 @@ class ModelRegistry:
     def version_ids(self) -> list[str]:
         if not self.versions_dir.exists():
             return []
-        names = [path.name for path in self.versions_dir.iterdir() if _VERSION.match(path.name)]
-        return sorted(names, key=lambda name: int(_VERSION.match(name).group(1)))
+        numbered = {
+            path.name: int(match.group(1))
+            for path in self.versions_dir.iterdir()
+            if (match := _VERSION.match(path.name))
+        }
+        return sorted(numbered, key=numbered.__getitem__)
 
     def manifest(self, version: str) -> dict:
         path = self.versions_dir / version / MANIFEST
@@ -316,7 +324,8 @@ class ModelRegistry:
 
     def _staged_only(self) -> set[str]:
         """Versions the history put on stage and never made champion."""
-        staged, champions = set(), set()
+        staged: set[str] = set()
+        champions: set[str] = set()
         for move in self.history():
             stage = move.get("stage", "champion")
             (champions if stage == "champion" else staged).add(str(move.get("version")))

@@ -117,8 +117,8 @@ def review_stage(
         pointer = registry.current_pointer()
     except CorruptPointerError:
         return None
-    stage = (pointer or {}).get("stage")
-    if stage is None:
+    stage = pointer.get("stage") if pointer is not None else None
+    if pointer is None or stage is None:
         return None
     production = production_data(settings)
     if stage["stage"] == "shadow" and challenger is None:

@@ -42,19 +42,16 @@ def load_set(path: Path = SET_PATH) -> list[DrawnDigit]:
 def write_set(path: Path = SET_PATH, per_class: int = SET_PER_CLASS, seed: int = SET_SEED) -> int:
     """Regenerate the set (`python -m drawn`); returns its size in bytes."""
     digits = synthesise_set(per_class, seed)
-    document = {
+    about = {
         "about": "stroke-synthesised digits on a 280x280 canvas (python -m drawn); "
         "strokes are flat [x0, y0, x1, y1, ...] lists in canvas pixels, width in pixels",
         "canvas": CANVAS,
         "seed": seed,
-        "digits": [digit.to_dict() for digit in digits],
     }
     text = "{\n" + ",\n".join(
-        f'"{key}": {json.dumps(value, separators=(",", ":"))}'
-        for key, value in document.items()
-        if key != "digits"
+        f'"{key}": {json.dumps(value, separators=(",", ":"))}' for key, value in about.items()
     )
-    rows = ",\n".join(json.dumps(d, separators=(",", ":")) for d in document["digits"])
+    rows = ",\n".join(json.dumps(d.to_dict(), separators=(",", ":")) for d in digits)
     data = (text + ',\n"digits": [\n' + rows + "\n]}\n").encode()
     path.write_bytes(data)
     return len(data)
