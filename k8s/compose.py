@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import overload
 
 import yaml
 
@@ -64,6 +65,10 @@ def only_reference(value: str) -> str | None:
     return match.group(1) if match and match.group(1) else None
 
 
+@overload
+def interpolate(value: str, variables: Mapping[str, str]) -> str: ...
+@overload
+def interpolate(value: object, variables: Mapping[str, str]) -> object: ...
 def interpolate(value: object, variables: Mapping[str, str]) -> object:
     """A Compose value with its variables replaced as `docker compose` does (lists, dicts too)."""
     if isinstance(value, list):

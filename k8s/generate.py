@@ -140,7 +140,7 @@ class Generator:
         pod = {"containers": [spec], "volumes": volumes}
         template = {"spec": pod}
         if kind == "CronJob":
-            body = {"jobTemplate": {"spec": {"template": template}}}
+            body: dict[str, object] = {"jobTemplate": {"spec": {"template": template}}}
         else:
             body = {"template": template}
         version = "apps/v1" if kind == "Deployment" else "batch/v1"
@@ -154,7 +154,7 @@ class Generator:
         return [str(interpolate(word, self.example)) for word in words]
 
     def env(self, service_name: str, service: dict) -> list[dict]:
-        entries = []
+        entries: list[dict[str, object]] = []
         for key, raw in environment(service).items():
             variable = only_reference(raw)
             if variable in SECRET_VARIABLES:

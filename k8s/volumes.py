@@ -115,9 +115,9 @@ class Volumes:
         """secrets/ (only the keys the service reads) or one file of it, from the Secret."""
         if path == "secrets":
             keys = [
-                SECRET_VARIABLES[only_reference(raw)]
+                SECRET_VARIABLES[variable]
                 for raw in environment(service).values()
-                if only_reference(raw) in SECRET_VARIABLES
+                if (variable := only_reference(raw)) in SECRET_VARIABLES
             ] or list(SECRET_VARIABLES.values())
             mount: dict = {"name": "secrets", "mountPath": target}
         else:
