@@ -1,6 +1,7 @@
 """/predict before and after a change, in one run: two checkouts served side by side, interleaved.
 
     .venv/bin/python bench/ab.py --baseline ../baseline-checkout [--rounds 5] [--seconds 10]
+    .venv/bin/python -m bench.ab --smoke DIR     # this checkout against itself, one round of 1 s
 
 The baseline is another checkout of this repository with its own `.venv` (`make venv` there;
 `git worktree add ../baseline-checkout <revision>` makes one). Each checkout builds its own
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from bench import smoke
 from bench.loadgen import Run, wrk
 from harness.processes import REPO, ServerProcess, child_environment, free_port
 from pictures import encode
@@ -36,7 +38,7 @@ class Checkout(ServerProcess):
     health = "/ready"
 
     def __init__(self, name: str, folder: Path, python: Path, root: Path, **env: str) -> None:
-        self.name, self.folder, self.python = name, folder, python
+        self.name, self.folder, self.python, self.root = name, folder, python, root
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.environment = child_environment(
@@ -86,28 +88,34 @@ def summary(runs: list[Run]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", type=Path, required=True, help="the other checkout")
+    parser.add_argument("--baseline", type=Path, help="the other checkout (required)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=10)
-    args = parser.parse_args()
+    args = smoke.parse(parser, baseline=REPO, rounds=1, seconds=1)
+    if args.baseline is None:
+        parser.error("--baseline is required")
     baseline_folder = args.baseline.resolve()
-    with tempfile.TemporaryDirectory(prefix="ctloop-ab-") as tmp:
+    # A smoke run's baseline is this checkout, served by this interpreter.
+    baseline_python = Path(sys.executable) if args.smoke else baseline_folder / ".venv/bin/python"
+    with tempfile.TemporaryDirectory(prefix="ctloop-ab-", dir=args.smoke) as tmp:
         root = Path(tmp)
         checkouts = {
-            "baseline": Checkout(
-                "baseline", baseline_folder, baseline_folder / ".venv/bin/python", root / "a"
-            ),
+            "baseline": Checkout("baseline", baseline_folder, baseline_python, root / "a"),
             "candidate": Checkout("candidate", REPO, Path(sys.executable), root / "b"),
         }
         for checkout in checkouts.values():
-            checkout.prepare()
+            if args.smoke:  # both on copies of its workspace
+                smoke.copy(args.smoke, checkout.root)
+            else:
+                checkout.prepare()
         body = body_file(root, root / "b" / "data" / "samples")
         runs: dict[str, list[Run]] = {name: [] for name in checkouts}
         for checkout in checkouts.values():
             checkout.start()
         try:
+            warm = min(2, args.seconds)
             for checkout in checkouts.values():  # warm-up, not counted
-                wrk("warm", checkout.url + "/predict", body, "application/json", CONNECTIONS, 2)
+                wrk("warm", checkout.url + "/predict", body, "application/json", CONNECTIONS, warm)
             for number in range(1, args.rounds + 1):
                 for name, checkout in checkouts.items():
                     run = wrk(

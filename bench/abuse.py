@@ -31,6 +31,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import smoke
 from bench.procs import free_port
 from harness import attacks
 from harness.processes import REPO, ServerProcess
@@ -212,11 +213,8 @@ def run(root: Path, checkout: Path, selected: tuple[Attack, ...] = ATTACKS) -> l
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, help="a checkout to measure too, first")
-    parser.add_argument(
-        "--smoke", type=Path, metavar="DIR", help="one small attack on DIR's data/ and artifacts/"
-    )
-    args = parser.parse_args()
-    if args.smoke:
+    args = smoke.parse(parser)
+    if args.smoke:  # one small attack
         print(table(run(args.smoke, REPO, SMOKE)))
         return
     with tempfile.TemporaryDirectory(prefix="ctloop-abuse-") as tmp:

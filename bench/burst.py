@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.burst [--feedbacks 10000] [--clients 16] [--every 20] [--workers 2]
                                     [--seconds 0] [--scratch-every N] [--checkout DIR]
+    .venv/bin/python -m bench.burst --smoke DIR     # 40 feedbacks, k = 20, one worker
 
 One reference build and first model (`ctloop init`, the default five-network head) in a
 temporary folder, served by `python -m serving` with WORKERS workers and k = EVERY; CLIENTS
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import smoke
 from bench.procs import Server, free_port
 from ctloop.retrain_log import RetrainLog
 from harness.processes import REPO, child_environment
@@ -91,9 +93,9 @@ def main() -> None:
     parser.add_argument(
         "--checkout", type=Path, default=None, help="serve another checkout's code (before/after)"
     )
-    args = parser.parse_args()
+    args = smoke.parse(parser, feedbacks=40, clients=4, every=20, workers=1, wait=300)
 
-    root = Path(tempfile.mkdtemp(prefix="ctloop-burst-"))
+    root = args.smoke or Path(tempfile.mkdtemp(prefix="ctloop-burst-"))
     env = child_environment(
         DATA_DIR=str(root / "data"),
         ARTIFACTS_DIR=str(root / "artifacts"),
@@ -109,9 +111,10 @@ def main() -> None:
     if args.checkout is not None:  # its packages first: they shadow this checkout's install
         checkout = args.checkout.resolve()
         env["PYTHONPATH"] = f"{checkout}:{checkout / 'scripts'}"
-    started = time.perf_counter()
-    build(root, env)
-    print(f"reference and first model built in {time.perf_counter() - started:.0f} s ({root})")
+    if not args.smoke:  # a smoke run's is built
+        started = time.perf_counter()
+        build(root, env)
+        print(f"reference and first model built in {time.perf_counter() - started:.0f} s ({root})")
     port = free_port()
     server = Server(
         "serving", [sys.executable, "-m", "serving"], {**env, "SERVING_PORT": str(port)}, port,

@@ -1,6 +1,7 @@
 """/predict with a shadow answering 100 % of requests against no stage at all, in one run.
 
     .venv/bin/python -m bench.delivery [--rounds 6] [--seconds 10]
+    .venv/bin/python -m bench.delivery --smoke DIR    # one round of 1 s, into DIR/benchmarks.md
 
 One reference build and first model, copied twice; in one copy a second version (the same
 training, registered as tests do) is put on a shadow stage at 100 %. Both are served by this
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import smoke
 from bench.ab import CONNECTIONS, Checkout, body_file, summary
 from bench.loadgen import Run, wrk
 from ctloop.registry import ModelRegistry
@@ -59,11 +61,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
-    args = parser.parse_args()
+    args = smoke.parse(parser, rounds=1, seconds=1)
+    if args.smoke:
+        args.output = args.smoke / "benchmarks.md"
     load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="ctloop-delivery-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ctloop-delivery-", dir=args.smoke) as tmp:
         root = Path(tmp)
-        build(root / "plain")
+        if args.smoke:
+            smoke.copy(args.smoke, root / "plain")
+        else:
+            build(root / "plain")
         shutil.copytree(root / "plain", root / "shadow")
         settings = make_settings(root / "shadow")
         challenger = register_challenger(settings)
@@ -79,8 +86,9 @@ def main() -> None:
         try:
             stage = httpx.get(f"{servers['shadow'].url}/model").json()["delivery"]["stage"]
             assert stage and stage["percent"] == 100.0, stage
+            warm = min(2, args.seconds)
             for server in servers.values():  # warm-up, not counted
-                wrk("warm", server.url + "/predict", body, "application/json", CONNECTIONS, 2)
+                wrk("warm", server.url + "/predict", body, "application/json", CONNECTIONS, warm)
             for number in range(1, args.rounds + 1):
                 order = ["plain", "shadow"] if number % 2 else ["shadow", "plain"]
                 for name in order:

@@ -1,6 +1,7 @@
 """How many durable feedback rows per second one prod_data.csv takes, whoever writes them.
 
     python bench/feedback_writer.py [--folder DIR] [--seconds 5] [--writers 1 2 4]
+    python -m bench.feedback_writer --smoke DIR    # 1 and 2 writers, one round of 0.5 s, in DIR
 
 Every API replica (and every worker in it) appends to the same data/prod_data.csv through
 `ctloop.prod_data.ProductionData.append`: the file lock, the checks, one write, one fsync. This
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import smoke
 from ctloop.prod_data import ProductionData, ProductionRow
 
 COMPONENTS = 32
@@ -67,7 +69,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--writers", type=int, nargs="+", default=[1, 2, 4])
-    args = parser.parse_args()
+    args = smoke.parse(parser, workspace=False, seconds=0.5, rounds=1, writers=[1, 2])
+    if args.smoke:
+        args.folder = args.smoke
     with tempfile.TemporaryDirectory(dir=args.folder) as folder:
         print(f"prod_data.csv appends on {folder}, {args.seconds:g} s x {args.rounds} rounds")
         for writers in args.writers:

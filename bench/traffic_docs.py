@@ -2,6 +2,7 @@
 
     make traffic-docs     # or: .venv/bin/python bench/traffic_docs.py [--transforms slant,rotate]
                           #         [--modes finetune,scratch] [--runs DIR [--report-only]]
+    .venv/bin/python -m bench.traffic_docs --smoke DIR   # slant, fine-tuning, 2 windows; into DIR
 
 With --runs, each run's figures are kept as JSON and the report covers every run kept there:
 one process per mode then shares the cores (`--modes finetune --runs D` beside `--modes scratch
@@ -25,6 +26,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench import smoke
 from harness.data import make_settings
 from harness.processes import LiveServer, ReportingServer, child_environment
 from traffic.report import describe, plot, summary, write_csv
@@ -35,6 +37,8 @@ DEFAULT = "slant"
 ALL = ["slant", "rotate", "thick", "shift", "blur", "thin", "noise", "invert"]
 GEOMETRIC = ["slant", "rotate", "shift", "thick"]
 MODES = ["finetune", "scratch"]  # RETRAIN_MODE; the first is the default
+# A smoke run's scenario: one clean window and one drifted, scored on 20 evaluation images.
+SMOKE_SCENARIO = {"clean_windows": 1, "drift_windows": 1, "evaluation_size": 20}
 
 
 def main() -> None:
@@ -56,7 +60,9 @@ def main() -> None:
     parser.add_argument(
         "--report-only", action="store_true", help="run nothing: write the report from --runs"
     )
-    args = parser.parse_args()
+    args = smoke.parse(parser, transforms=DEFAULT, modes=MODES[0], compare="")
+    if args.smoke:
+        args.output = args.smoke
     modes, compared = args.modes.split(","), args.compare.split(",")
     names = args.transforms.split(",")
     # Every transformation in the default mode first, then the comparisons; traffic.md is
@@ -69,8 +75,8 @@ def main() -> None:
     if args.runs:
         args.runs.mkdir(parents=True, exist_ok=True)
     for name, mode in plan:
-        with tempfile.TemporaryDirectory(prefix=f"ctloop-traffic-{name}-") as tmp:
-            by_mode[(name, mode)] = play(Path(tmp), name, mode)
+        with tempfile.TemporaryDirectory(prefix=f"ctloop-traffic-{name}-", dir=args.smoke) as tmp:
+            by_mode[(name, mode)] = play(Path(tmp), name, mode, workspace=args.smoke)
         if args.runs:
             keep(args.runs, name, mode, by_mode[(name, mode)])
         write_report({**kept(args.runs), **by_mode}, args.output)
@@ -110,15 +116,23 @@ def kept(folder: Path | None) -> dict[tuple[str, str], dict]:
     return runs
 
 
-def play(root: Path, transform: str, mode: str = MODES[0]) -> dict:
-    """A fresh stack (reference, first model, 2-worker API, dashboard) and the scenario on it."""
+def play(root: Path, transform: str, mode: str = MODES[0], workspace: Path | None = None) -> dict:
+    """A fresh stack (reference, first model, 2-worker API, dashboard) and the scenario on it;
+    with `workspace` (a smoke run's), a copy of its reference and first model, and the smoke
+    run's short scenario."""
     settings = make_settings(root)
-    environment = child_environment(
-        DATA_DIR=str(settings.data_dir), ARTIFACTS_DIR=str(settings.artifacts_dir)
-    )
-    subprocess.run(
-        [sys.executable, "-m", "ctloop", "init"], env=environment, check=True, capture_output=True
-    )
+    if workspace is not None:
+        smoke.copy(workspace, root)
+    else:
+        environment = child_environment(
+            DATA_DIR=str(settings.data_dir), ARTIFACTS_DIR=str(settings.artifacts_dir)
+        )
+        subprocess.run(
+            [sys.executable, "-m", "ctloop", "init"],
+            env=environment,
+            check=True,
+            capture_output=True,
+        )
     compose_like = {
         "RETRAIN_EVERY": "20",
         "SERVING_MODEL_POLL_SECONDS": "1",
@@ -137,6 +151,7 @@ def play(root: Path, transform: str, mode: str = MODES[0]) -> dict:
             metrics_url=dashboard.metrics_url,
             token=serving.token,
             retrain_timeout=900.0,  # a five-network rebuild takes minutes on a busy core
+            **(SMOKE_SCENARIO if workspace is not None else {}),
         )
         print(f"\n== {transform} ({mode})", flush=True)
         records = run(scenario, on_window=show)
