@@ -5,15 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-KEPT = ("<!-- delivery -->", "<!-- /delivery -->")  # bench/delivery.py's block, kept as it is
+KEPT = "<!-- delivery -->"  # bench/delivery.py's block starts here: it and what follows are kept
 
 
 def write_report(path: Path, results: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = path.read_text() if path.exists() else ""
-    kept = ""
-    if KEPT[0] in text and KEPT[1] in text:
-        kept = "\n" + KEPT[0] + text.split(KEPT[0], 1)[1].split(KEPT[1], 1)[0] + KEPT[1] + "\n"
+    kept = "\n" + KEPT + text.split(KEPT, 1)[1] if KEPT in text else ""
     path.write_text("\n".join(lines(results)) + "\n" + kept)
 
 
