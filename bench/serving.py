@@ -1,9 +1,11 @@
 """Serving benchmark: the product against the HTTP ceiling, the naive pattern and BentoML.
 
     make bench                 # or: .venv/bin/python bench/serving.py [--seconds 10]
+    .venv/bin/python -m bench.serving --smoke DIR   # every scenario in seconds, without BentoML
 
 Everything runs in one go on this machine, server and load generator (wrk, one thread) sharing
-its cores, and the figures go to standard output and docs/benchmarks.md.
+its cores, and the figures go to standard output and docs/benchmarks.md (a smoke run's to
+DIR/benchmarks.md: one-second runs at 32 connections).
 """
 
 from __future__ import annotations
@@ -16,24 +18,51 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
 import httpx
 from PIL import Image
 
+from bench import smoke
 from bench.loadgen import Run, wrk
 from bench.procs import Server, free_port, rss_mib
 from bench.report import write_report
+from bench.retraining import Feeder
 from ctloop.prod_data import ProductionData
 from ctloop.retrain_log import RetrainLog
+from harness.processes import trainer_pids
 from pictures import encode
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_VENV = REPO / ".venv-bench"
-CONCURRENCIES = (1, 8, 32, 64)
 BENCH_TOKEN = "bench-token"  # noqa: S105 - the throwaway token of a benchmark server
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each scenario does."""
+
+    seconds: float = 10  # each wrk run
+    warm_seconds: float = 3  # a wrk warm-up before a server is measured (0: none)
+    connections: tuple[int, ...] = (1, 8, 32, 64)  # each /predict sweep
+    two_worker_connections: tuple[int, ...] = (32, 64)
+    feedback_connections: tuple[int, ...] = (8, 32)
+    memory_requests: int = 10_000  # sent before a worker's memory is read again
+    bentoml: bool = True  # only if .venv-bench exists (make bench)
+
+
+# A smoke run: one-second runs, at 32 connections (the report's figures), no BentoML.
+SMOKE = Sizes(
+    seconds=1,
+    warm_seconds=0,
+    connections=(32,),
+    two_worker_connections=(32,),
+    feedback_connections=(8,),
+    memory_requests=300,
+    bentoml=False,
+)
 
 
 def main() -> None:
@@ -41,35 +70,40 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10, help="length of each wrk run")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument("--report-only", action="store_true", help="re-render from the .json")
-    args = parser.parse_args()
+    args = smoke.parse(parser)
     if args.report_only:
         write_report(args.output, json.loads(args.output.with_suffix(".json").read_text()))
         return
-    with tempfile.TemporaryDirectory(prefix="ctloop-bench-") as tmp:
-        bench = Bench(Path(tmp), args.seconds)
-        results = bench.run_all()
+    if args.smoke:
+        args.output = args.smoke / "benchmarks.md"
+        results = Bench(args.smoke, SMOKE).run_all()
+    else:
+        with tempfile.TemporaryDirectory(prefix="ctloop-bench-") as tmp:
+            sizes = Sizes(seconds=args.seconds, warm_seconds=min(3.0, args.seconds))
+            results = Bench(Path(tmp), sizes).run_all()
     args.output.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
     write_report(args.output, results)
     print(f"\nwritten to {args.output} and {args.output.with_suffix('.json')}")
 
 
 class Bench:
-    def __init__(self, root: Path, seconds: float) -> None:
-        self.root, self.seconds = root, seconds
+    def __init__(self, root: Path, sizes: Sizes) -> None:
+        self.root, self.sizes, self.seconds = root, sizes, sizes.seconds
         self.data, self.artifacts = root / "data", root / "artifacts"
-        self.results: dict = {"seconds": seconds, "runs": [], "notes": {}}
+        self.results: dict = {"seconds": sizes.seconds, "runs": [], "notes": {}}
         self.bodies = root / "bodies"
-        self.bodies.mkdir()
+        self.bodies.mkdir(exist_ok=True)
 
     # -- set-up ---------------------------------------------------------------------------------
 
     def prepare(self) -> None:
-        subprocess.run(
-            [sys.executable, "-m", "ctloop", "init"],
-            env=self.env(),
-            check=True,
-            capture_output=True,
-        )
+        if not (self.artifacts / "current.json").exists():  # a smoke run's is built
+            subprocess.run(
+                [sys.executable, "-m", "ctloop", "init"],
+                env=self.env(),
+                check=True,
+                capture_output=True,
+            )
         sample = sorted((self.data / "samples" / "3").glob("*.png"))[0]
         digit = Image.open(sample).convert("L").resize((28, 28), Image.Resampling.BILINEAR)
         self.png = encode(digit)
@@ -125,6 +159,9 @@ class Bench:
 
     def bento(self) -> Server | None:
         bentoml = BENCH_VENV / "bin" / "bentoml"
+        if not self.sizes.bentoml:
+            self.results["notes"]["bentoml"] = "skipped: a smoke run (make bench compares it)"
+            return None
         if not bentoml.exists():
             self.results["notes"]["bentoml"] = f"skipped: {bentoml} missing (make bench creates it)"
             return None
@@ -144,11 +181,11 @@ class Bench:
     def run_all(self) -> dict:
         self.prepare()
         self.results["machine"] = machine()
-        self.results["versions"] = versions()
+        self.results["versions"] = versions(bentoml=self.sizes.bentoml)
         body, json_type = self.bodies / "predict.json", "application/json"
 
         with self.product(workers=1) as server:
-            self.results["notes"]["start_to_ready_s"] = round(self.time_to_ready(workers=1), 2)
+            self.results["notes"]["start_to_ready_s"] = round(server.ready_seconds, 2)
             self.check_reply(server)
             self.warm(server, body, json_type)
             self.memory(server, body, json_type, "1 worker")
@@ -179,7 +216,7 @@ class Bench:
         return self.results
 
     def sweep(self, scenario: str, server: Server, body: Path, content_type: str) -> None:
-        for connections in CONCURRENCIES:
+        for connections in self.sizes.connections:
             run = wrk(
                 scenario, server.url + "/predict", body, content_type, connections, self.seconds
             )
@@ -190,7 +227,7 @@ class Bench:
         with self.product(workers=2) as server:
             self.warm(server, body, content_type)
             self.memory(server, body, content_type, "2 workers")
-            for connections in (32, 64):
+            for connections in self.sizes.two_worker_connections:
                 offset = server.log_path.stat().st_size
                 run = wrk(
                     "1b product /predict JSON (2 workers, Compose)",
@@ -209,35 +246,35 @@ class Bench:
                 )
 
     def during_retrains(self, body: Path, content_type: str) -> None:
-        """p99 of /predict at rest, then while `ctloop retrain` works through 30 retrains."""
-        with self.product(workers=1, RETRAIN_EVERY="20") as server:
+        """p99 of /predict at rest, then while the server's own trainer retrains back to back:
+        feedback rows arrive 20 at a time (RETRAIN_EVERY=20), each batch once the trainer has
+        started on the last (bench.retraining)."""
+        every = 20
+        with self.product(
+            workers=1, RETRAIN_EVERY=str(every), SERVING_TRAINER_CHECK_SECONDS="0.5"
+        ) as server:
             self.warm(server, body, content_type)
             rest = wrk(
                 "6a /predict at rest", server.url + "/predict", body, content_type, 32, self.seconds
             )
             self.record(rest)
-            fill_production_rows(self.data, self.artifacts, rows=600)
-            trainer = subprocess.Popen(
-                [sys.executable, "-m", "ctloop", "retrain"],
-                env=self.env(RETRAIN_EVERY="20", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1"),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            time.sleep(2.5)  # past the trainer's imports: it is training from here on
-            before = decisions(self.artifacts)
-            busy = wrk(
-                "6b /predict during back-to-back retrains",
-                server.url + "/predict",
-                body,
-                content_type,
-                32,
-                self.seconds,
-            )
-            after = decisions(self.artifacts)
-            still_training = trainer.poll() is None
+            with Feeder(self.data, self.artifacts, every) as feeder:
+                feeder.wait_for_training()
+                before = decisions(self.artifacts)
+                busy = wrk(
+                    "6b /predict during back-to-back retrains",
+                    server.url + "/predict",
+                    body,
+                    content_type,
+                    32,
+                    self.seconds,
+                )
+                after = decisions(self.artifacts)
+                still_training = bool(trainer_pids(self.artifacts))
             self.record(busy)
-            trainer.wait()
+            feeder.wait_until_decided()
             self.results["retrains"] = {
+                "rows": feeder.rows.total,
                 "during_window": after - before,
                 "trainer_busy_whole_window": still_training,
                 "ledger": RetrainLog(self.artifacts / "retrains.jsonl").decisions(),
@@ -249,7 +286,7 @@ class Bench:
         prod.unlink(missing_ok=True)
         with self.product(workers=1, RETRAIN_EVERY="100000000") as server:
             self.warm(server, self.bodies / "feedback.json", "application/json", path="/feedback")
-            for connections in (8, 32):
+            for connections in self.sizes.feedback_connections:
                 rows_before = line_count(prod)
                 run = wrk(
                     "7 product /feedback (durable appends, 1 worker)",
@@ -273,9 +310,9 @@ class Bench:
     # -- measurements -----------------------------------------------------------------------------
 
     def warm(self, server: Server, body: Path, content_type: str, path: str = "/predict") -> None:
-        wrk(
-            "warm-up", server.url + path, body, content_type, 8, min(3.0, self.seconds), BENCH_TOKEN
-        )
+        if self.sizes.warm_seconds:
+            seconds = self.sizes.warm_seconds
+            wrk("warm-up", server.url + path, body, content_type, 8, seconds, BENCH_TOKEN)
 
     def check_reply(self, server: Server) -> None:
         reply = httpx.post(
@@ -288,8 +325,11 @@ class Bench:
         pids = server.worker_pids()
         at_rest = {pid: round(rss_mib(pid), 1) for pid in pids}
         requests = 0
-        while requests < 10_000:
-            requests += wrk("memory", server.url + "/predict", body, content_type, 32, 3).requests
+        while requests < self.sizes.memory_requests:
+            seconds = min(3.0, self.seconds)
+            requests += wrk(
+                "memory", server.url + "/predict", body, content_type, 32, seconds
+            ).requests
         after = {pid: round(rss_mib(pid), 1) for pid in pids}
         self.results.setdefault("memory", []).append(
             {
@@ -299,13 +339,6 @@ class Bench:
                 "rss_after_mib": list(after.values()),
             }
         )
-
-    def time_to_ready(self, workers: int) -> float:
-        server = self.product(workers=workers)
-        try:
-            return server.start().ready_seconds
-        finally:
-            server.stop()
 
     def record(self, run: Run) -> None:
         self.results["runs"].append(run.__dict__ | {"rps": run.rps})
@@ -326,27 +359,6 @@ def requests_by_pid(log: Path, offset: int) -> dict[str, int]:
                 pid = str(json.loads(line)["pid"])
                 counts[pid] = counts.get(pid, 0) + 1
     return counts
-
-
-def fill_production_rows(data: Path, artifacts: Path, rows: int) -> None:
-    """prod_data.csv with `rows` real feedback rows (the unseen images, embedded, true classes)."""
-    from ctloop.dataset import load_samples
-    from ctloop.predict import load_model
-    from ctloop.preprocess import preprocess_many
-    from ctloop.prod_data import ProductionData, ProductionRow
-    from ctloop.registry import ModelRegistry
-
-    model = load_model(ModelRegistry(artifacts).load())
-    samples = load_samples(data / "samples")
-    embeddings, labels, _ = model.predict_pixels(preprocess_many(samples.images))
-    store = ProductionData(data / "prod_data.csv", embeddings.shape[1])
-    for index in range(rows):
-        i = index % len(samples)
-        store.append(
-            ProductionRow(
-                embeddings[i], samples.labels[i], str(labels[i]), model.version, f"bench-{index}"
-            )
-        )
 
 
 def decisions(artifacts: Path) -> int:
@@ -381,7 +393,7 @@ def machine() -> dict:
     }
 
 
-def versions() -> dict:
+def versions(bentoml: bool = True) -> dict:
     found = {"python": platform.python_version()}
     for name in (
         "fastapi",
@@ -395,7 +407,7 @@ def versions() -> dict:
     ):
         found[name] = version(name)
     bento = BENCH_VENV / "bin" / "python"
-    if bento.exists():
+    if bentoml and bento.exists():
         found["bentoml"] = subprocess.run(
             [str(bento), "-c", "import bentoml; print(bentoml.__version__)"],
             capture_output=True,
