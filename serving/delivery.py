@@ -20,6 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
+from typing import cast
 
 import numpy as np
 from fastapi import Request
@@ -35,6 +36,7 @@ from ctloop.stage import StageReview, review_stage
 from serving.deps import model_not_ready
 from serving.metrics import MULTIPROCESS, SHADOW_LATENCY, SHADOW_PREDICTIONS, VERSION_LATENCY
 from serving.model_store import ModelStore, Served
+from serving_client.records import Delivery, LiveReview
 
 log = logging.getLogger("serving.delivery")
 
@@ -161,11 +163,11 @@ def review_after_feedback(settings: CoreSettings, store: ModelStore, rows: int) 
         log.exception("reviewing the stage failed")
 
 
-def delivery_view(settings: CoreSettings, store: ModelStore) -> dict:
+def delivery_view(settings: CoreSettings, store: ModelStore) -> Delivery:
     """/model's `delivery`: the strategy, the stage, the split and the live comparison."""
     served = store.served
-    view: dict = {"strategy": settings.promotion_strategy, "stage": served.stage}
-    if served.stage is None:
+    view: Delivery = {"strategy": settings.promotion_strategy, "stage": served.stage}
+    if served.stage is None or served.model is None:
         return view
     percent = served.stage["percent"]
     # The share of requests each version answers (the shadow's answers never reach clients).
@@ -175,7 +177,8 @@ def delivery_view(settings: CoreSettings, store: ModelStore) -> dict:
         view["split"] = {served.model.version: 100.0}
         view["shadowed_percent"] = percent
     review = live_review(settings, store, apply=False)
-    view["live"] = review.to_dict() if review is not None else None
+    # The comparison's record (ctloop.stage), checked against LiveReview when /model is built.
+    view["live"] = cast(LiveReview, review.to_dict()) if review is not None else None
     return view
 
 
@@ -234,7 +237,7 @@ def version_figures() -> dict[str, dict]:
         if metric.name != "ctloop_version_request_duration_seconds":
             continue
         for sample in metric.samples:
-            version = sample.labels.get("version")
+            version = sample.labels["version"]  # the histogram is labelled by version
             entry = figures.setdefault(version, {"buckets": {}, "requests": 0.0, "errors": 0.0})
             if sample.name.endswith("_bucket"):
                 le = float(sample.labels["le"])
@@ -269,7 +272,13 @@ class CanaryHealth:
         """Roll the canary back if its health degraded (blocking); the reason, if it did."""
         served = self.store.served
         stage = served.stage
-        if stage is None or stage["stage"] != "canary" or served.challenger is None:
+        champion_model = served.model
+        if (
+            stage is None
+            or stage["stage"] != "canary"
+            or served.challenger is None
+            or champion_model is None
+        ):
             self._baseline = None
             return None
         figures = version_figures()
@@ -278,7 +287,7 @@ class CanaryHealth:
             self._baseline = (key, figures)
             return None
         then = self._baseline[1]
-        champion, challenger = served.model.version, stage["version"]
+        champion, challenger = champion_model.version, stage["version"]
         # The challenger's figures are all its stage's (its version answers nothing before); the
         # champion's count from this worker's first look at the stage.
         verdict = health_verdict(

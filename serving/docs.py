@@ -21,12 +21,15 @@ ASSETS_URL = "/docs-assets"
 
 
 def install_docs(app: FastAPI) -> None:
+    openapi_url = app.openapi_url
+    if openapi_url is None:  # an app without a schema has nothing to show
+        return
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
         return get_swagger_ui_html(
-            openapi_url=app.openapi_url,
+            openapi_url=openapi_url,
             title=f"{app.title} - documentation",
             swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
             swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",

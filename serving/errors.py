@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,6 +14,7 @@ from starlette.exceptions import HTTPException
 
 from ctloop.preprocess import ImageError, ImageTooLargeError
 from serving.middleware import BodyTooLargeError
+from serving_client.records import FieldError
 
 log = logging.getLogger("serving.errors")
 
@@ -27,6 +30,9 @@ class ApiError(Exception):
         self.headers = headers
 
 
+# FastAPI's `responses=`: the statuses a route may answer besides its own, documented.
+Responses = dict[int | str, dict[str, Any]]
+
 # A request may hold thousands of invalid items (a 2.6 MB list of 1.3 million numbers): the reply
 # names the first few and counts the rest, so that an error body stays a few KB whatever was sent.
 SHOWN_ERRORS = 10
@@ -35,7 +41,7 @@ MAX_LOCATION_CHARS = 80  # a location holds keys the client chose (a 1 MB key, s
 MAX_MESSAGE_CHARS = 300
 
 
-def describe_validation(errors: list[dict], total: int | None = None) -> str:
+def describe_validation(errors: Sequence[Mapping[str, Any]], total: int | None = None) -> str:
     """'image: Field required; target: ...' from pydantic's errors (the first SHOWN_ERRORS of
     `total`, said when there are more), at most MAX_DETAIL_CHARS long."""
     total = len(errors) if total is None else total
@@ -54,33 +60,33 @@ def describe_validation(errors: list[dict], total: int | None = None) -> str:
     return detail
 
 
-def _location(error: dict) -> str:
+def _location(error: Mapping[str, Any]) -> str:
     location = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body",))
     if len(location) > MAX_LOCATION_CHARS:
         location = location[: MAX_LOCATION_CHARS - 3] + "..."
     return location
 
 
-def _clean(errors: list[dict]) -> list[dict]:
+def _clean(errors: Sequence[Mapping[str, Any]]) -> list[FieldError]:
     """The first SHOWN_ERRORS of pydantic's errors, without the (possibly huge) input and
     non-JSON context, their locations cut to MAX_LOCATION_CHARS."""
     return [
         {
             "loc": [_short(part) for part in error.get("loc", ())],
             "msg": str(error.get("msg"))[:MAX_MESSAGE_CHARS],
-            "type": error.get("type"),
+            "type": str(error.get("type")),
         }
         for error in errors[:SHOWN_ERRORS]
     ]
 
 
-def _short(part: object) -> object:
+def _short(part: str | int) -> str | int:
     if isinstance(part, str) and len(part) > MAX_LOCATION_CHARS:
         return part[: MAX_LOCATION_CHARS - 3] + "..."
     return part
 
 
-def _invalid(request: Request, errors: list[dict], total: int) -> JSONResponse:
+def _invalid(request: Request, errors: Sequence[Mapping[str, Any]], total: int) -> JSONResponse:
     return _response(
         request,
         422,

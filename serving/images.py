@@ -103,8 +103,9 @@ async def to_pixels(
     rows = np.empty((len(images), spec.n_pixels), dtype=np.float32)
     budget = decode_budget(settings.decode_budget_pixels, settings.decode_wait_seconds)
     inline_left = settings.inline_pixels  # per request: 64 images of 512 x 512 take 1 s inline
-    for index, image in enumerate(opened):
-        opened[index] = None
+    opened.reverse()  # popped in order: the list lets go of each image as it is decoded
+    for index in range(len(images)):
+        image = opened.pop()
         try:
             pixels = image.width * image.height
             if pixels <= inline_left:

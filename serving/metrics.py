@@ -22,11 +22,12 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import REGISTRY
+from prometheus_client.registry import REGISTRY, Collector
 
 from ctloop.prod_data import ProductionData
 from ctloop.retrain_log import DECISIONS, RetrainLog
 from ctloop.schedule import RetrainStatus
+from serving_client.records import Stage
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
@@ -101,7 +102,7 @@ STAGE_INFO = Gauge(
 )
 
 
-def set_stage(previous: dict | None, current: dict | None) -> None:
+def set_stage(previous: Stage | None, current: Stage | None) -> None:
     if previous is not None:
         STAGE_INFO.labels(previous["version"], previous["stage"]).set(0)
     if current is not None:
@@ -190,7 +191,7 @@ class StorageCollector:
         yield free
 
 
-def render_metrics(*extra: object) -> tuple[bytes, str]:
+def render_metrics(*extra: Collector) -> tuple[bytes, str]:
     registry = CollectorRegistry()
     if MULTIPROCESS:
         from prometheus_client import multiprocess

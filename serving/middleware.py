@@ -10,6 +10,8 @@ import re
 import secrets
 import time
 
+from prometheus_client import Histogram
+
 from ctloop.logs import JsonLineWriter
 from serving.logs import ACCESS_LOG
 from serving.metrics import LATENCY, VERSION_LATENCY
@@ -34,8 +36,8 @@ class RequestMiddleware:
     def __init__(self, app, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self._latency: dict[tuple[str, str, int], object] = {}  # labelled children, looked up once
-        self._by_version: dict[tuple[str, bool], object] = {}
+        self._latency: dict[tuple[str, str, int], Histogram] = {}  # children, looked up once
+        self._by_version: dict[tuple[str, bool], Histogram] = {}
         self._access: JsonLineWriter | None = None  # made in the worker, after logging is set up
 
     async def __call__(self, scope, receive, send) -> None:
@@ -76,11 +78,11 @@ class RequestMiddleware:
             child.observe(elapsed)
             version = state.get("model_version")
             if version is not None and path == "/predict":
-                key = (version, status >= 500)
-                child = self._by_version.get(key)
+                version_key = (version, status >= 500)
+                child = self._by_version.get(version_key)
                 if child is None:
                     outcome = "error" if status >= 500 else "ok"
-                    child = self._by_version[key] = VERSION_LATENCY.labels(version, outcome)
+                    child = self._by_version[version_key] = VERSION_LATENCY.labels(version, outcome)
                 child.observe(elapsed)
             if self._access is None:
                 self._access = JsonLineWriter(ACCESS_LOG)

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from ctloop.predict import Model, load_model
 from ctloop.registry import CorruptPointerError, ModelRegistry, RegistryError
 from serving.metrics import MODEL_LOADS, set_fallback, set_model_version, set_stage
+from serving_client.records import Fallback, Stage
 
 log = logging.getLogger("serving.model")
 
@@ -35,7 +36,7 @@ class Served:
 
     model: Model | None
     challenger: Model | None = None
-    stage: dict | None = None  # {"version", "stage": "shadow" | "canary", "percent", ...}
+    stage: Stage | None = None  # the pointer's, while the challenger is served
     same_embedding: bool = False  # the challenger reads the champion's embedding
 
 
@@ -57,7 +58,7 @@ class ModelStore:
         self.registry = registry
         self.poll_seconds = poll_seconds
         self.served = Served(None)
-        self.fallback: dict | None = None  # {"wanted", "serving", "reason"} while not as pointed
+        self.fallback: Fallback | None = None  # while the pointer's version is not served
         self.unavailable: str | None = None  # why nothing is served, while nothing is
         self._seen: tuple[int, int] | None = None  # (mtime_ns, inode) of the pointer last read
         self._tried_at = 0.0
@@ -94,7 +95,7 @@ class ModelStore:
 
     def _champion(
         self, wanted: str | None, problem: str | None
-    ) -> tuple[Model | None, dict | None]:
+    ) -> tuple[Model | None, Fallback | None]:
         """The champion to serve and, unless it is the pointer's, why not (the fallback)."""
         reasons = [problem] if problem else []
         for version in self._candidates(wanted):
@@ -121,7 +122,7 @@ class ModelStore:
             yield wanted
         yield from self.registry.fallbacks(wanted)
 
-    def _challenger(self, stage: dict | None, champion: Model) -> Model | None:
+    def _challenger(self, stage: Stage | None, champion: Model) -> Model | None:
         """The challenger the stage names, loaded; a stage whose challenger does not load is
         ended (rolled back) so that no worker serves part of it."""
         if stage is None or stage["version"] == champion.version:
@@ -178,7 +179,7 @@ class ModelStore:
             except Exception:  # the watcher must survive anything and try again
                 log.exception("model watcher error")
 
-    def _publish(self, model: Model, challenger: Model | None, stage: dict | None) -> None:
+    def _publish(self, model: Model, challenger: Model | None, stage: Stage | None) -> None:
         """Serve these from the next request on, in one assignment."""
         before = self.served
         same = challenger is not None and (
@@ -200,11 +201,11 @@ class ModelStore:
             set_stage(before.stage, stage)
             log.info("stage_served", extra={"event": "stage_served", "stage": stage})
 
-    def _fallback(self, wanted: str | None, serving: str | None, reasons: list[str]) -> dict:
+    def _fallback(self, wanted: str | None, serving: str | None, reasons: list[str]) -> Fallback:
         why = "; ".join(reasons) or f"{wanted} does not load"
         return {"wanted": wanted, "serving": serving, "reason": why}
 
-    def _set_fallback(self, fallback: dict | None) -> None:
+    def _set_fallback(self, fallback: Fallback | None) -> None:
         if fallback is not None and fallback != self.fallback:
             log.error("model_fallback", extra={"event": "model_fallback", **fallback})
         self.fallback = fallback

@@ -262,13 +262,18 @@ class ApiClient:
                 summary = self.model()
             except ApiError:
                 summary = None
-            last = summary.retrain_outcome if summary else None
-            decided = last is not None and last.trigger_rows >= trigger_rows
+            last = summary.retrain_outcome if summary is not None else None
+            if last is not None and last.trigger_rows < trigger_rows:
+                last = None  # an earlier retrain's decision
             # A promotion is logged before the API's workers swap models: wait for the swap too.
-            if decided and (last.decision != "promoted" or summary.version == last.version):
+            if (
+                last is not None
+                and summary is not None
+                and (last.decision != "promoted" or summary.version == last.version)
+            ):
                 return last, summary
             if time.monotonic() >= deadline:
-                return (last if decided else None), summary
+                return last, summary
             time.sleep(interval)
 
     # -- plumbing -----------------------------------------------------------------------------

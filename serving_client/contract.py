@@ -7,7 +7,21 @@ below the fields are views for clients; they are not part of the JSON.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
+
+from serving_client.records import (
+    Delivery,
+    Fallback,
+    FieldError,
+    GateRecord,
+    RetrainDecision,
+    StageMove,
+    TrainingRecord,
+    VersionMetrics,
+)
 
 # The digits dataset's first "3", as an 8x8 PNG (any size works).
 EXAMPLE_PNG = (
@@ -18,12 +32,19 @@ EXAMPLE_PNG = (
 
 # What a string holds beyond its type, in `format`s of this API (a JSON Schema consumer that does
 # not know a format ignores it; the schema test generates real values for them).
-IMAGE_STRING = {"format": "image-base64", "minLength": 1}  # base64 of a PNG/JPEG/BMP/GIF/WebP file
-IMAGE_FILE = {"contentMediaType": "application/octet-stream", "format": "image", "minLength": 1}
-CLASS_LABEL = {"format": "class-label"}  # one of the served model's classes (GET /model)
+# base64 of a PNG/JPEG/BMP/GIF/WebP file
+IMAGE_STRING: JsonDict = {"format": "image-base64", "minLength": 1}
+IMAGE_FILE: JsonDict = {
+    "contentMediaType": "application/octet-stream",
+    "format": "image",
+    "minLength": 1,
+}
+CLASS_LABEL: JsonDict = {"format": "class-label"}  # one of the served model's classes (GET /model)
 
 
-def _exactly_one_image_field(schema: dict) -> None:
+# A JSON schema is a document whose shape its keys decide: the hooks below edit the one pydantic
+# generates, where the keys they use are known to hold objects.
+def _exactly_one_image_field(schema: dict[str, Any]) -> None:
     """What PredictRequest's validator checks, said in its JSON schema: exactly one of `image`
     and `images`, neither empty (the validator's own messages stay: 'empty_image', ...)."""
     image, images = (schema["properties"][name]["anyOf"][0] for name in ("image", "images"))
@@ -105,8 +126,15 @@ class PredictResponseWithGrid(PredictResponse):
     grid: list[list[float]] = Field(description=GRID_DESCRIPTION)
 
 
-class BatchPredictResponseWithGrid(BatchPredictResponse):
+# Not a BatchPredictResponse: its `predictions` hold more (a list is not covariant).
+class BatchPredictResponseWithGrid(BaseModel):
     predictions: list[PredictionWithGrid]
+    model_version: str
+    request_id: str
+
+
+def _class_label_or_null(schema: dict[str, Any]) -> None:
+    schema["anyOf"][0].update(CLASS_LABEL)
 
 
 class FeedbackRequest(BaseModel):
@@ -128,7 +156,7 @@ class FeedbackRequest(BaseModel):
         None,
         max_length=100,
         description="The prediction shown (one of the model's classes)",
-        json_schema_extra=lambda schema: schema["anyOf"][0].update(CLASS_LABEL),
+        json_schema_extra=_class_label_or_null,
     )
 
 
@@ -180,8 +208,8 @@ class VersionSummary(BaseModel):
     trigger_reasons: list[str] | None = Field(
         None, description="What started the retrain: rows (every k), drift, quality"
     )
-    gate: dict | None = Field(description="Champion and challenger scores and the decision")
-    stages: list[dict] = Field(
+    gate: GateRecord | None = Field(description="Champion and challenger scores and the decision")
+    stages: list[StageMove] = Field(
         default_factory=list,
         description="Every move of the version, oldest first: {stage (champion, shadow, canary, "
         "retired, rolled_back), since, reason}",
@@ -203,8 +231,10 @@ class ModelInfo(BaseModel):
     created_at: str
     parent: str | None
     classes: list[str]
-    metrics: dict = Field(description="Held-out metrics recorded when the version was trained")
-    training: dict
+    metrics: VersionMetrics = Field(
+        description="Held-out metrics recorded when the version was trained"
+    )
+    training: TrainingRecord
     retrain_every: int
     promotion_policy: str
     gate_rule: str
@@ -212,8 +242,8 @@ class ModelInfo(BaseModel):
     rows_since_last_retrain: int = Field(description="Rows since the last decided retrain trigger")
     rows_until_retrain: int = Field(description="Rows to send before the next retrain starts")
     retrain_backlog: int = Field(description="Retrain triggers due and not decided yet")
-    last_retrain: dict | None
-    fallback: dict | None = Field(
+    last_retrain: RetrainDecision | None
+    fallback: Fallback | None = Field(
         None,
         description="Set while this worker serves another version than the registry pointer "
         "names: {wanted, serving, reason}",
@@ -221,8 +251,8 @@ class ModelInfo(BaseModel):
     problems: list[str] = Field(
         default_factory=list, description="Anything degraded, in words (empty when all is well)"
     )
-    delivery: dict = Field(
-        default_factory=dict,
+    delivery: Delivery = Field(
+        default_factory=lambda: Delivery(strategy="direct", stage=None),
         description="PROMOTION_STRATEGY, the challenger on stage (shadow or canary) if any, the "
         "split of requests in percent by version, and the live comparison on the feedback rows "
         "since the stage began (rows and accuracy of each, what it leads to)",
@@ -231,8 +261,7 @@ class ModelInfo(BaseModel):
     @property
     def holdout_accuracy(self) -> float | None:
         """The held-out accuracy recorded when the served version was trained, if any."""
-        value = (self.metrics.get("holdout") or {}).get("accuracy")
-        return float(value) if isinstance(value, (int, float)) else None
+        return self.metrics.get("holdout", {}).get("accuracy")
 
     @property
     def retrain_outcome(self) -> RetrainOutcome | None:
@@ -272,7 +301,7 @@ class ErrorResponse(BaseModel):
     detail: str = Field(description="What is wrong, in words")
     error: str = Field(description="A short machine-readable code")
     request_id: str | None = Field(None, description="The request's id (in the logs too)")
-    errors: list[dict] | None = Field(
+    errors: list[FieldError] | None = Field(
         None, description="The first 10 invalid fields, for a 422 (`error_count` counts them all)"
     )
     error_count: int | None = Field(None, description="How many fields were invalid, for a 422")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -19,7 +21,7 @@ from serving.deps import (
     StageBody,
     TokenDep,
 )
-from serving.errors import ApiError
+from serving.errors import ApiError, Responses
 from serving.routes.health import service_problems
 from serving_client.contract import (
     ErrorResponse,
@@ -30,11 +32,12 @@ from serving_client.contract import (
     StageResponse,
     VersionSummary,
 )
+from serving_client.records import RetrainDecision
 
 router = APIRouter(tags=["model"])
 
 # The admin routes' optional JSON body (read after the token check: serving.deps.json_body).
-BODY_ERRORS = {
+BODY_ERRORS: Responses = {
     415: {"model": ErrorResponse, "description": "The body is not JSON"},
     422: {"model": ErrorResponse, "description": "The body is not valid JSON, or not valid"},
 }
@@ -45,7 +48,8 @@ async def model_info(
     request: Request, model: ModelDep, settings: SettingsDep, retraining: RetrainingDep
 ) -> ModelInfo:
     status = await run_in_threadpool(retraining.status)
-    last = await run_in_threadpool(retraining.ledger.last_decision)
+    # The ledger's line (ctloop.retrain_log), checked against RetrainDecision by ModelInfo.
+    last = cast("RetrainDecision | None", await run_in_threadpool(retraining.ledger.last_decision))
     manifest = model.manifest
     return ModelInfo(
         version=model.version,
@@ -134,7 +138,7 @@ async def rollback(
     return RollbackResponse(version=version, previous=previous)
 
 
-STAGE_ERRORS = {
+STAGE_ERRORS: Responses = {
     401: {"model": ErrorResponse, "description": "API token required"},
     409: {"model": ErrorResponse, "description": "No challenger (or another one) is on stage"},
     **BODY_ERRORS,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
+from prometheus_client import Counter
 
 from ctloop.predict import Model
 from serving.bodies import parse_json
 from serving.delivery import answering_models, shadow_later
-from serving.errors import ApiError
+from serving.errors import ApiError, Responses
 from serving.images import decode_base64, media_type, read_form, to_pixels, uploaded_files
 from serving.metrics import PREDICTIONS
 from serving.routes.direct import DirectRoute, json_response
@@ -28,7 +29,7 @@ from serving_client.contract import (
 # The hot route: it validates its own body and sends its own JSON (see serving.routes.direct).
 router = APIRouter(tags=["predict"], route_class=DirectRoute)
 
-ERRORS = {
+ERRORS: Responses = {
     413: {"model": ErrorResponse, "description": "Body or image too large"},
     415: {"model": ErrorResponse, "description": "Neither JSON nor multipart"},
     422: {"model": ErrorResponse, "description": "Not an image, corrupt, blank, bad base64..."},
@@ -148,7 +149,8 @@ async def _read_images(request: Request, settings: ServingSettings) -> tuple[lis
         body = parse_json(await request.body(), PredictRequest, max_items=settings.max_batch)
         if body.image is not None:
             return [decode_base64(body.image, "image")], False
-        return [decode_base64(value, f"images[{i}]") for i, value in enumerate(body.images)], True
+        encoded = body.images or []  # PredictRequest holds one of the two
+        return [decode_base64(value, f"images[{i}]") for i, value in enumerate(encoded)], True
     if kind == "multipart/form-data":
         form = await read_form(request, settings)
         try:
@@ -163,7 +165,7 @@ async def _read_images(request: Request, settings: ServingSettings) -> tuple[lis
     )
 
 
-_PREDICTED: dict[str, object] = {}  # the counter's child per class, looked up once
+_PREDICTED: dict[str, Counter] = {}  # the counter's child per class, looked up once
 
 
 def _fields(model: Model, label: str, row) -> dict:
