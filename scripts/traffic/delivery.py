@@ -19,6 +19,7 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from serving_client.client import ApiClient
+from serving_client.records import LiveReview
 from traffic.drift import transformed_png
 from traffic.scenario import TrafficError, connect, load_images
 
@@ -41,7 +42,7 @@ class RoundRecord:
     round: int
     requests: dict[str, int]  # by the version that answered
     accuracy: dict[str, float]  # of the answers each version gave this round
-    live: dict | None  # /model's live comparison after the round
+    live: LiveReview | None  # /model's live comparison after the round
     agreement: float | None = None  # shadow: share of shadowed images it answered alike
 
 
@@ -50,7 +51,7 @@ class StageOutcome:
     challenger: str
     champion: str
     decision: str  # "promoted" or "rolled_back"
-    reason: str
+    reason: str | None  # the stage move's, as /model/versions records it
     served_after: str
     rounds: list[RoundRecord] = field(default_factory=list)
 
@@ -135,12 +136,15 @@ def describe_round(record: RoundRecord) -> str:
     served = " ".join(
         f"{v}:{n} ({record.accuracy[v]:.2f})" for v, n in sorted(record.requests.items())
     )
-    live = record.live or {}
-    text = (
-        f"{record.round:3}  answered {served:32}  live: challenger "
-        f"{live.get('challenger_rows', 0)} rows {_number(live.get('challenger_accuracy'))}, "
-        f"champion {live.get('champion_rows', 0)} rows {_number(live.get('champion_accuracy'))}"
-    )
+    live = record.live
+    text = f"{record.round:3}  answered {served:32}  live: "
+    if live is None:
+        text += "challenger 0 rows -, champion 0 rows -"
+    else:
+        text += (
+            f"challenger {live['challenger_rows']} rows {_number(live['challenger_accuracy'])}, "
+            f"champion {live['champion_rows']} rows {_number(live['champion_accuracy'])}"
+        )
     if record.agreement is not None:
         text += f", shadow agreement {record.agreement:.2f}"
     return text
