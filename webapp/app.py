@@ -7,6 +7,7 @@ A script read top to bottom, one section per step. It talks only to the serving 
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import streamlit as st
 from pydantic import ValidationError
@@ -107,7 +108,7 @@ with st.sidebar:
         if last is not None:
             decided = f"{last.version} {last.decision}" if last.version else last.decision
             st.caption(f"Last retrain, at {last.trigger_rows} rows: {decided}.")
-    else:
+    elif status_problem is not None:
         st.error(headline(status_problem), icon=":material/cloud_off:")
         st.caption(explain(status_problem))
     st.caption(f"API: `{settings.api_url}`")
@@ -254,7 +255,8 @@ if clicked:
         outcome = state.send_once(
             session,
             key,
-            lambda: client.feedback(
+            partial(
+                client.feedback,
                 image.data,
                 target,
                 prediction.label,

@@ -48,9 +48,9 @@ def preview(data: bytes, side: int = PREVIEW_SIDE) -> Image.Image | None:
             with Image.open(io.BytesIO(data)) as image:
                 if image.width * image.height > PREVIEW_MAX_PIXELS:
                     return None
-                image = ImageOps.exif_transpose(image)
-                image.load()
-                shown = _on_white(image)
+                upright = ImageOps.exif_transpose(image)
+                upright.load()
+                shown = _on_white(upright)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Warning):
         return None
     scale = side / max(shown.size)

@@ -87,7 +87,7 @@ def _refusal(problem: ApiError, action: str) -> str:
             f"The server at {problem.base_url} has no {problem.path} route (HTTP {status}). Check "
             "that the webapp's WEBAPP_API_URL is the serving API's base address."
         )
-    if 400 <= status < 500:
+    if status is not None and 400 <= status < 500:
         return f"The prediction service refused the request while {action} (HTTP {status}){said}"
     return (
         f"The prediction service failed while {action} (HTTP {status}). Try again in a moment; if "

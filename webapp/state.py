@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from serving_client.client import ApiError
 from serving_client.contract import FeedbackResponse, ModelInfo, PredictResponse, RetrainOutcome
 from webapp.images import ImageInput
+
+
+class Session(Protocol):
+    """st.session_state as this module uses it (a dict in the tests)."""
+
+    def __contains__(self, key: str, /) -> bool: ...
+    def __getitem__(self, key: str, /) -> Any: ...
+    def __setitem__(self, key: str, value: Any, /) -> None: ...
+
 
 PENDING = "pending"
 KEPT_PREDICTIONS = 32
@@ -33,7 +42,7 @@ class SentFeedback:
     served_after: ModelInfo | None = None
 
 
-def init(state: MutableMapping[str, Any]) -> None:
+def init(state: Session) -> None:
     for key, make in DEFAULTS.items():
         if key not in state:
             state[key] = make()
@@ -44,7 +53,7 @@ def feedback_key(image: ImageInput, shown: PredictResponse) -> str:
     return f"{image.digest}:{shown.label}"
 
 
-def remember_prediction(state: MutableMapping[str, Any], image: ImageInput, answer: Any) -> None:
+def remember_prediction(state: Session, image: ImageInput, answer: Any) -> None:
     """Keep a prediction (or the ApiError of the attempt) for this image; forget the oldest."""
     predictions, problems = state["predictions"], state["predict_problems"]
     if isinstance(answer, ApiError):
@@ -57,7 +66,7 @@ def remember_prediction(state: MutableMapping[str, Any], image: ImageInput, answ
 
 
 def send_once(
-    state: MutableMapping[str, Any],
+    state: Session,
     key: str,
     send: Callable[[], FeedbackResponse],
 ) -> SentFeedback | ApiError | None:
