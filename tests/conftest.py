@@ -1,4 +1,10 @@
-"""Shared fixtures: a reference build and a first model in a temporary folder, built once."""
+"""Shared fixtures: a reference build and a first model in a temporary folder, built once.
+
+The suite trains with a head sized for tests (TEST_HEAD_MEMBERS networks instead of the product's
+five, set in the environment before anything reads its settings, so that the servers and command
+lines the tests start train the same way): every retrain, rebuild and first model costs a fifth.
+The product's own head is `built_full`, which the tests of the model's quality use (tests/model).
+"""
 
 from __future__ import annotations
 
@@ -13,12 +19,34 @@ from ctloop.reference import build_reference
 from ctloop.registry import ModelRegistry
 from harness.data import make_settings, plain_settings, typical_samples
 
+TEST_HEAD_MEMBERS = "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("HEAD_MEMBERS", TEST_HEAD_MEMBERS)
+
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> CoreSettings:
-    """Reference data and v0001 for the digits dataset. Tests must not modify it."""
+    """Reference data and v0001 (the test-sized head) for the digits dataset. Tests must not
+    modify it."""
     settings = make_settings(tmp_path_factory.mktemp("built"))
     build_reference(settings)
+    train_candidate(settings, ModelRegistry(settings.artifacts_dir))
+    return settings
+
+
+@pytest.fixture(scope="session")
+def built_full(built: CoreSettings, tmp_path_factory: pytest.TempPathFactory) -> CoreSettings:
+    """`built`'s reference with v0001 trained with the product's head (HEAD_MEMBERS' declared
+    default), for the tests of what the served model does. Tests must not modify it."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("built_full")
+    shutil.copytree(built.data_dir, root / "data")
+    shutil.copytree(built.embedding_dir, root / "artifacts" / "embedding")
+    members = CoreSettings.model_fields["head_members"].default
+    settings = make_settings(root, head_members=members)
     train_candidate(settings, ModelRegistry(settings.artifacts_dir))
     return settings
 

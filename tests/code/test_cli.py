@@ -99,8 +99,8 @@ def test_init_takes_a_dataset_folder_after_its_name(tmp_path: Path) -> None:
     assert {line.rsplit(",", 1)[1] for line in reference[1:]} == {"0", "1", "2"}
 
 
-def test_registry_verify_checks_every_version_and_names_a_broken_one(tmp_path: Path) -> None:
-    assert run(["init"], tmp_path).returncode == 0
+def test_registry_verify_checks_every_version_and_names_a_broken_one(workspace) -> None:
+    tmp_path = workspace.data_dir.parent  # a copy of `built` (ctloop init is tested above)
     assert run(["train", "--no-promote"], tmp_path).returncode == 0
     clean = run(["registry", "verify"], tmp_path)
     assert clean.returncode == 0

@@ -21,8 +21,8 @@ CLASSES = [str(c) for c in range(10)]
 
 
 @pytest.fixture(scope="module")
-def model(built: CoreSettings) -> Model:
-    return load_model(ModelRegistry(built.artifacts_dir).load())
+def model(built_full: CoreSettings) -> Model:
+    return load_model(ModelRegistry(built_full.artifacts_dir).load())
 
 
 @pytest.fixture(scope="module")

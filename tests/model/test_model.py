@@ -27,13 +27,13 @@ from pictures import encode, moved_sideways, render_grid
 
 
 @pytest.fixture(scope="module")
-def model(built: CoreSettings) -> Model:
-    return load_model(ModelRegistry(built.artifacts_dir).load())
+def model(built_full: CoreSettings) -> Model:
+    return load_model(ModelRegistry(built_full.artifacts_dir).load())
 
 
 @pytest.fixture(scope="module")
-def unseen(built: CoreSettings) -> tuple[np.ndarray, np.ndarray]:
-    samples = load_samples(built.samples_dir)
+def unseen(built_full: CoreSettings) -> tuple[np.ndarray, np.ndarray]:
+    samples = load_samples(built_full.samples_dir)
     return preprocess_many(samples.images), np.array(samples.labels)
 
 
@@ -41,8 +41,8 @@ def predict(model: Model, images: list[bytes]) -> np.ndarray:
     return model.predict_pixels(preprocess_many(images))[1]
 
 
-def test_held_out_accuracy_is_at_least_098(built: CoreSettings, model: Model) -> None:
-    training_set = load_training_set(built)
+def test_held_out_accuracy_is_at_least_098(built_full: CoreSettings, model: Model) -> None:
+    training_set = load_training_set(built_full)
     held = training_set.holdout
     labels = model.classifier(training_set.embeddings[held])[0]
     accuracy = float((labels == training_set.targets[held]).mean())
@@ -56,10 +56,10 @@ def test_accuracy_on_unseen_images(model: Model, unseen: tuple[np.ndarray, np.nd
     assert float((model.predict_pixels(pixels)[1] == labels).mean()) >= 0.97
 
 
-def test_onnx_head_matches_scikit_learn(built: CoreSettings, model: Model) -> None:
+def test_onnx_head_matches_scikit_learn(built_full: CoreSettings, model: Model) -> None:
     """The served classifier.onnx against the scikit-learn head its head.json describes."""
-    training_set = load_training_set(built)
-    head = load_head(ModelRegistry(built.artifacts_dir).load().files)
+    training_set = load_training_set(built_full)
+    head = load_head(ModelRegistry(built_full.artifacts_dir).load().files)
     held = training_set.embeddings[training_set.holdout]
     labels, probabilities = model.classifier(held)
     expected = head.predict_proba(held)
@@ -68,22 +68,24 @@ def test_onnx_head_matches_scikit_learn(built: CoreSettings, model: Model) -> No
     assert list(head.classes_) == model.classes
 
 
-def test_onnx_embedding_matches_scikit_learn(built: CoreSettings) -> None:
+def test_onnx_embedding_matches_scikit_learn(built_full: CoreSettings) -> None:
     """The PCA refitted as the reference build fits it (images + their seeded copies)."""
     from ctloop.embed import load_embedding
     from ctloop.preprocess import PreprocessSpec
     from ctloop.reference import embedding_fit_pixels
 
     dataset = load_dataset("digits")
-    reference, _ = split_reference_unseen(dataset.labels, built.unseen_fraction, built.split_seed)
+    reference, _ = split_reference_unseen(
+        dataset.labels, built_full.unseen_fraction, built_full.split_seed
+    )
     pixels = preprocess_many([dataset.images[i] for i in reference])
-    info = load_embedding(built.embedding_dir).info
+    info = load_embedding(built_full.embedding_dir).info
     spec = PreprocessSpec.from_dict(info["preprocessing"])
     labels = [dataset.labels[i] for i in reference]
     fit_pixels = embedding_fit_pixels(pixels, labels, info["embedding_fit"], spec)
     assert len(fit_pixels) == 9 * len(pixels)  # AUGMENT_EMBEDDING_COPIES=8
-    pca, _ = fit_embedding(fit_pixels, built.pca_components)
-    stored = read_reference(built.ref_data_path).embeddings
+    pca, _ = fit_embedding(fit_pixels, built_full.pca_components)
+    stored = read_reference(built_full.ref_data_path).embeddings
     assert np.abs(pca.transform(pixels) - stored).max() <= 2e-5
 
 
@@ -205,12 +207,12 @@ def test_the_production_weight_changes_what_the_head_learns(workspace: CoreSetti
 
 
 def test_the_serving_pipeline_equals_embedding_then_head(
-    built: CoreSettings, model: Model, unseen
+    built_full: CoreSettings, model: Model, unseen
 ) -> None:
     """pipeline.onnx (one call) gives what embedding.onnx then classifier.onnx give."""
     from ctloop.predict import Embedding
 
-    files = ModelRegistry(built.artifacts_dir).load()
+    files = ModelRegistry(built_full.artifacts_dir).load()
     pixels, _ = unseen
     embeddings = Embedding(files.files["embedding.onnx"])(pixels)
     labels, probabilities = model.classifier(embeddings)

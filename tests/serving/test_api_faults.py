@@ -23,14 +23,21 @@ from tests.serving.test_api_contract import samples_of
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def two_versions(built, tmp_path):
-    """A private stack serving v0002, whose parent v0001 was served before it."""
-    settings = copy_workspace(built, tmp_path)
+@pytest.fixture(scope="module")
+def two_versions_built(built, tmp_path_factory):
+    """v0002 trained once on `built`'s data (it passes the gate), served after its parent."""
+    settings = copy_workspace(built, tmp_path_factory.mktemp("two_versions"))
     registry = ModelRegistry(settings.artifacts_dir)
     candidate = train_candidate(settings, registry)  # same data: passes the gate
     assert candidate.version == "v0002" and registry.current_version() == "v0002"
-    return settings, registry
+    return settings
+
+
+@pytest.fixture
+def two_versions(two_versions_built, tmp_path):
+    """A private stack serving v0002, whose parent v0001 was served before it."""
+    settings = copy_workspace(two_versions_built, tmp_path)
+    return settings, ModelRegistry(settings.artifacts_dir)
 
 
 def predict(server: LiveServer, image: bytes) -> httpx.Response:

@@ -103,7 +103,11 @@ def test_a_trainer_ends_when_the_server_that_started_it_stops(built, tmp_path) -
     embeddings, targets, predictions = served_feedback(built)
     write_prod(settings.prod_data_path, embeddings[:20], targets[:20], predictions[:20])
     server = LiveServer(
-        settings, tmp_path / "server.log", RETRAIN_MODE="scratch", SERVING_WORKERS="2"
+        settings,
+        tmp_path / "server.log",
+        RETRAIN_MODE="scratch",
+        SERVING_WORKERS="2",
+        HEAD_MEMBERS="5",  # the product's head: long enough a rebuild to be stopped mid-way
     )
     with server:
         ledger = RetrainLog(settings.retrain_log_path)

@@ -61,11 +61,11 @@ def chromium() -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def stack(
-    built: CoreSettings, tmp_path_factory: pytest.TempPathFactory
+    built_full: CoreSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[CoreSettings, LiveServer, StreamlitServer]]:
     """A real serving API and the page served by `streamlit run`, both on free loopback ports."""
     root = tmp_path_factory.mktemp("webapp-browser")
-    settings = copy_workspace(built, root)
+    settings = copy_workspace(built_full, root)
     with (
         LiveServer(settings, root / "api.log", RETRAIN_EVERY="1000") as api,
         StreamlitServer(root / "streamlit.log", WEBAPP_API_URL=api.url, API_TOKEN=api.token) as web,
@@ -155,11 +155,11 @@ def test_upload_predict_and_send_feedback_in_a_real_browser(
 
 
 def test_a_corrected_class_is_recorded_once_even_when_clicked_twice(
-    page: Page, stack, built: CoreSettings
+    page: Page, stack, built_full: CoreSettings
 ) -> None:
     settings, api, _ = stack
     wrong = None
-    for path in sorted(built.samples_dir.glob("*/*.png")):
+    for path in sorted(built_full.samples_dir.glob("*/*.png")):
         answer = httpx.post(f"{api.url}/predict", files={"file": (path.name, path.read_bytes())})
         if answer.json()["label"] != path.parent.name:
             wrong, shown = path, answer.json()["label"]
