@@ -177,7 +177,7 @@ class WindowDriftedColumnsCalculation(CountCalculation[WindowDriftedColumns]):
         metric = self.metric
         window = current_data.as_dataframe().tail(metric.window_rows)
         settings = ReportingSettings.model_construct(
-            drift_method=metric.method, drift_threshold=metric.threshold
+            drift_test=metric.method, drift_threshold=metric.threshold
         )
         values = embedding_drift(reference_data.as_dataframe(), window, metric.columns, settings)
         return self.result(int(values["drifted_columns"]), float(values["drift_share"]))
