@@ -26,9 +26,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timezone
+from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -56,7 +58,7 @@ class ExportedState:
 class SnapshotCollector:
     """A prometheus_client collector over the latest ExportedState; fed by the refresher."""
 
-    def __init__(self, window_rows: int, clock=time.time) -> None:
+    def __init__(self, window_rows: int, clock: Callable[[], float] = time.time) -> None:
         self.window_rows = window_rows
         self._clock = clock
         self._lock = threading.Lock()
@@ -94,7 +96,7 @@ class SnapshotCollector:
                 self.state, last_failure=self._clock(), last_ok=False, updates=updates
             )
 
-    def _update(self, **changes) -> None:
+    def _update(self, **changes: Any) -> None:
         with self._lock:
             self.state = replace(self.state, **changes)
 
@@ -209,7 +211,9 @@ def _health_metrics(state: ExportedState, now: float) -> Iterator[Metric]:
     yield updates
 
 
-def serve_metrics(collector: SnapshotCollector, host: str, port: int):
+def serve_metrics(
+    collector: SnapshotCollector, host: str, port: int
+) -> tuple[WSGIServer, threading.Thread]:
     """Start the /metrics HTTP server in a daemon thread; returns (server, thread)."""
     registry = CollectorRegistry()
     registry.register(collector)

@@ -26,6 +26,7 @@ from evidently.core.metric_types import (
     get_default_render,
 )
 from evidently.core.report import Context
+from evidently.legacy.model.widget import BaseWidgetInfo
 from evidently.legacy.renderers.html_widgets import WidgetSize, table_data
 from sklearn.metrics import precision_recall_fscore_support
 
@@ -48,7 +49,7 @@ class FeedbackQualityCalculation(SingleValueCalculation[TQuality], Generic[TQual
 
     @staticmethod
     @abc.abstractmethod
-    def score(target: np.ndarray, prediction: np.ndarray) -> float:
+    def score(target: np.ndarray, prediction: np.ndarray, /) -> float:
         """The metric's value on these labels (a function of `ctloop.evaluate`)."""
 
     def calculate(
@@ -153,7 +154,7 @@ class BalancedAccuracyCalculation(FeedbackQualityCalculation[BalancedAccuracy]):
         return [*widgets, per_class_table(target, prediction, known)]
 
 
-def per_class_table(target: np.ndarray, prediction: np.ndarray, known: list[str]):
+def per_class_table(target: np.ndarray, prediction: np.ndarray, known: list[str]) -> BaseWidgetInfo:
     """One row per class: feedback rows, recall, precision, F1, and whether it is averaged."""
     classes = sorted(set(known) | set(target.tolist()) | set(prediction.tolist()))
     precision, recall, f1, support = precision_recall_fscore_support(

@@ -13,7 +13,7 @@ import contextlib
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -145,7 +145,7 @@ def update(settings: ReportingSettings) -> UpdateResult:
 
 
 def monitoring_metrics(
-    settings: ReportingSettings, embedding_columns: list[str], versions: list[str] = ()
+    settings: ReportingSettings, embedding_columns: list[str], versions: Sequence[str] = ()
 ) -> list:
     """The report's metrics; their configuration never changes between runs (one series each),
     except the per-version windowed ones: one series per model version in the window."""

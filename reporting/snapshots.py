@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from evidently.core.report import Snapshot
@@ -79,8 +80,9 @@ def prune_runs(workspace: Workspace, project_id: uuid.UUID, keep: int) -> list[u
     return old
 
 
-def metric_values(snapshot: Snapshot) -> list[tuple[str, dict, object]]:
-    """(metric type, config, value) of every metric in the snapshot, in report order."""
+def metric_values(snapshot: Snapshot) -> list[tuple[str, dict, Any]]:
+    """(metric type, config, value) of every metric in the snapshot, in report order. A value is
+    as the snapshot's JSON holds it: a number, or {"count", "share"} for a count."""
     rows = []
     for metric in snapshot.dict()["metrics"]:
         config = dict(metric["config"])
