@@ -24,6 +24,20 @@ def _memory(prefix: str, service: str, default: str, note: str = "") -> str:
     )
 
 
+def _port(prefix: str, service: str, default: int, description: str) -> int:
+    return setting(
+        default,
+        description,
+        env=f"{prefix}_PORT",
+        section=PORTS,
+        start=prefix in ("WEBAPP", "GRAFANA"),
+        compose="host",
+        services=(service,),
+        ge=1,
+        le=65535,
+    )
+
+
 class ComposeSettings(Settings):
     """What `docker compose` itself reads from the environment or .env."""
 
@@ -44,48 +58,19 @@ class ComposeSettings(Settings):
             "grafana",
         ),
     )
-    webapp_port: int = setting(
-        8081,
-        "Port of the page on the host (the container listens on 8081)",
-        env="WEBAPP_PORT",
-        section=PORTS,
-        start=True,
-        compose="host",
-        services=("webapp",),
-        ge=1,
-        le=65535,
+    webapp_port: int = _port(
+        "WEBAPP", "webapp", 8081, "Port of the page on the host (the container listens on 8081)"
     )
-    prometheus_port: int = setting(
-        9090,
-        "Port of Prometheus on the host (also its external URL)",
-        env="PROMETHEUS_PORT",
-        section=PORTS,
-        compose="host",
-        services=("prometheus",),
-        ge=1,
-        le=65535,
+    prometheus_port: int = _port(
+        "PROMETHEUS", "prometheus", 9090, "Port of Prometheus on the host (also its external URL)"
     )
-    alertmanager_port: int = setting(
+    alertmanager_port: int = _port(
+        "ALERTMANAGER",
+        "alertmanager",
         9093,
         "Port of Alertmanager on the host (also its external URL)",
-        env="ALERTMANAGER_PORT",
-        section=PORTS,
-        compose="host",
-        services=("alertmanager",),
-        ge=1,
-        le=65535,
     )
-    grafana_port: int = setting(
-        3000,
-        "Port of Grafana on the host",
-        env="GRAFANA_PORT",
-        section=PORTS,
-        start=True,
-        compose="host",
-        services=("grafana",),
-        ge=1,
-        le=65535,
-    )
+    grafana_port: int = _port("GRAFANA", "grafana", 3000, "Port of Grafana on the host")
     network_name: str = setting(
         "prod_net",
         "Name of the stack's Docker network",
