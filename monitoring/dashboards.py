@@ -18,6 +18,7 @@ from grafana_foundation_sdk.builders import common, prometheus, stat, table, tim
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.common import GraphDrawStyle, StackingMode
+from grafana_foundation_sdk.models.dashboard import Dashboard as DashboardModel
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
@@ -31,18 +32,27 @@ LATENCY = "ctloop_http_request_duration_seconds"
 RATE = "$__rate_interval"
 
 
-def query(expr: str, legend: str = "", ref: str = "A", instant: bool = False):
+def query(
+    expr: str, legend: str = "", ref: str = "A", instant: bool = False
+) -> prometheus.Dataquery:
     target = prometheus.Dataquery().expr(expr).ref_id(ref).datasource(DATASOURCE)
     if legend:
         target = target.legend_format(legend)
     return target.instant() if instant else target.range()
 
 
-def as_table(target):
+def as_table(target: prometheus.Dataquery) -> prometheus.Dataquery:
     return target.format(PromQueryFormat.TABLE)
 
 
-def graph(title: str, description: str, unit: str, *targets, width: int = 12, height: int = 8):
+def graph(
+    title: str,
+    description: str,
+    unit: str,
+    *targets: prometheus.Dataquery,
+    width: int = 12,
+    height: int = 8,
+) -> timeseries.Panel:
     panel = (
         timeseries.Panel()
         .title(title)
@@ -68,7 +78,7 @@ def retrain_annotation() -> db.AnnotationQuery:
     )
 
 
-def serving_dashboard():
+def serving_dashboard() -> DashboardModel:
     """Requests, latency, errors, predictions by class, the version each worker serves."""
     quantiles = [
         query(
@@ -171,7 +181,7 @@ def serving_dashboard():
     )
 
 
-def model_dashboard(t: Thresholds | None = None):
+def model_dashboard(t: Thresholds | None = None) -> DashboardModel:
     """Drift, windowed quality overall and per version, feedback, retrains, alerts."""
     t = t or Thresholds()
     return (
@@ -286,7 +296,7 @@ def dashboard(uid: str, title: str, description: str) -> db.Dashboard:
     )
 
 
-def render(model) -> str:
+def render(model: DashboardModel) -> str:
     """Grafana's JSON for a dashboard, plus the annotation fields the SDK does not model."""
     document = json.loads(json.dumps(model, cls=JSONEncoder))
     for annotation in document.get("annotations", {}).get("list", []):

@@ -27,7 +27,7 @@ import ctypes
 import ctypes.util
 import math
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import cache
 
 from serving.errors import ApiError
@@ -105,7 +105,7 @@ def decode_budget(capacity: int, wait_seconds: float) -> PixelBudget:
     return PixelBudget(capacity, wait_seconds)
 
 
-def _malloc_trim():
+def _malloc_trim() -> Callable[[int], int] | None:
     name = ctypes.util.find_library("c")
     try:
         return ctypes.CDLL(name).malloc_trim if name else None

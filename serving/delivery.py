@@ -80,7 +80,14 @@ class ShadowQueue:
         self._rows = 0
         self._timer: asyncio.TimerHandle | None = None
 
-    def add(self, shadow: Model, same_embedding: bool, labels, embeddings, pixels) -> None:
+    def add(
+        self,
+        shadow: Model,
+        same_embedding: bool,
+        labels: np.ndarray,
+        embeddings: np.ndarray,
+        pixels: np.ndarray,
+    ) -> None:
         self._pending.append((shadow, same_embedding, labels, embeddings, pixels))
         self._rows += len(labels)
         if self._rows >= self.FLUSH_ROWS:
@@ -107,13 +114,19 @@ SHADOWS = ShadowQueue()
 
 
 def shadow_later(
-    shadow: Model, same_embedding: bool, labels: np.ndarray, embeddings, pixels
+    shadow: Model,
+    same_embedding: bool,
+    labels: np.ndarray,
+    embeddings: np.ndarray,
+    pixels: np.ndarray,
 ) -> None:
     """Have the shadow answer the same images, after this request's reply has been sent."""
     SHADOWS.add(shadow, same_embedding, labels, embeddings, pixels)
 
 
-def _run_shadow(shadow: Model, same_embedding: bool, labels, inputs) -> None:
+def _run_shadow(
+    shadow: Model, same_embedding: bool, labels: np.ndarray, inputs: np.ndarray
+) -> None:
     """The shadow on a batch: `inputs` are the champion's embeddings when the two share their
     embedding (the shadow's head alone), else the preprocessed pixels."""
     try:

@@ -97,7 +97,9 @@ def _invalid(request: Request, errors: Sequence[Mapping[str, Any]], total: int) 
     )
 
 
-def _response(request: Request, status: int, code: str, detail: str, **extra) -> JSONResponse:
+def _response(
+    request: Request, status: int, code: str, detail: str, **extra: object
+) -> JSONResponse:
     body = {"detail": detail, "error": code, **extra}
     request_id = getattr(request.state, "request_id", None)
     if request_id:

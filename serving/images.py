@@ -8,8 +8,9 @@ import re
 
 import numpy as np
 from fastapi import Request
+from PIL import Image
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from ctloop.preprocess import (
     ImageError,
@@ -42,7 +43,7 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def read_form(request: Request, settings: ServingSettings):
+async def read_form(request: Request, settings: ServingSettings) -> FormData:
     """The multipart form; more files than the batch limit is a 422."""
     try:
         return await request.form(max_files=settings.max_batch, max_fields=20)
@@ -54,7 +55,7 @@ async def read_form(request: Request, settings: ServingSettings):
         ) from exc
 
 
-async def uploaded_files(form, field: str = "file") -> list[bytes]:
+async def uploaded_files(form: FormData, field: str = "file") -> list[bytes]:
     files = [item for item in form.getlist(field) if isinstance(item, UploadFile)]
     if not files:
         raise ApiError(422, "missing_file", f"the multipart body has no '{field}' file field")
@@ -123,7 +124,7 @@ async def to_pixels(
     return rows
 
 
-def _preprocess_large(image, spec: PreprocessSpec) -> np.ndarray:
+def _preprocess_large(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     """preprocess_image in a worker thread, the decoded pixels freed and handed back to the
     system before the thread gives its share of the budget back."""
     try:

@@ -11,6 +11,7 @@ import secrets
 import time
 
 from prometheus_client import Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ctloop.logs import JsonLineWriter
 from serving.logs import ACCESS_LOG
@@ -33,14 +34,14 @@ class RequestMiddleware:
     over-long Content-Length with a plain-text 413 that replaces the app's JSON error.
     """
 
-    def __init__(self, app, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self._latency: dict[tuple[str, str, int], Histogram] = {}  # children, looked up once
         self._by_version: dict[tuple[str, bool], Histogram] = {}
         self._access: JsonLineWriter | None = None  # made in the worker, after logging is set up
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -54,7 +55,7 @@ class RequestMiddleware:
         state["request_id"] = request_id
         status = 500
 
-        async def send_with_id(message) -> None:
+        async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -101,11 +102,11 @@ class RequestMiddleware:
                     },
                 )
 
-    def _limited(self, receive):
+    def _limited(self, receive: Receive) -> Receive:
         """Count body bytes as they arrive, for bodies sent without a Content-Length."""
         limit, received = self.max_body_bytes, 0
 
-        async def receive_limited():
+        async def receive_limited() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
@@ -117,7 +118,7 @@ class RequestMiddleware:
         return receive_limited
 
 
-def _client_request_id(scope) -> str | None:
+def _client_request_id(scope: Scope) -> str | None:
     offered = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
     if offered is None:
         return None
@@ -125,7 +126,7 @@ def _client_request_id(scope) -> str | None:
     return text if REQUEST_ID.match(text) else None
 
 
-async def _too_large(send, limit: int, request_id: str) -> None:
+async def _too_large(send: Send, limit: int, request_id: str) -> None:
     body = json.dumps(
         {
             "detail": f"the request body is larger than the limit of {limit:,} bytes",

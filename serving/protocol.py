@@ -22,6 +22,8 @@ from serving.settings import get_serving_settings
 
 
 class TimedHttpToolsProtocol(HttpToolsProtocol):
+    # The override uvicorn's HttpToolsProtocol makes too: asyncio's BaseProtocol declares a
+    # BaseTransport, and a server's connection is always an asyncio.Transport.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._deadline: asyncio.TimerHandle | None = None
         settings = get_serving_settings()  # read once per process

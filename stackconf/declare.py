@@ -86,6 +86,8 @@ def setting(
         services=services,
         secret=secret,
     )
+    # The declaration rides in json_schema_extra, the one slot pydantic keeps on a field for its
+    # owner; pydantic types that slot as JSON, which a Declaration is not (hence the two ignores).
     extra = {"x-setting": declaration}
     if callable(default):
         return Field(
@@ -107,9 +109,10 @@ def setting(
 def declaration(field: FieldInfo) -> Declaration:
     """The declaration of a field made with `setting()`."""
     extra = field.json_schema_extra
-    if not isinstance(extra, dict) or not isinstance(extra.get("x-setting"), Declaration):
+    found = extra.get("x-setting") if isinstance(extra, dict) else None
+    if not isinstance(found, Declaration):
         raise TypeError("a settings field not declared with stackconf.setting()")
-    return extra["x-setting"]  # type: ignore[return-value]
+    return found
 
 
 class Settings(BaseSettings):

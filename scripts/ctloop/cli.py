@@ -14,13 +14,22 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ctloop.config import CoreSettings
 from ctloop.registry import ModelRegistry, RegistryError
 from ctloop.tables import TableError
 
+if TYPE_CHECKING:  # the commands import the training stack when they run, not before
+    from ctloop.candidate import Candidate
+
 # The ML stages (scikit-learn, skl2onnx, onnxruntime) are imported inside the commands that need
 # them: `retrain` is started by the API and must exit fast when it has nothing to do.
+
+
+# A command: its settings and arguments in, the process's exit status out.
+Handler = Callable[[CoreSettings, argparse.Namespace], int]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,7 +210,7 @@ def cmd_registry(settings: CoreSettings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_candidate(candidate) -> None:
+def _print_candidate(candidate: Candidate) -> None:
     holdout = candidate.head.metrics["holdout"]
     training = candidate.head.training
     print(
@@ -234,7 +243,7 @@ def _parser() -> argparse.ArgumentParser:
     _shared_options(shared, default=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, handler, help_text: str) -> argparse.ArgumentParser:
+    def command(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, parents=[shared])
         sub.set_defaults(handler=handler)
         return sub

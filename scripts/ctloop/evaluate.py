@@ -17,12 +17,13 @@ import warnings
 from types import ModuleType
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 # The names under which manifests, the exporter and the dashboard store each figure.
 METRICS = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "balanced_accuracy")
 
 
-def _labels(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+def _labels(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(y_true, dtype=str), np.asarray(y_pred, dtype=str)
 
 
@@ -34,7 +35,7 @@ def _sklearn() -> ModuleType:
     return metrics
 
 
-def accuracy(y_true, y_pred) -> float:
+def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Share of rows predicted right (scikit-learn's accuracy_score, in numpy: the serving
     workers compute it live during a stage and do not load scikit-learn)."""
     truth, predicted = _labels(y_true, y_pred)
@@ -43,33 +44,33 @@ def accuracy(y_true, y_pred) -> float:
     return float(np.mean(truth == predicted))
 
 
-def macro_f1(y_true, y_pred) -> float:
+def macro_f1(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Mean F1 over the labels in the target or the prediction."""
     return float(_sklearn().f1_score(*_labels(y_true, y_pred), average="macro", zero_division=0))
 
 
-def macro_precision(y_true, y_pred) -> float:
+def macro_precision(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Mean precision over the labels in the target or the prediction."""
     return float(
         _sklearn().precision_score(*_labels(y_true, y_pred), average="macro", zero_division=0)
     )
 
 
-def macro_recall(y_true, y_pred) -> float:
+def macro_recall(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Mean recall over the labels in the target or the prediction."""
     return float(
         _sklearn().recall_score(*_labels(y_true, y_pred), average="macro", zero_division=0)
     )
 
 
-def balanced_accuracy(y_true, y_pred) -> float:
+def balanced_accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Mean recall over the classes present in the target."""
     with warnings.catch_warnings():  # "y_pred contains classes not in y_true": expected here
         warnings.simplefilter("ignore", UserWarning)
         return float(_sklearn().balanced_accuracy_score(*_labels(y_true, y_pred)))
 
 
-def per_class_recall(y_true, y_pred) -> dict[str, float]:
+def per_class_recall(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
     """Recall of each class present in the target, in sorted order."""
     truth, predicted = _labels(y_true, y_pred)
     present = sorted(set(truth.tolist()))
@@ -88,7 +89,7 @@ SCORERS = {
 }
 
 
-def classification_metrics(y_true, y_pred) -> dict:
+def classification_metrics(y_true: ArrayLike, y_pred: ArrayLike) -> dict:
     """Every metric above on these rows, rounded to 6 digits (what a manifest stores)."""
     truth, predicted = _labels(y_true, y_pred)
     if len(truth) == 0:

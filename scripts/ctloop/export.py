@@ -7,6 +7,7 @@ ZipMap so that probabilities come out as a plain (rows, classes) float tensor.
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType
@@ -20,6 +21,9 @@ from ctloop.predict import (
     PIXELS_INPUT,
     PROBABILITIES_OUTPUT,
 )
+
+if TYPE_CHECKING:  # onnx is imported where a graph is merged
+    from onnx import GraphProto
 
 TARGET_OPSET = {"": 18, "ai.onnx.ml": 3}
 
@@ -83,7 +87,7 @@ def pipeline_to_onnx(embedding: bytes, head: bytes) -> bytes:
     return merged.SerializeToString()
 
 
-def _rename(graph, renames: dict[str, str]) -> None:
+def _rename(graph: GraphProto, renames: dict[str, str]) -> None:
     """Rename tensors everywhere they occur: node outputs, node inputs (an MLP's ArgMax reads
     the probabilities) and graph outputs."""
     for node in graph.node:

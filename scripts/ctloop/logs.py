@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from typing import TextIO
 
 # What every LogRecord carries; anything else on a record came from `extra=` and is logged.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -44,7 +45,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_json_logging(level: str = "INFO", stream=None) -> None:
+def configure_json_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
     """Send every logger's records, as JSON lines, to `stream` (standard output by default)."""
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter())

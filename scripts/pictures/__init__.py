@@ -10,6 +10,7 @@ stack.
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -36,7 +37,7 @@ def moved_sideways(picture: Image.Image, step: int) -> Image.Image:
     return moved
 
 
-def encode(picture: Image.Image, fmt: str = "PNG", **options) -> bytes:
+def encode(picture: Image.Image, fmt: str = "PNG", **options: Any) -> bytes:
     """The picture as the bytes of an image file (PNG unless `fmt` says otherwise); `options`
     go to Pillow's save (`optimize=True`, `quality=90`, ...)."""
     buffer = io.BytesIO()

@@ -17,7 +17,7 @@ from serving_client.client import ApiError
 from traffic.delivery import StageScenario, describe_round, play_stage
 from traffic.drift import TRANSFORMS
 from traffic.report import describe, plot, summary, write_csv
-from traffic.scenario import Scenario, TrafficError, run
+from traffic.scenario import Scenario, TrafficError, WindowRecord, run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'win':>3} {'phase':7} {'rows':>5} {'served':>6} {'clean':>6} {'drifted':>7} "
           f"{'drift':>5} {'retrains':>8}  version")  # fmt: skip
 
-    def show(record) -> None:
+    def show(record: WindowRecord) -> None:
         print(
             f"{record.window:3} {record.phase:7} {record.rows:5} {record.served_accuracy:6.2f} "
             f"{record.clean_accuracy:6.2f} {record.drifted_accuracy:7.2f} "

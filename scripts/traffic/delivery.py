@@ -12,6 +12,7 @@ ended, promoted or rolled back, saying which and why (/model/versions).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,7 +57,9 @@ class StageOutcome:
     rounds: list[RoundRecord] = field(default_factory=list)
 
 
-def play_stage(scenario: StageScenario, on_round=None) -> StageOutcome:
+def play_stage(
+    scenario: StageScenario, on_round: Callable[[RoundRecord], None] | None = None
+) -> StageOutcome:
     """Play rounds until the stage on the server ends; the outcome."""
     cells, labels = load_images(scenario.samples_dir)
     rng = np.random.default_rng(scenario.seed)
@@ -80,7 +83,14 @@ def play_stage(scenario: StageScenario, on_round=None) -> StageOutcome:
                        f"{scenario.max_rounds} rounds")  # fmt: skip
 
 
-def _play_round(api: ApiClient, scenario, number, cells, labels, rng) -> RoundRecord:
+def _play_round(
+    api: ApiClient,
+    scenario: StageScenario,
+    number: int,
+    cells: np.ndarray,
+    labels: np.ndarray,
+    rng: np.random.Generator,
+) -> RoundRecord:
     requests: dict[str, int] = {}
     right: dict[str, int] = {}
     before = _shadow_counts(api) if scenario.strategy == "shadow" else None
@@ -106,7 +116,13 @@ def _play_round(api: ApiClient, scenario, number, cells, labels, rng) -> RoundRe
     )
 
 
-def _outcome(api: ApiClient, scenario, challenger: str, champion: str, rounds) -> StageOutcome:
+def _outcome(
+    api: ApiClient,
+    scenario: StageScenario,
+    challenger: str,
+    champion: str,
+    rounds: list[RoundRecord],
+) -> StageOutcome:
     versions = {v.version: v for v in api.versions()}
     last = versions[challenger].stages[-1]
     if last["stage"] not in ("champion", "rolled_back"):

@@ -16,6 +16,7 @@ service's exporter (its /metrics), once a snapshot covers the window.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -74,7 +75,9 @@ def connect(url: str, token: str | None) -> ApiClient:
     return ApiClient(url, token, timeout=60, user_agent="ctloop-traffic", patience=120)
 
 
-def run(scenario: Scenario, on_window=None) -> list[WindowRecord]:
+def run(
+    scenario: Scenario, on_window: Callable[[WindowRecord], None] | None = None
+) -> list[WindowRecord]:
     """Play the whole scenario; `on_window(record)` is called as each window ends."""
     cells, labels = load_images(scenario.samples_dir)
     rng = np.random.default_rng(scenario.seed)
@@ -126,7 +129,12 @@ def run(scenario: Scenario, on_window=None) -> list[WindowRecord]:
 
 
 def _play_window(
-    api: ApiClient, batch, cells, labels, phase, rng
+    api: ApiClient,
+    batch: np.ndarray,
+    cells: np.ndarray,
+    labels: np.ndarray,
+    phase: str,
+    rng: np.random.Generator,
 ) -> tuple[float, list[str], int, bool]:
     """Predict, then give feedback for, every image of the window, as a client would."""
     correct, versions, rows, triggered = 0, [], 0, False

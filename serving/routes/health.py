@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import State
 
 from serving.metrics import render_metrics
 
@@ -35,7 +36,7 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse({"status": status, "model_version": model.version, "problems": problems})
 
 
-def service_problems(state) -> list[str]:
+def service_problems(state: State) -> list[str]:
     """What works less than it should, in words an operator can act on."""
     problems = []
     fallback = state.models.fallback

@@ -22,6 +22,7 @@ from serving.deps import (
     TokenDep,
 )
 from serving.errors import ApiError, Responses
+from serving.model_store import ModelStore
 from serving.routes.health import service_problems
 from serving_client.contract import (
     ErrorResponse,
@@ -172,7 +173,9 @@ async def abort_stage(request: Request, models: ModelStoreDep, body: StageBody) 
     return await _end_stage(request, models, body, promote=False)
 
 
-async def _end_stage(request: Request, models, body: StageRequest | None, promote: bool):
+async def _end_stage(
+    request: Request, models: ModelStore, body: StageRequest | None, promote: bool
+) -> StageResponse:
     body = body or StageRequest()
     reason = body.reason or ("promoted by hand" if promote else "aborted by hand")
     try:
@@ -181,6 +184,8 @@ async def _end_stage(request: Request, models, body: StageRequest | None, promot
         raise ApiError(409, "no_such_stage", str(exc)) from exc
     await run_in_threadpool(models.load_current)
     champion = models.registry.current_version()
+    if champion is None:  # a stage only ever stands beside a champion; a hand edit removed it
+        raise ApiError(409, "no_champion", "the stage ended but no version is served")
     request.state.model_version = champion
     return StageResponse(
         version=version, stage="champion" if promote else "rolled_back", champion=champion

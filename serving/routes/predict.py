@@ -120,7 +120,14 @@ def _wants_grid(request: Request) -> bool:
     return value in ("true", "1")
 
 
-def _with_grid(model: Model, labels, probabilities, pixels, batch: bool, request_id: str):
+def _with_grid(
+    model: Model,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    pixels: np.ndarray,
+    batch: bool,
+    request_id: str,
+) -> Response:
     side = model.spec.size
     grids = [np.round(row.reshape(side, side), 4).tolist() for row in pixels]
     rows = zip(labels, probabilities, grids, strict=True)
@@ -168,7 +175,7 @@ async def _read_images(request: Request, settings: ServingSettings) -> tuple[lis
 _PREDICTED: dict[str, Counter] = {}  # the counter's child per class, looked up once
 
 
-def _fields(model: Model, label: str, row) -> dict:
+def _fields(model: Model, label: str, row: np.ndarray) -> dict:
     counter = _PREDICTED.get(label)
     if counter is None:
         counter = _PREDICTED[label] = PREDICTIONS.labels(label=label)
