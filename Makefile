@@ -94,12 +94,13 @@ format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Re-resolve every transitive pin from the direct pins (run after changing a requirements file).
+# The one lock: constraints.txt pins every package of every image (their requirements files name
+# packages, never versions). This re-resolves it to the newest versions: review the diff, run the tests.
 lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
-	( echo "# Transitive pins for every requirements file; regenerate with 'make lock'."; \
+	( echo "# The one lock: the version of every package of every image; regenerate with 'make lock'."; \
 	  .lock-venv/bin/python -m pip freeze --exclude-editable ) > constraints.txt
 	rm -rf .lock-venv
 
