@@ -6,6 +6,8 @@ settings nothing poisoned is promoted and the rejections say why."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 import numpy as np
 import pytest
@@ -101,18 +103,22 @@ def test_a_poisoning_flood_promotes_nothing_poisoned(
     plain_built, tmp_path, victim: str, as_label: str
 ) -> None:
     # The control turns off both rules that read the held-out reference rows: the class rule
-    # and the reference accuracy rule (which alone would also stop a flood this large).
-    without_rule, promoted = attack(
-        plain_built,
-        tmp_path / "control",
-        victim,
-        as_label,
-        GATE_CLASS_TOLERANCE="1",
-        GATE_REFERENCE_TOLERANCE="1",
-    )
+    # and the reference accuracy rule (which alone would also stop a flood this large). The two
+    # stacks are independent (own folders, own server): they are attacked side by side.
+    with ThreadPoolExecutor(2) as pool:
+        control = pool.submit(
+            attack,
+            plain_built,
+            tmp_path / "control",
+            victim,
+            as_label,
+            GATE_CLASS_TOLERANCE="1",
+            GATE_REFERENCE_TOLERANCE="1",
+        )
+        default = pool.submit(attack, plain_built, tmp_path / "default", victim, as_label)
+        (without_rule, promoted), (defended, decisions) = control.result(), default.result()
     assert any(d["decision"] == "promoted" for d in promoted)
 
-    defended, decisions = attack(plain_built, tmp_path / "default", victim, as_label)
     registry = ModelRegistry(tmp_path / "default" / "artifacts")
     floor = registry.manifest("v0001")["gate"]["class_floor"][victim]
     tolerance = registry.manifest("v0001")["gate"]["class_tolerance"]
