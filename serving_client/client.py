@@ -206,7 +206,7 @@ class ApiClient:
     def predict_batch(
         self, images: Sequence[bytes], *, client_id: str | None = None
     ) -> BatchPredictResponse:
-        """POST /predict with several images in JSON (at most the API's MAX_BATCH)."""
+        """POST /predict with several images in JSON (at most the API's SERVING_MAX_BATCH)."""
         body = PredictRequest(images=[_b64(i) for i in images]).model_dump(exclude_none=True)
         reply = self._call("POST", "/predict", json=body, client_id=client_id)
         return self._parse(reply, BatchPredictResponse)
