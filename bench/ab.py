@@ -48,6 +48,11 @@ class Checkout(ServerProcess):
             SERVING_HOST="127.0.0.1",
             SERVING_PORT=str(self.port),
             SERVING_WORKERS="1",
+            # The same under the names a checkout from before the settings' prefixes reads (a
+            # checkout that knows both reads the new ones, without a warning).
+            HOST="127.0.0.1",
+            PORT=str(self.port),
+            WORKERS="1",
             PROMETHEUS_MULTIPROC_DIR=str(root / "metrics"),
             **env,
         )
