@@ -88,20 +88,14 @@ def setting(
     )
     # The declaration rides in json_schema_extra, the one slot pydantic keeps on a field for its
     # owner; pydantic types that slot as JSON, which a Declaration is not (hence the two ignores).
-    extra = {"x-setting": declaration}
-    if callable(default):
-        return Field(
-            default_factory=default,
-            description=description,
-            validation_alias=env,
-            json_schema_extra=extra,  # type: ignore[arg-type]
-            **constraints,
-        )
+    # A class (list) is a factory: each instance gets its own; any other value is the default.
+    default_kind = "default_factory" if callable(default) else "default"
     return Field(
-        default,
         description=description,
         validation_alias=env,
-        json_schema_extra=extra,  # type: ignore[arg-type]
+        # pydantic types json_schema_extra as JSON; the declaration is read back by declaration().
+        json_schema_extra={"x-setting": declaration},  # type: ignore[dict-item]
+        **{default_kind: default},
         **constraints,
     )
 
