@@ -51,9 +51,13 @@ from k8s.compose import (
     references,
 )
 from k8s.volumes import HEADER, Volumes, mebibytes
+from stackgen import catalog
 
 OUT = REPO / "k8s" / "base" / "generated"
 REGENERATE = "make k8s-config"
+# The settings' old names (read until the next release): a container reads one from the ConfigMap
+# when an overlay sets it there, and wins over the new name then (stackconf.Settings).
+OLD_NAMES = {old.name for entry in catalog.entries() for old in entry.declaration.renamed}
 # Variables of .env.example that no Compose service reads from its environment, and where
 # Kubernetes carries them instead (the parity tests check the memory limits and arguments).
 CARRIED_ELSEWHERE = {
@@ -159,6 +163,9 @@ class Generator:
             variable = only_reference(raw)
             if variable in SECRET_VARIABLES:
                 entries.append({"name": key, "value": ""})  # the Secret's file is read instead
+            elif variable in OLD_NAMES and variable not in self.example:
+                reference = {"name": SETTINGS_NAME, "key": variable, "optional": True}
+                entries.append({"name": key, "valueFrom": {"configMapKeyRef": reference}})
             elif variable is not None:
                 if variable not in self.example:
                     raise ComposeError(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +27,9 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The names a settings class was given in code, while it validates them.
+_GIVEN_IN_CODE: ContextVar[frozenset[str]] = ContextVar("given_in_code", default=frozenset())
 
 # How an old name's value becomes the new setting's (a unit that changed).
 CONVERSIONS: dict[str, Callable[[str], str]] = {
@@ -118,27 +122,43 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
+    def __init__(self, **values: Any) -> None:
+        # What code gives wins over every environment name: the validator must know which it is,
+        # and pydantic-settings hands it code's values and the environment's merged.
+        token = _GIVEN_IN_CODE.set(frozenset(values))
+        try:
+            super().__init__(**values)
+        finally:
+            _GIVEN_IN_CODE.reset(token)
+
     @model_validator(mode="before")
     @classmethod
     def _names_and_old_names(cls, data: Any) -> Any:
+        """Field names given in code win; then an old name set in the environment, then the new.
+
+        An old name wins over the new one for its last release: Compose and Kubernetes always pass
+        the new name (its default when the user set nothing), so a user's old name must win for
+        it to keep working. An empty old name is unset (Compose passes `${OLD:-}`).
+        """
         if not isinstance(data, dict):
             return data
         data = dict(data)
         for name, field in cls.model_fields.items():
             info = declaration(field)
-            if name in data:  # given by field name in code: it wins over the environment
+            if name in data:  # given by field name in code
                 data[info.env] = data.pop(name)
-            if info.env in data:
+            if {name, info.env} & _GIVEN_IN_CODE.get():  # code wins over the environment
                 continue
             for old in info.renamed:
                 value = os.environ.get(old.name)
-                if value is None:
+                if not value:
                     continue
                 converted = old.conversion != "same"
                 warnings.warn(
                     f"{old.name} is deprecated and will stop working in the next release: "
                     f"set {info.env} instead"
-                    + (f" ({old.conversion} converted)" if converted else ""),
+                    + (f" ({old.conversion} converted)" if converted else "")
+                    + f"; until then {old.name} wins over {info.env}",
                     FutureWarning,
                     stacklevel=2,
                 )

@@ -71,9 +71,20 @@ def compose_environments(every: list[Entry]) -> list[str]:
         )
         return f"  {entry.env}: {json.dumps(value)}"
 
+    def lines(members: list[Entry]) -> list[str]:
+        """The settings, then their old names (empty when unset), which win for one release."""
+        old = [
+            f'  {renamed.name}: "${{{renamed.name}:-}}"'
+            for entry in members
+            if entry.declaration.container is None  # a value fixed in the stack stays fixed
+            for renamed in entry.declaration.renamed
+        ]
+        note = "  # old names, read until the next release (a FutureWarning names the new one)"
+        return [line(entry) for entry in members] + ([note, *old] if old else [])
+
     passed = [entry for entry in every if entry.declaration.compose == "env"]
     core = [e for e in passed if "init" in e.services and e.env in READERS["init"].env_names()]
-    out = ["x-core-environment: &core-environment", *(line(e) for e in core)]
+    out = ["x-core-environment: &core-environment", *lines(core)]
     for service in READERS:
         own = [e for e in passed if service in e.services]
         if service in ("init", "serving-api"):
@@ -81,7 +92,7 @@ def compose_environments(every: list[Entry]) -> list[str]:
             out += [f"x-{service}-environment: &{service}-environment", "  <<: *core-environment"]
         else:
             out.append(f"x-{service}-environment: &{service}-environment")
-        out += [line(e) for e in own]
+        out += lines(own)
     return out
 
 

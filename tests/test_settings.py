@@ -7,10 +7,13 @@ docs/configuration.md's tables from the settings classes; k8s/base/generated/ fo
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import yaml
 
 from ctloop.config import CoreSettings
+from k8s.compose import interpolate
 from reporting.settings import ReportingSettings
 from serving.settings import ServingSettings
 from stackconf.compose import ComposeSettings
@@ -47,13 +50,18 @@ def test_each_service_gets_exactly_its_settings_from_compose() -> None:
     services = yaml.safe_load(COMPOSE.read_text())["services"]
     example = ENV_EXAMPLE.read_text()
     for service, cls in READERS.items():
-        passed = set(services[service]["environment"])
-        expected = {
-            entry.env
-            for entry in entries()
-            if service in entry.services and entry.declaration.compose == "env"
+        environment = services[service]["environment"]
+        mine = [e for e in entries() if service in e.services and e.declaration.compose == "env"]
+        old = {
+            renamed.name
+            for entry in mine
+            if entry.declaration.container is None
+            for renamed in entry.declaration.renamed
         }
-        assert passed == expected, service
+        assert {name for name in environment if name in old} == old, service
+        assert all(environment[name] == f"${{{name}:-}}" for name in old), service
+        passed = set(environment) - old
+        assert passed == {entry.env for entry in mine}, service
         for name in passed:
             entry = next(e for e in entries() if e.env == name)
             if entry.declaration.container is None:
@@ -106,8 +114,37 @@ def test_an_old_name_still_works_with_a_warning_naming_the_new_one(
     with pytest.warns(FutureWarning, match=f"{old} is deprecated.*set {entry.env} instead"):
         settings = cls()
     assert getattr(settings, field) == pytest.approx(expected)
-    monkeypatch.setenv(entry.env, entry.env_default)  # the new name wins over the old one
+    # Compose and Kubernetes always pass the new name: the old one wins over it, for this release.
+    monkeypatch.setenv(entry.env, entry.env_default)
+    with pytest.warns(FutureWarning, match=f"until then {old} wins over {entry.env}"):
+        assert getattr(cls(), field) == pytest.approx(expected)
+    assert getattr(cls(**{field: entry.default}), field) == entry.default  # code wins over both
+    monkeypatch.setenv(old, "")  # Compose passes an old name the user did not set as empty
     assert getattr(cls(), field) == entry.default
+
+
+@pytest.mark.parametrize(
+    ("service", "cls", "dot_env", "field", "expected"),
+    [
+        ("serving-api", ServingSettings, {"WORKERS": "4"}, "workers", 4),
+        ("serving-api", ServingSettings, {"CANARY_PERCENT": "10"}, "canary_share", 0.1),
+        ("reporting", ReportingSettings, {"REPORTING_MIN_ROWS": "12"}, "min_rows", 12),
+        ("webapp", WebappSettings, {"MAX_UPLOAD_MB": "1"}, "max_upload_bytes", 1024 * 1024),
+        ("webapp", WebappSettings, {"WORKERS": "4"}, "max_upload_bytes", 4 * 1024 * 1024),
+    ],
+)
+def test_an_old_name_in_dot_env_reaches_the_container_under_compose(
+    monkeypatch, service, cls, dot_env, field, expected
+) -> None:
+    """What a container of docker-compose.yml reads when .env still has an old name."""
+    raw = yaml.safe_load(COMPOSE.read_text())["services"][service]["environment"]
+    for name in cls.every_env_name():
+        monkeypatch.delenv(name, raising=False)
+    for name, value in interpolate(raw, dot_env).items():
+        monkeypatch.setenv(name, value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        assert getattr(cls(), field) == pytest.approx(expected)
 
 
 def test_compose_only_settings_are_validated() -> None:

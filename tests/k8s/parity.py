@@ -195,7 +195,9 @@ def compare_env(where, service, spec, docs, example) -> list[str]:
             ours[entry["name"]] = entry["value"]
         else:
             reference = entry["valueFrom"]["configMapKeyRef"]
-            ours[entry["name"]] = settings.get(reference["key"], f"<no key {reference['key']}>")
+            # An optional key (an old name) absent from the ConfigMap is unset: Compose's empty.
+            missing = "" if reference.get("optional") else f"<no key {reference['key']}>"
+            ours[entry["name"]] = settings.get(reference["key"], missing)
     theirs = {
         key: "" if only_reference(raw) in SECRET_VARIABLES else str(interpolate(raw, example))
         for key, raw in environment(service).items()
