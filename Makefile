@@ -23,7 +23,7 @@ lint: venv
 	$(BIN)/hadolint serving/Dockerfile webapp/Dockerfile reporting/Dockerfile
 
 test: lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 # The whole stack through Docker Compose (needs a Docker engine); prints start times and sizes.
 # tests/k8s: each Kubernetes container started with Docker exactly as its manifest says.

@@ -1,9 +1,11 @@
 """Shared fixtures: a reference build and a first model in a temporary folder, built once.
 
-The suite trains with a head sized for tests (TEST_HEAD_MEMBERS networks instead of the product's
-five, set in the environment before anything reads its settings, so that the servers and command
-lines the tests start train the same way): every retrain, rebuild and first model costs a fifth.
-The product's own head is `built_full`, which the tests of the model's quality use (tests/model).
+The suite trains at a size for tests (TEST_SIZED: one network instead of the product's five,
+fewer epochs, two transformed copies of each picture instead of eight), set in the environment
+before anything reads its settings, so that the servers and command lines the tests start train
+the same way: every reference build, retrain and first model costs a fraction. The product's own
+sizes are `built_full`'s, which the tests of the model's quality and the page use (tests/model,
+tests/webapp).
 """
 
 from __future__ import annotations
@@ -19,11 +21,24 @@ from ctloop.reference import build_reference
 from ctloop.registry import ModelRegistry
 from harness.data import make_settings, plain_settings, typical_samples
 
-TEST_HEAD_MEMBERS = "1"
+TEST_SIZED = {
+    "HEAD_MEMBERS": "1",
+    "HEAD_EPOCHS": "30",
+    "AUGMENT_EMBEDDING_COPIES": "2",
+    "AUGMENT_REFERENCE_COPIES": "2",
+    "AUGMENT_FEEDBACK_COPIES": "2",
+}
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    os.environ.setdefault("HEAD_MEMBERS", TEST_HEAD_MEMBERS)
+    for name, value in TEST_SIZED.items():
+        os.environ.setdefault(name, value)
+
+
+def product_sizes() -> dict[str, object]:
+    """TEST_SIZED's settings at their declared defaults (field name -> default)."""
+    fields = CoreSettings.model_fields.items()
+    return {name: field.default for name, field in fields if field.validation_alias in TEST_SIZED}
 
 
 @pytest.fixture(scope="session")
@@ -37,16 +52,11 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> CoreSettings:
 
 
 @pytest.fixture(scope="session")
-def built_full(built: CoreSettings, tmp_path_factory: pytest.TempPathFactory) -> CoreSettings:
-    """`built`'s reference with v0001 trained with the product's head (HEAD_MEMBERS' declared
-    default), for the tests of what the served model does. Tests must not modify it."""
-    import shutil
-
-    root = tmp_path_factory.mktemp("built_full")
-    shutil.copytree(built.data_dir, root / "data")
-    shutil.copytree(built.embedding_dir, root / "artifacts" / "embedding")
-    members = CoreSettings.model_fields["head_members"].default
-    settings = make_settings(root, head_members=members)
+def built_full(tmp_path_factory: pytest.TempPathFactory) -> CoreSettings:
+    """Reference data and v0001 built at the product's sizes (TEST_SIZED's declared defaults),
+    for the tests of what the served model does. Tests must not modify it."""
+    settings = make_settings(tmp_path_factory.mktemp("built_full"), **product_sizes())
+    build_reference(settings)
     train_candidate(settings, ModelRegistry(settings.artifacts_dir))
     return settings
 

@@ -1,27 +1,59 @@
-"""The command lines, run as a user runs them: a subprocess with settings from the environment."""
+"""The command lines as a user runs them, settings from the environment: in process (ctloop.cli's
+main with the environment and the working folder of the test), and once as a real
+`python -m ctloop` process for its exit status and standard error."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
+from ctloop.cli import main
 
-def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ctloop", *args],
-        cwd=cwd,
-        env={**os.environ, **env},
+
+class Result(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run(monkeypatch, capsys) -> Callable[..., Result]:
+    """`ctloop ARGS` in the folder `cwd` with `env` added to the environment."""
+
+    def run(args: list[str], cwd: Path, **env: str) -> Result:
+        with monkeypatch.context() as patch:
+            patch.chdir(cwd)
+            for name, value in env.items():
+                patch.setenv(name, value)
+            capsys.readouterr()
+            returncode = main(args)
+            out = capsys.readouterr()
+        return Result(returncode, out.out, out.err)
+
+    return run
+
+
+def test_a_real_process_exits_non_zero_with_a_one_line_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ctloop", "train"],
+        cwd=tmp_path,
+        env=os.environ,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=120,
     )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("error: ") and "build-reference" in result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
-def test_init_builds_everything_once_then_reuses_it(tmp_path: Path) -> None:
+def test_init_builds_everything_once_then_reuses_it(run, tmp_path: Path) -> None:
     first = run(["init"], tmp_path)
     assert first.returncode == 0, first.stderr
     assert "reference built from digits" in first.stdout and "1437 rows" in first.stdout
@@ -50,7 +82,7 @@ def test_init_builds_everything_once_then_reuses_it(tmp_path: Path) -> None:
     assert rolled.returncode == 0 and "now serving v0001" in rolled.stdout
 
 
-def test_settings_come_from_the_environment(tmp_path: Path) -> None:
+def test_settings_come_from_the_environment(run, tmp_path: Path) -> None:
     result = run(
         ["build-reference"], tmp_path, DATA_DIR=str(tmp_path / "elsewhere"), PCA_COMPONENTS="10"
     )
@@ -59,10 +91,7 @@ def test_settings_come_from_the_environment(tmp_path: Path) -> None:
     assert header == ",".join([f"PCA_{i}" for i in range(1, 11)] + ["target"])
 
 
-def test_errors_are_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:
-    result = run(["train"], tmp_path)
-    assert result.returncode == 1
-    assert result.stderr.startswith("error: ") and "build-reference" in result.stderr
+def test_an_unknown_version_is_a_one_line_error(run, tmp_path: Path) -> None:
     missing = run(["registry", "promote", "v0009"], tmp_path)
     assert missing.returncode == 1 and "no model version 'v0009'" in missing.stderr
 
@@ -75,14 +104,14 @@ def test_errors_are_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:
     ],
     ids=["before the command", "after the command"],
 )
-def test_shared_options_work_before_and_after_the_command(tmp_path: Path, args) -> None:
+def test_shared_options_work_before_and_after_the_command(run, tmp_path: Path, args) -> None:
     result = run(args, tmp_path)
     assert result.returncode == 0, result.stderr
     header = (tmp_path / "data" / "ref_data.csv").read_text().splitlines()[0]
     assert header.endswith("PCA_10,target")
 
 
-def test_init_takes_a_dataset_folder_after_its_name(tmp_path: Path) -> None:
+def test_init_takes_a_dataset_folder_after_its_name(run, tmp_path: Path) -> None:
     """The README's `ctloop init --dataset DIR`: a folder of <class>/ images."""
     from ctloop.dataset import load_digits_dataset
 
@@ -99,7 +128,7 @@ def test_init_takes_a_dataset_folder_after_its_name(tmp_path: Path) -> None:
     assert {line.rsplit(",", 1)[1] for line in reference[1:]} == {"0", "1", "2"}
 
 
-def test_registry_verify_checks_every_version_and_names_a_broken_one(workspace) -> None:
+def test_registry_verify_checks_every_version_and_names_a_broken_one(run, workspace) -> None:
     tmp_path = workspace.data_dir.parent  # a copy of `built` (ctloop init is tested above)
     assert run(["train", "--no-promote"], tmp_path).returncode == 0
     clean = run(["registry", "verify"], tmp_path)
@@ -111,7 +140,7 @@ def test_registry_verify_checks_every_version_and_names_a_broken_one(workspace) 
     assert "v0001: FAILED" in broken.stdout and "v0002: 4 files match" in broken.stdout
 
 
-def test_secrets_are_generated_once(tmp_path: Path) -> None:
+def test_secrets_are_generated_once(run, tmp_path: Path) -> None:
     first = run(["secrets"], tmp_path)
     assert first.returncode == 0 and first.stdout.count("generated") == 3
     token = (tmp_path / "secrets" / "api_token").read_text()

@@ -239,12 +239,12 @@ def settle(page: Page) -> None:
 def test_drawn_digits_are_read_right_and_the_page_shows_what_the_model_saw(
     page: Page, stack
 ) -> None:
-    """The first two digits of each class of the drawn set (scripts/drawn), drawn with the
+    """The first digit of each class of the drawn set (scripts/drawn), drawn with the
     mouse through the page's own canvas (its pen is 22 px): the page shows the class, the
     8 x 8 grid the model saw and the three most likely classes. Measured: see the floor."""
     from drawn import load_set
 
-    chosen = load_set()[:20]  # the set is interleaved: 0, 1, ..., 9, 0, 1, ...
+    chosen = load_set()[:10]  # the set is interleaved: 0, 1, ..., 9, 0, 1, ...
     page.get_by_role("tab", name="Draw a digit").click()
     read = []
     for digit in chosen:
@@ -262,4 +262,4 @@ def test_drawn_digits_are_read_right_and_the_page_shows_what_the_model_saw(
         page.get_by_text("Upload an image or draw a digit to begin").wait_for()
     right = sum(label == shown for label, shown in read)
     print(f"\nDrawn through the page: {right}/{len(read)} read right: {read}")
-    assert right >= 15, read  # measured 16 of 20 (docs/studies/drawn-digits.md)
+    assert right >= 8, read  # measured 9 of 10 (docs/studies/drawn-digits.md)
