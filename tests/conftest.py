@@ -11,9 +11,12 @@ tests/webapp).
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from ctloop.candidate import train_candidate
 from ctloop.config import CoreSettings
@@ -41,34 +44,46 @@ def product_sizes() -> dict[str, object]:
     return {name: field.default for name, field in fields if field.validation_alias in TEST_SIZED}
 
 
+def built_once(
+    factory: pytest.TempPathFactory, name: str, settings: Callable[[Path], CoreSettings]
+) -> CoreSettings:
+    """Reference data and v0001 under `name`, built once per run: under pytest-xdist the first
+    worker that needs them builds them (a file lock), the others wait and read the same files."""
+    base = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, above each worker's own
+    root = base / name
+    built = settings(root)
+    with FileLock(f"{root}.lock"):
+        if not (root / ".built").exists():
+            shutil.rmtree(root, ignore_errors=True)  # what a worker that died left half done
+            build_reference(built)
+            train_candidate(built, ModelRegistry(built.artifacts_dir))
+            (root / ".built").touch()
+    return built
+
+
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> CoreSettings:
-    """Reference data and v0001 (the test-sized head) for the digits dataset. Tests must not
+    """Reference data and v0001 at the test sizes for the digits dataset. Tests must not
     modify it."""
-    settings = make_settings(tmp_path_factory.mktemp("built"))
-    build_reference(settings)
-    train_candidate(settings, ModelRegistry(settings.artifacts_dir))
-    return settings
+    return built_once(tmp_path_factory, "built", make_settings)
 
 
 @pytest.fixture(scope="session")
 def built_full(tmp_path_factory: pytest.TempPathFactory) -> CoreSettings:
     """Reference data and v0001 built at the product's sizes (TEST_SIZED's declared defaults),
     for the tests of what the served model does. Tests must not modify it."""
-    settings = make_settings(tmp_path_factory.mktemp("built_full"), **product_sizes())
-    build_reference(settings)
-    train_candidate(settings, ModelRegistry(settings.artifacts_dir))
-    return settings
+    return built_once(
+        tmp_path_factory, "built_full", lambda root: make_settings(root, **product_sizes())
+    )
 
 
 @pytest.fixture(scope="session")
 def plain_built(tmp_path_factory: pytest.TempPathFactory) -> CoreSettings:
     """Reference data and v0001 built with harness.data.PLAIN_ENV (no augmentation, an
     SVC): serve it with those variables too. Tests must not modify it."""
-    settings = plain_settings(tmp_path_factory.mktemp("plain"))
-    build_reference(settings)
-    train_candidate(settings, ModelRegistry(settings.artifacts_dir))
-    return settings
+    return built_once(tmp_path_factory, "plain", plain_settings)
 
 
 @pytest.fixture(scope="session")
@@ -80,8 +95,6 @@ def samples(built: CoreSettings) -> dict[str, bytes]:
 @pytest.fixture
 def workspace(tmp_path: Path, built: CoreSettings) -> CoreSettings:
     """A private copy of the built data and artifacts that a test may change."""
-    import shutil
-
     shutil.copytree(built.data_dir, tmp_path / "data")
     shutil.copytree(built.artifacts_dir, tmp_path / "artifacts")
     return make_settings(tmp_path)

@@ -27,7 +27,7 @@ from traffic.scenario import load_images
 pytestmark = pytest.mark.slow
 
 ROWS = 285
-K = 20
+K = 57  # a retrain every 57 rows: five decisions over the flood, each awaited
 # Variants a flood would send: the unseen pictures of the class, re-rendered.
 VARIANTS = ("clean", "thick", "thin", "blur", "noise")
 
