@@ -1,13 +1,18 @@
 """The serving app in the test's own process: `create_app(settings)` with its lifespan run, called
-through `httpx.ASGITransport` (no server, no port: what needs no real process runs this way)."""
+through `httpx.ASGITransport` (no server, no port: what needs no real process runs this way).
+`in_process` gives async tests an `httpx.AsyncClient`; `in_process_blocking` gives synchronous
+tests a client with httpx.Client's calls, run on an event loop in a thread (an anyio portal)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ctloop.config import CoreSettings
 from harness.processes import TEST_TOKEN
@@ -44,3 +49,51 @@ async def in_process(
             transport=transport, base_url="http://serving.test", timeout=60
         ) as http:
             yield http
+
+
+class BlockingClient:
+    """httpx.Client's request methods over an in-process AsyncClient; it keeps the status of every
+    reply it got (`statuses`), so a module can check that none was a server error."""
+
+    def __init__(self, portal: BlockingPortal, http: httpx.AsyncClient) -> None:
+        self._portal, self._http = portal, http
+        self.statuses: list[int] = []
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        content = kwargs.get("content")
+        if content is not None and not isinstance(content, (bytes, str)):
+            kwargs["content"] = _asynchronous(content)  # a generator: a body without a length
+        call = functools.partial(self._http.request, method, url, **kwargs)
+        reply = self._portal.call(call)
+        self.statuses.append(reply.status_code)
+        return reply
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", url, **kwargs)
+
+    def put(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("PUT", url, **kwargs)
+
+    def delete(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("DELETE", url, **kwargs)
+
+
+async def _asynchronous(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+@contextlib.contextmanager
+def in_process_blocking(
+    settings: ServingSettings, headers: dict[str, str] | None = None
+) -> Iterator[BlockingClient]:
+    """`in_process(settings)` for synchronous tests, sending `headers` (AUTH by default)."""
+    with (
+        start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(in_process(settings)) as http,
+    ):
+        http.headers.update(AUTH if headers is None else headers)
+        yield BlockingClient(portal, http)

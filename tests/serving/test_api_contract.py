@@ -1,4 +1,5 @@
-"""Each endpoint's contract, against a real uvicorn on loopback."""
+"""Each endpoint's contract, in process (httpx.ASGITransport); the request log's lines, of a real
+uvicorn."""
 
 from __future__ import annotations
 
@@ -12,14 +13,16 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from ctloop.prod_data import ProductionData
+from harness.asgi import BlockingClient
 from harness.images import b64
-from harness.processes import LiveServer
+from harness.processes import LiveServer, wait_for
 from pictures import encode, render_grid
+from serving.settings import ServingSettings
 
 CLASSES = [str(digit) for digit in range(10)]
 
 
-def test_health_and_ready(client: httpx.Client) -> None:
+def test_health_and_ready(client: BlockingClient) -> None:
     assert client.get("/health").json() == {"status": "ok"}
     ready = client.get("/ready")
     assert ready.status_code == 200 and ready.json() == {
@@ -29,7 +32,7 @@ def test_health_and_ready(client: httpx.Client) -> None:
     }
 
 
-def test_a_png_of_each_class_is_predicted_right(client: httpx.Client, samples) -> None:
+def test_a_png_of_each_class_is_predicted_right(client: BlockingClient, samples) -> None:
     for label, png in samples.items():
         reply = client.post("/predict", json={"image": b64(png)})
         assert reply.status_code == 200, reply.text
@@ -42,7 +45,7 @@ def test_a_png_of_each_class_is_predicted_right(client: httpx.Client, samples) -
         assert len(body["request_id"]) == 32 and reply.headers["x-request-id"] == body["request_id"]
 
 
-def test_json_and_multipart_agree(client: httpx.Client, samples) -> None:
+def test_json_and_multipart_agree(client: BlockingClient, samples) -> None:
     for label, png in samples.items():
         as_json = client.post("/predict", json={"image": b64(png)}).json()
         as_file = client.post("/predict", files={"file": (f"{label}.png", png, "image/png")})
@@ -51,7 +54,9 @@ def test_json_and_multipart_agree(client: httpx.Client, samples) -> None:
         assert as_file.json()["probabilities"] == as_json["probabilities"]
 
 
-def test_a_large_upload_is_predicted_like_its_small_version(client: httpx.Client, samples) -> None:
+def test_a_large_upload_is_predicted_like_its_small_version(
+    client: BlockingClient, samples
+) -> None:
     """A 600x600 picture (decoded in a thread, off the event loop) gives the same answer."""
     cells = np.asarray(Image.open(__import__("io").BytesIO(samples["7"])), dtype=np.float32) / 255
     big = encode(render_grid(cells.reshape(-1), 75))
@@ -61,7 +66,7 @@ def test_a_large_upload_is_predicted_like_its_small_version(client: httpx.Client
     assert abs(large["confidence"] - small["confidence"]) < 1e-3
 
 
-def test_a_batch_in_one_json_call(client: httpx.Client, samples) -> None:
+def test_a_batch_in_one_json_call(client: BlockingClient, samples) -> None:
     labels = ["0", "4", "9", "4"]
     reply = client.post("/predict", json={"images": [b64(samples[label]) for label in labels]})
     assert reply.status_code == 200, reply.text
@@ -70,20 +75,20 @@ def test_a_batch_in_one_json_call(client: httpx.Client, samples) -> None:
     assert body["model_version"] == "v0001" and body["request_id"]
 
 
-def test_a_batch_as_several_files(client: httpx.Client, samples) -> None:
+def test_a_batch_as_several_files(client: BlockingClient, samples) -> None:
     files = [("file", (f"{label}.png", samples[label], "image/png")) for label in ("1", "2")]
     body = client.post("/predict", files=files).json()
     assert [p["label"] for p in body["predictions"]] == ["1", "2"]
 
 
-def test_a_data_url_is_accepted(client: httpx.Client, samples) -> None:
+def test_a_data_url_is_accepted(client: BlockingClient, samples) -> None:
     reply = client.post("/predict", json={"image": "data:image/png;base64," + b64(samples["5"])})
     assert reply.status_code == 200 and reply.json()["label"] == "5"
 
 
 @pytest.mark.parametrize("offered", ["trace-42", "=HYPERLINK(1)", "-1+2", "same"])
 def test_request_ids_are_the_servers_own_and_unique(
-    client: httpx.Client, server: LiveServer, samples, offered: str
+    client: BlockingClient, settings: ServingSettings, samples, offered: str
 ) -> None:
     """A client's id may repeat or start a spreadsheet formula: rows and replies never carry it
     (its own id stays in the log line, to match the two)."""
@@ -100,14 +105,14 @@ def test_request_ids_are_the_servers_own_and_unique(
     assert len(set(ids)) == 2 and offered not in ids
     assert [reply.headers["x-request-id"] for reply in replies] == ids
     assert all(len(i) == 32 and i.isalnum() for i in ids)
-    rows = ProductionData(server.settings.prod_data_path, 32).tail(2)
+    rows = ProductionData(settings.prod_data_path, 32).tail(2)
     assert rows.columns["request_id"].tolist() == ids
 
 
 def test_feedback_appends_one_complete_row(
-    client: httpx.Client, server: LiveServer, samples
+    client: BlockingClient, settings: ServingSettings, samples
 ) -> None:
-    path = server.settings.prod_data_path
+    path = settings.prod_data_path
     before = path.read_text().splitlines()
     reply = client.post(
         "/feedback", json={"image": b64(samples["8"]), "target": "8", "prediction": "8"}
@@ -135,43 +140,45 @@ def test_feedback_appends_one_complete_row(
     assert record["model_version"] == "v0001" and record["request_id"] == body["request_id"]
     assert record["client_prediction"] == "8" and record["timestamp"].endswith("Z")
     # The row is the image's embedding: the same vector the reference rows live in.
-    reference = np.loadtxt(
-        server.settings.ref_data_path, delimiter=",", skiprows=1, usecols=range(32)
-    )
+    reference = np.loadtxt(settings.ref_data_path, delimiter=",", skiprows=1, usecols=range(32))
     vector = np.array(row[:32], dtype=float)
     assert np.abs(vector).max() < np.abs(reference).max() * 2
 
 
-def test_feedback_as_a_multipart_form(client: httpx.Client, server: LiveServer, samples) -> None:
+def test_feedback_as_a_multipart_form(
+    client: BlockingClient, settings: ServingSettings, samples
+) -> None:
     rows = client.post(
         "/feedback",
         files={"file": ("6.png", samples["6"], "image/png")},
         data={"target": "6"},
     )
     assert rows.status_code == 200, rows.text
-    last = server.settings.prod_data_path.read_text().splitlines()[-1].split(",")
+    last = settings.prod_data_path.read_text().splitlines()[-1].split(",")
     assert last[32:34] == ["6", "6"] and last[-1] == ""
 
 
-def test_model_describes_the_served_version(client: httpx.Client, server: LiveServer) -> None:
+def test_model_describes_the_served_version(
+    client: BlockingClient, settings: ServingSettings
+) -> None:
     body = client.get("/model").json()
     assert body["version"] == "v0001" and body["parent"] is None
     assert body["classes"] == CLASSES
     assert body["metrics"]["holdout"]["accuracy"] >= 0.98
     assert body["retrain_every"] == 1000 and body["promotion_policy"] == "gate"
-    rows = ProductionData(server.settings.prod_data_path, 32).count_rows_on_disk()
+    rows = ProductionData(settings.prod_data_path, 32).count_rows_on_disk()
     assert body["production_rows"] == rows and body["last_retrain"] is None
     assert body["rows_until_retrain"] == 1000 - rows % 1000 and body["retrain_backlog"] == 0
     assert "GATE_TOLERANCE" in body["gate_rule"]
 
 
-def test_model_versions_lists_the_registry(client: httpx.Client) -> None:
+def test_model_versions_lists_the_registry(client: BlockingClient) -> None:
     versions = client.get("/model/versions").json()
     assert [v["version"] for v in versions] == ["v0001"]
     assert versions[0]["current"] is True and versions[0]["holdout_accuracy"] >= 0.98
 
 
-def test_openapi_documents_every_route_with_its_models(client: httpx.Client) -> None:
+def test_openapi_documents_every_route_with_its_models(client: BlockingClient) -> None:
     spec = client.get("/openapi.json").json()
     paths = spec["paths"]
     for path, method in [
@@ -196,7 +203,7 @@ def test_openapi_documents_every_route_with_its_models(client: httpx.Client) -> 
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
 
-def test_metrics_count_requests_predictions_and_feedback(client: httpx.Client, samples) -> None:
+def test_metrics_count_requests_predictions_and_feedback(client: BlockingClient, samples) -> None:
     client.post("/predict", json={"image": b64(samples["2"])})
     client.post("/feedback", json={"image": b64(samples["2"]), "target": "2"})
     client.post("/predict", json={"image": "not base64!"})
@@ -232,17 +239,20 @@ def samples_of(text: str) -> dict[tuple[str, tuple], float]:
     return found
 
 
-def test_logs_are_one_json_object_per_line(
-    client: httpx.Client, server: LiveServer, samples
-) -> None:
-    reply = client.post(
+def test_logs_are_one_json_object_per_line(live: httpx.Client, server: LiveServer, samples) -> None:
+    reply = live.post(
         "/predict", json={"image": b64(samples["3"])}, headers={"X-Request-ID": "log-me"}
     )
     assert reply.status_code == 200
-    entries = [json.loads(line) for line in server.logs().splitlines() if line.strip()]
-    mine = [e for e in entries if e.get("client_request_id") == "log-me"]
+
+    def entries() -> list[dict]:
+        return [json.loads(line) for line in server.logs().splitlines() if line.strip()]
+
+    # The request's line is written when its reply has gone: wait for it.
+    wait_for(lambda: any(e.get("client_request_id") == "log-me" for e in entries()), 10)
+    mine = [e for e in entries() if e.get("client_request_id") == "log-me"]
     assert len(mine) == 1
     assert mine[0]["request_id"] == reply.headers["x-request-id"]
     assert mine[0]["route"] == "/predict" and mine[0]["status"] == 200
     assert mine[0]["model_version"] == "v0001" and mine[0]["latency_ms"] > 0
-    assert any(e.get("event") == "model_loaded" for e in entries)
+    assert any(e.get("event") == "model_loaded" for e in entries())

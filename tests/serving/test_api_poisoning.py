@@ -82,7 +82,9 @@ def attack(built, root, victim: str, as_label: str, **env: str) -> tuple[float, 
                     0.2,
                     f"the retrain at {decided} rows",
                 )
-        served = http.get("/model").json()["version"]
+        # The registry's pointer, not GET /model: a /model answered while its worker reloads
+        # still names the version before the last decision.
+        served = ModelRegistry(settings.artifacts_dir).current_version()
         wait_for(
             lambda: (
                 http.post("/predict", json={"image": b64(evaluation[0])}).json()["model_version"]
