@@ -4,8 +4,8 @@ The suite trains at a size for tests (TEST_SIZED: one network instead of the pro
 fewer epochs, two transformed copies of each picture instead of eight), set in the environment
 before anything reads its settings, so that the servers and command lines the tests start train
 the same way: every reference build, retrain and first model costs a fraction. The product's own
-sizes are `built_full`'s, which the tests of the model's quality and the page use (tests/model,
-tests/webapp).
+sizes are `built_full`'s, which the tests of the model's quality (tests/model) and the browser's
+drawn digits use.
 """
 
 from __future__ import annotations
@@ -36,6 +36,37 @@ TEST_SIZED = {
 def pytest_configure(config: pytest.Config) -> None:
     for name, value in TEST_SIZED.items():
         os.environ.setdefault(name, value)
+
+
+# The files that take longest (pytest --durations), run first: make test's two workers take a file
+# at a time in this order, and a long file taken last would leave the other worker idle at the
+# end. The first two build the session's two largest fixtures, one each.
+LONGEST_FIRST = (
+    "model/test_model.py",  # built_full
+    "traffic/test_traffic_scenario.py",  # plain_built
+    "bench/test_bench_smoke.py",
+    "webapp/test_webapp_browser.py",
+    "serving/test_api_poisoning.py",
+    "webapp/test_webapp_page.py",
+    "serving/test_api_delivery.py",
+    "reporting/test_reporting_ui.py",
+    "code/test_stage.py",
+    "code/test_trainer.py",
+    "serving/test_api_retrain.py",
+    "reporting/test_reporting_drift.py",
+    "reporting/test_reporting_quality.py",
+    "model/test_drawn.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+    tests = Path(__file__).parent
+
+    def place(item: pytest.Item) -> int:
+        return rank.get(item.path.relative_to(tests).as_posix(), len(rank))
+
+    items.sort(key=place)  # stable: each file's own order, and the others', is kept
 
 
 def product_sizes() -> dict[str, object]:

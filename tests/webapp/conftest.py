@@ -21,12 +21,13 @@ from harness.processes import (
 
 
 @pytest.fixture(scope="module")
-def api(built_full: CoreSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """A real serving API (one worker) on its own copy of the data, serving the product's head
-    (the drawn digits must be read as they are in production); no retrain comes due."""
+def api(built: CoreSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A real serving API (one worker) on its own copy of the data; no retrain comes due. The
+    page's tests send typical samples, which the test-sized model reads right too (the browser's
+    drawn digits are read by the product's model: test_webapp_browser's `stack`)."""
     env = {"RETRAIN_EVERY": "1000", "SERVING_MAX_BODY_BYTES": "300000"}
     root = tmp_path_factory.mktemp("webapp-api")
-    with LiveServer(copy_workspace(built_full, root), root / "server.log", **env) as server:
+    with LiveServer(copy_workspace(built, root), root / "server.log", **env) as server:
         yield server
 
 
