@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
 
@@ -36,6 +37,9 @@ def page(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Callable[..., AppTest]:
     """`page(api_url, **env)`: the page under AppTest, with these settings in its environment."""
     for name in WEBAPP_ENV:
         monkeypatch.delenv(name, raising=False)
+    # AppTest runs the page as __main__ and leaves it there: a later test's "spawn" child would
+    # run the page again as its main module (and fail). The worker's own is put back.
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
     secrets_dir = tmp_path / "no-secrets"
 
     def make(api_url: str, **env: str) -> AppTest:
