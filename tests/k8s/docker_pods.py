@@ -98,7 +98,10 @@ class Pods:
                 if "configMapKeyRef" in source
                 else ("Secret", source["secretKeyRef"])
             )
-            values[entry["name"]] = self.object_data(kind, reference["name"])[reference["key"]]
+            data = self.object_data(kind, reference["name"])
+            if reference["key"] not in data and reference.get("optional"):
+                continue  # as the kubelet does: an optional key that is absent sets nothing
+            values[entry["name"]] = data[reference["key"]]
         return values
 
     # -- volumes ------------------------------------------------------------------------------
