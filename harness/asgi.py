@@ -74,12 +74,6 @@ class BlockingClient:
     def post(self, url: str, **kwargs: Any) -> httpx.Response:
         return self.request("POST", url, **kwargs)
 
-    def put(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("PUT", url, **kwargs)
-
-    def delete(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("DELETE", url, **kwargs)
-
 
 async def _asynchronous(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
     for chunk in chunks:
@@ -87,13 +81,11 @@ async def _asynchronous(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
 
 
 @contextlib.contextmanager
-def in_process_blocking(
-    settings: ServingSettings, headers: dict[str, str] | None = None
-) -> Iterator[BlockingClient]:
-    """`in_process(settings)` for synchronous tests, sending `headers` (AUTH by default)."""
+def in_process_blocking(settings: ServingSettings) -> Iterator[BlockingClient]:
+    """`in_process(settings)` for synchronous tests, sending the test token."""
     with (
         start_blocking_portal() as portal,
         portal.wrap_async_context_manager(in_process(settings)) as http,
     ):
-        http.headers.update(AUTH if headers is None else headers)
+        http.headers.update(AUTH)
         yield BlockingClient(portal, http)
