@@ -6,6 +6,7 @@ test decides when and how each one goes on stage.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 
@@ -18,6 +19,7 @@ from ctloop.embed import load_embedding
 from ctloop.registry import ModelRegistry
 from ctloop.retrain_set import load_training_set
 from ctloop.train import train_head
+from ctloop.util import sha256_hex
 
 
 def flipped(targets: np.ndarray) -> np.ndarray:
@@ -28,18 +30,40 @@ def flipped(targets: np.ndarray) -> np.ndarray:
 
 
 def register_challenger(settings: CoreSettings, flip: bool = False) -> str:
-    """Train a head on the reference rows (labels flipped if asked) and register it; its id."""
+    """Register a head trained on the reference rows (labels flipped if asked); its id.
+
+    The head is trained once per process for each workspace content and `flip`: the tests that
+    call this exercise staging, not training, and a copy of one head per call changed nothing
+    but the seconds (each version is still registered, verified and loaded on its own)."""
     registry = ModelRegistry(settings.artifacts_dir)
-    embedding = load_embedding(settings.embedding_dir)
-    training_set = load_training_set(settings, 0)
-    if flip:
-        training_set = dataclasses.replace(training_set, targets=flipped(training_set.targets))
-    head = train_head(training_set)
-    gate = {"decision": "promoted", "reason": "registered by a test", "champion": None}
-    manifest = build_manifest(head, embedding.info, gate=gate)
-    return registry.register(
-        files=version_files(embedding.model, head.model, head.extra_files), manifest=manifest
+    files, manifest = _challenger(
+        sha256_hex(settings.ref_data_path.read_bytes()),
+        sha256_hex((settings.embedding_dir / "embedding.onnx").read_bytes()),
+        flip,
+        settings,
     )
+    return registry.register(files=files, manifest=copy.deepcopy(manifest))
+
+
+_CHALLENGERS: dict[tuple[str, str, bool], tuple[dict[str, bytes], dict]] = {}
+
+
+def _challenger(
+    reference: str, embedding_sha: str, flip: bool, settings: CoreSettings
+) -> tuple[dict[str, bytes], dict]:
+    key = (reference, embedding_sha, flip)
+    if key not in _CHALLENGERS:
+        embedding = load_embedding(settings.embedding_dir)
+        training_set = load_training_set(settings, 0)
+        if flip:
+            training_set = dataclasses.replace(training_set, targets=flipped(training_set.targets))
+        head = train_head(training_set)
+        gate = {"decision": "promoted", "reason": "registered by a test", "champion": None}
+        _CHALLENGERS[key] = (
+            version_files(embedding.model, head.model, head.extra_files),
+            build_manifest(head, embedding.info, gate=gate),
+        )
+    return _CHALLENGERS[key]
 
 
 def failing_pipeline(pipeline: bytes) -> bytes:

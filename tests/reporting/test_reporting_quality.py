@@ -1,4 +1,8 @@
-"""The snapshot's quality figures are scikit-learn's, on the same feedback rows, in every case."""
+"""The snapshot's quality figures are scikit-learn's, on the same feedback rows, in every case.
+
+The quality figures read only the target and prediction columns, so these snapshots carry the
+first COLUMNS embedding columns of the real reference and feedback rows: the per-column drift
+figures, tested in test_reporting_drift.py, are most of a snapshot's cost."""
 
 from __future__ import annotations
 
@@ -19,9 +23,9 @@ from sklearn.metrics import (
 
 from ctloop.config import CoreSettings
 from ctloop.evaluate import classification_metrics
-from ctloop.reference import ref_csv_bytes
+from ctloop.reference import read_reference, ref_csv_bytes
 from ctloop.util import write_atomic
-from harness.data import copy_reference, prod_labels, served_feedback, write_prod
+from harness.data import prod_labels, served_feedback, write_prod
 from harness.reporting import reporting_settings
 from reporting.project import update
 from reporting.snapshots import metric_values
@@ -60,9 +64,27 @@ def corrupt(predictions: np.ndarray, share: float, choices: list[str], seed: int
     return result
 
 
-def feedback_case(built: CoreSettings, case: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(embeddings, targets, predictions) of one production situation."""
+COLUMNS = 4
+Served = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+@pytest.fixture(scope="module")
+def served(built: CoreSettings) -> Served:
+    """(embeddings, true labels, served labels) of the unseen images, first COLUMNS columns."""
     embeddings, targets, predictions = served_feedback(built)
+    return embeddings[:, :COLUMNS], targets, predictions
+
+
+def narrow_reference(built: CoreSettings, data_dir: Path) -> None:
+    """data_dir/ref_data.csv: the built reference's rows, first COLUMNS columns."""
+    table = read_reference(built.ref_data_path)
+    csv = ref_csv_bytes(table.embeddings[:, :COLUMNS], table.targets.tolist())
+    write_atomic(data_dir / "ref_data.csv", csv)
+
+
+def feedback_case(served: Served, case: str) -> Served:
+    """(embeddings, targets, predictions) of one production situation."""
+    embeddings, targets, predictions = served
     digits = [str(d) for d in range(10)]
     if case == "all classes":
         return embeddings, targets, corrupt(predictions, 0.2, digits, seed=1)
@@ -85,11 +107,11 @@ def feedback_case(built: CoreSettings, case: str) -> tuple[np.ndarray, np.ndarra
     "case", ["all classes", "classes missing from production", "two classes", "one class"]
 )
 def test_snapshot_scores_equal_sklearn_macro_values(
-    tmp_path: Path, built: CoreSettings, case: str
+    tmp_path: Path, built: CoreSettings, served: Served, case: str
 ) -> None:
     data_dir = tmp_path / "data"
-    copy_reference(built, data_dir)
-    embeddings, targets, predictions = feedback_case(built, case)
+    narrow_reference(built, data_dir)
+    embeddings, targets, predictions = feedback_case(served, case)
     assert len(targets) >= 30
     settings = reporting_settings(data_dir, min_rows=30)
     write_prod(settings.prod_data_path, embeddings, targets, predictions)
@@ -118,12 +140,12 @@ MANIFEST_KEYS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["all classes", "classes missing from production"])
 def test_dashboard_and_manifest_agree_on_the_same_rows(
-    tmp_path: Path, built: CoreSettings, case: str
+    tmp_path: Path, built: CoreSettings, served: Served, case: str
 ) -> None:
     """One definition: a manifest's held-out figures and the dashboard's, on the same rows."""
     data_dir = tmp_path / "data"
-    copy_reference(built, data_dir)
-    embeddings, targets, predictions = feedback_case(built, case)
+    narrow_reference(built, data_dir)
+    embeddings, targets, predictions = feedback_case(served, case)
     settings = reporting_settings(data_dir, min_rows=30)
     write_prod(settings.prod_data_path, embeddings, targets, predictions)
 
@@ -138,11 +160,11 @@ def test_dashboard_and_manifest_agree_on_the_same_rows(
 
 @pytest.mark.slow
 def test_balanced_accuracy_leaves_out_classes_absent_from_production(
-    tmp_path: Path, built: CoreSettings
+    tmp_path: Path, built: CoreSettings, served: Served
 ) -> None:
     data_dir = tmp_path / "data"
-    copy_reference(built, data_dir)
-    embeddings, targets, predictions = feedback_case(built, "classes missing from production")
+    narrow_reference(built, data_dir)
+    embeddings, targets, predictions = feedback_case(served, "classes missing from production")
     settings = reporting_settings(data_dir, min_rows=30)
     write_prod(settings.prod_data_path, embeddings, targets, predictions)
 

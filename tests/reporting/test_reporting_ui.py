@@ -18,8 +18,6 @@ from ctloop.config import CoreSettings
 from harness.data import copy_reference, prod_labels, served_feedback, write_prod
 from harness.processes import free_port, is_alive, json_logs, running, ui_pids, wait_for
 from harness.reporting import api, reporting_settings
-from reporting.project import update
-from reporting.serve import ui_command
 
 STARTUP_SECONDS = 60  # `evidently ui` answers in 3-5 s here; a loaded CI machine gets slack
 
@@ -55,61 +53,6 @@ def series(
     return found["values"]
 
 
-@pytest.mark.slow
-def test_the_ui_lists_the_project_and_shows_new_snapshots_without_restart(
-    tmp_path: Path, built: CoreSettings
-) -> None:
-    data_dir = tmp_path / "data"
-    copy_reference(built, data_dir)
-    embeddings, targets, predictions = served_feedback(built)
-    settings = reporting_settings(data_dir, host="127.0.0.1", port=free_port())
-    write_prod(settings.prod_data_path, embeddings[:200], targets[:200], predictions[:200])
-    first = update(settings)
-
-    with running(ui_command(settings), tmp_path / "ui.log"):
-        wait_for(lambda: api(settings.port, "/api/version"), STARTUP_SECONDS, what="the UI")
-        project_id, listed = project_snapshots(settings.port, settings.project)
-        assert [snapshot["id"] for snapshot in listed] == [str(first.snapshot_id)]
-        dashboard = api(settings.port, f"/api/v2/dashboards/{project_id}")
-        assert len(dashboard["panels"]) == 18
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            expected = balanced_accuracy_score(
-                *prod_labels(settings.prod_data_path, embeddings.shape[1])
-            )
-        assert series(settings.port, project_id, "BalancedAccuracy") == [
-            pytest.approx(expected, abs=1e-6)
-        ]
-        # The windowed view, with the labels the dashboard's panels filter on.
-        target, prediction = prod_labels(settings.prod_data_path, embeddings.shape[1])
-        window = {"window_rows": str(settings.window_rows)}
-        assert series(
-            settings.port, project_id, "WindowQuality", {"measure": "accuracy", **window}
-        ) == [pytest.approx(float(np.mean(target[-100:] == prediction[-100:])), abs=1e-6)]
-        assert series(
-            settings.port,
-            project_id,
-            "VersionWindowRows",
-            {"model_version": "v0001", **window},
-        ) == [100]
-
-        # Feedback arrives while the UI runs; the update writes a new snapshot file.
-        write_prod(settings.prod_data_path, embeddings[200:], targets[200:], predictions[200:])
-        second = update(settings)
-
-        def two_snapshots() -> list[dict]:
-            found = project_snapshots(settings.port, settings.project)[1]
-            return found if len(found) == 2 else []
-
-        listed = wait_for(two_snapshots, 30, what="the new snapshot in the UI")
-        assert {snapshot["id"] for snapshot in listed} == {
-            str(first.snapshot_id),
-            str(second.snapshot_id),
-        }
-        rows = series(settings.port, project_id, "RowCount")
-        assert rows == [200, len(targets)]
-
-
 def service(tmp_path: Path, built: CoreSettings, rows: int):
     """Data for the service and the environment it reads its settings from."""
     data_dir = tmp_path / "data"
@@ -129,17 +72,37 @@ def service(tmp_path: Path, built: CoreSettings, rows: int):
     return data_dir, port, environment, (embeddings, targets, predictions)
 
 
+def expected_series(prod_data: Path, n: int, rows: int, window_rows: int) -> dict[str, float]:
+    """What the dashboard's plots should read for a snapshot of the first `rows` rows."""
+    target, prediction = (column[:rows] for column in prod_labels(prod_data, n))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        balanced = balanced_accuracy_score(target, prediction)
+    window = slice(-window_rows, None)
+    return {
+        "BalancedAccuracy": balanced,
+        "WindowQuality": float(np.mean(target[window] == prediction[window])),
+    }
+
+
 @pytest.mark.slow
 def test_the_service_follows_production_and_stops_cleanly(
     tmp_path: Path, built: CoreSettings
 ) -> None:
+    """reporting.serve: the UI lists the refresher's snapshots as they are written (no restart),
+    with the dashboard's panels and the figures its plots read; the exporter serves them; writes
+    need the secret; SIGTERM stops both processes."""
     data_dir, port, environment, feedback = service(tmp_path, built, rows=50)
     log_path = tmp_path / "serve.log"
-    name = "ctloop: production monitoring"
+    settings = reporting_settings(data_dir)
+    name, window_rows = settings.project, settings.window_rows
 
     with running([sys.executable, "-m", "reporting.serve"], log_path, **environment) as process:
         wait_for(lambda: api(port, "/api/version"), STARTUP_SECONDS, what="the UI")
-        wait_for(lambda: project_snapshots(port, name)[1], 60, what="the first snapshot")
+        listed = wait_for(lambda: project_snapshots(port, name)[1], 60, what="a snapshot")
+        project_id, (first,) = project_snapshots(port, name)[0], listed
+        assert first["name"] == "50 feedback rows"
+        assert len(api(port, f"/api/v2/dashboards/{project_id}")["panels"]) == 18
 
         embeddings, targets, predictions = feedback
         write_prod(
@@ -150,8 +113,29 @@ def test_the_service_follows_production_and_stops_cleanly(
             snapshots = project_snapshots(port, name)[1]
             return snapshots if any(s["name"] == "80 feedback rows" for s in snapshots) else []
 
-        wait_for(grown, 60, what="a snapshot of the grown file")
+        listed = wait_for(grown, 60, what="a snapshot of the grown file")
+        assert first["id"] in {snapshot["id"] for snapshot in listed}
         assert (data_dir / "reports" / "latest.html").exists()
+        # The figures the dashboard's plots read, first and last snapshot.
+        rows = series(port, project_id, "RowCount")
+        assert rows[0] == 50 and rows[-1] == 80 and rows == sorted(rows), rows
+        window = {"window_rows": str(window_rows)}
+        plotted = {
+            "BalancedAccuracy": series(port, project_id, "BalancedAccuracy"),
+            "WindowQuality": series(
+                port, project_id, "WindowQuality", {"measure": "accuracy", **window}
+            ),
+        }
+        for end, index in ((50, 0), (80, -1)):
+            expected = expected_series(
+                data_dir / "prod_data.csv", embeddings.shape[1], end, window_rows
+            )
+            for metric, values in plotted.items():
+                assert values[index] == pytest.approx(expected[metric], abs=1e-6), metric
+        served_rows = series(
+            port, project_id, "VersionWindowRows", {"model_version": "v0001", **window}
+        )
+        assert served_rows[0] == 50 and served_rows[-1] == min(80, window_rows), served_rows
         # The exporter serves the snapshot's figures to Prometheus on its own port.
         metrics_url = f"http://127.0.0.1:{environment['REPORTING_METRICS_PORT']}/metrics"
         exported = wait_for(
@@ -162,8 +146,7 @@ def test_the_service_follows_production_and_stops_cleanly(
         assert exported
 
         # Reading needs nothing; writing through the UI's API needs the generated secret.
-        project = project_snapshots(port, name)[0]
-        url = f"http://127.0.0.1:{port}/api/projects/{project}"
+        url = f"http://127.0.0.1:{port}/api/projects/{project_id}"
         assert httpx.delete(url).status_code == 403
         assert httpx.delete(url, headers={"evidently-secret": "guess"}).status_code == 403
         secret = (tmp_path / "secrets" / "evidently_secret").read_text().strip()
