@@ -9,6 +9,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from evidently import DataDefinition, Dataset, Report
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
@@ -19,10 +20,11 @@ from ctloop.tables import embedding_columns
 from harness.data import copy_reference, served_feedback, write_prod
 from harness.processes import free_port
 from harness.reporting import reporting_settings
-from reporting.drift import embedding_drift
+from reporting.drift import embedding_drift_preset
 from reporting.exporter import SnapshotCollector, serve_metrics
 from reporting.project import UpdateResult, update
 from reporting.refresher import Refresher
+from reporting.snapshots import headline_values, quiet_numerics
 
 W = 60
 
@@ -79,7 +81,7 @@ def test_window_figures_are_those_of_the_latest_rows_overall_and_per_version(
             assert window.version_quality[name][measure] == pytest.approx(value, abs=1e-9)
     assert window.version_quality["v0002"]["accuracy"] < window.version_quality["v0001"]["accuracy"]
 
-    # The drift share of the window is the project's drift test on those rows.
+    # The drift share of the window (ctloop.drift's) is Evidently's preset on those rows.
     columns = embedding_columns(n_components)
     drift = embedding_drift(
         pd.DataFrame(reference.embeddings, columns=columns),
@@ -89,6 +91,19 @@ def test_window_figures_are_those_of_the_latest_rows_overall_and_per_version(
     )
     assert window.drift_share == pytest.approx(drift["drift_share"])
     assert window.drifted_columns == drift["drifted_columns"]
+
+
+def embedding_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str], settings):
+    """{"drift_share", "drifted_columns"} of Evidently's DataDriftPreset, as the dashboard runs
+    it on every production row, here on `current`."""
+    definition = DataDefinition(numerical_columns=columns)
+    with quiet_numerics():
+        snapshot = Report([embedding_drift_preset(settings, columns)]).run(
+            Dataset.from_pandas(current[columns], data_definition=definition),
+            Dataset.from_pandas(reference[columns], data_definition=definition),
+        )
+    values = headline_values(snapshot)
+    return {key: values[key] for key in ("drift_share", "drifted_columns")}
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:
