@@ -33,7 +33,7 @@ import httpx
 
 from bench import smoke
 from bench.procs import free_port
-from harness import attacks
+from harness import attacks, loopback
 from harness.processes import REPO, ServerProcess
 
 TOKEN = "bench-token"  # noqa: S105 - the throwaway token of a benchmark server
@@ -98,7 +98,7 @@ def measure(url: str, pid: int, attack: Attack) -> Row:
 
     def send(_: int) -> tuple[int, int, float]:
         started = time.perf_counter()
-        reply = httpx.post(f"{url}{attack.route}", content=content, headers=headers, timeout=300)
+        reply = loopback.post(f"{url}{attack.route}", content=content, headers=headers, timeout=300)
         return reply.status_code, len(reply.content), time.perf_counter() - started
 
     with ThreadPoolExecutor(attack.concurrency) as pool:
@@ -203,7 +203,7 @@ def run(root: Path, checkout: Path, selected: tuple[Attack, ...] = ATTACKS) -> l
     rows = []
     with server(root, checkout) as live:
         pid = live.process.pid  # one worker: uvicorn serves in the launcher's process
-        httpx.post(f"{live.url}/predict", content=attacks.many_images(2), headers=attacks.JSON)
+        loopback.post(f"{live.url}/predict", content=attacks.many_images(2), headers=attacks.JSON)
         for attack in selected:
             rows.append(measure(live.url, pid, attack))
             print(f"  {checkout.name}: {attack.name}: {rows[-1].statuses}", flush=True)

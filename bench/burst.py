@@ -32,6 +32,7 @@ import httpx
 from bench import smoke
 from bench.procs import Server, free_port
 from ctloop.retrain_log import RetrainLog
+from harness import loopback
 from harness.processes import REPO, child_environment
 
 TOKEN = secrets.token_hex(16)
@@ -129,7 +130,7 @@ def main() -> None:
             burst(server.url, bodies, args.feedbacks, args.clients, args.seconds)
         )
         ended = time.perf_counter()
-        rows = httpx.get(f"{server.url}/model", timeout=30).json()["production_rows"]
+        rows = loopback.get(f"{server.url}/model", timeout=30).json()["production_rows"]
         last_trigger = rows // args.every * args.every
         print(
             f"burst: {args.feedbacks} feedbacks from {args.clients} clients in {seconds:.1f} s "
@@ -142,7 +143,7 @@ def main() -> None:
                 decided_at = time.perf_counter() - ended
                 break
             time.sleep(0.5)
-        backlog = httpx.get(f"{server.url}/model", timeout=30).json()["retrain_backlog"]
+        backlog = loopback.get(f"{server.url}/model", timeout=30).json()["retrain_backlog"]
     decisions = ledger.decisions()
     trained = [d for d in decisions if d["decision"] in ("promoted", "rejected", "failed")]
     superseded = sum(d["decision"] == "superseded" for d in decisions)

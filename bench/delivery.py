@@ -22,12 +22,11 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-import httpx
-
 from bench import smoke
 from bench.ab import CONNECTIONS, Checkout, body_file, summary
 from bench.loadgen import Run, wrk
 from ctloop.registry import ModelRegistry
+from harness import loopback
 from harness.data import make_settings
 from harness.delivery import register_challenger
 from harness.processes import REPO, child_environment
@@ -48,7 +47,7 @@ def build(root: Path) -> None:
 def shadow_figures(url: str) -> tuple[float, float]:
     """(images the shadow answered, of which it agreed) from the server's /metrics."""
     answered = agreed = 0.0
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
+    for line in loopback.get(f"{url}/metrics").text.splitlines():
         if line.startswith("ctloop_shadow_predictions_total{"):
             value = float(line.rsplit(" ", 1)[1])
             answered += value
@@ -84,7 +83,7 @@ def main() -> None:
         for server in servers.values():
             server.start()
         try:
-            stage = httpx.get(f"{servers['shadow'].url}/model").json()["delivery"]["stage"]
+            stage = loopback.get(f"{servers['shadow'].url}/model").json()["delivery"]["stage"]
             assert stage and stage["percent"] == 100.0, stage
             warm = min(2, args.seconds)
             for server in servers.values():  # warm-up, not counted

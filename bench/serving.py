@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-import httpx
 from PIL import Image
 
 from bench import smoke
@@ -32,6 +31,7 @@ from bench.report import write_report
 from bench.retraining import Feeder
 from ctloop.prod_data import ProductionData
 from ctloop.retrain_log import RetrainLog
+from harness import loopback
 from harness.processes import trainer_pids
 from pictures import encode
 
@@ -315,7 +315,7 @@ class Bench:
             wrk("warm-up", server.url + path, body, content_type, 8, seconds, BENCH_TOKEN)
 
     def check_reply(self, server: Server) -> None:
-        reply = httpx.post(
+        reply = loopback.post(
             server.url + "/predict", json={"image": base64.b64encode(self.png).decode()}, timeout=30
         )
         reply.raise_for_status()

@@ -10,7 +10,6 @@ import copy
 import dataclasses
 import re
 
-import httpx
 import numpy as np
 
 from ctloop.candidate import build_manifest, version_files
@@ -20,6 +19,7 @@ from ctloop.registry import ModelRegistry
 from ctloop.retrain_set import load_training_set
 from ctloop.train import train_head
 from ctloop.util import sha256_hex
+from harness import loopback
 
 
 def flipped(targets: np.ndarray) -> np.ndarray:
@@ -118,7 +118,7 @@ def register_failing_challenger(settings: CoreSettings) -> str:
 def stage_by_worker(url: str) -> dict[str, tuple[str, str]]:
     """{pid: (version, stage)} of the challenger each live worker serves on stage, from
     ctloop_stage_percent (every worker sets it when it publishes a stage)."""
-    text = httpx.get(f"{url}/metrics", timeout=10).text
+    text = loopback.get(f"{url}/metrics", timeout=10).text
     pattern = r'ctloop_stage_percent\{pid="(\d+)",stage="(\w+)",version="(v\d+)"\} ([\d.]+)'
     found = {}
     for pid, stage, version, percent in re.findall(pattern, text):

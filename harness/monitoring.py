@@ -13,6 +13,7 @@ import httpx
 import pytest
 import yaml
 
+from harness import loopback
 from harness.processes import REPO, free_port
 
 MONITORING = REPO / "monitoring"
@@ -61,7 +62,7 @@ def local_prometheus(folder: Path, rules: Path | None = None) -> Iterator[str]:
         deadline = time.monotonic() + 60
         while True:
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
+                if loopback.get(f"{url}/-/ready", timeout=2).status_code == 200:
                     break
             if process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError((folder / "prometheus.log").read_text()[-3000:])

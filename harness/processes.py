@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from ctloop.config import CoreSettings
+from harness import loopback
 from webapp.settings import WebappSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,7 +81,7 @@ class ServerProcess:
                 code = self.process.returncode
                 raise RuntimeError(f"{self.name} exited with {code}:\n{self.logs()}")
             try:
-                if httpx.get(f"{self.url}{self.health}", timeout=1).status_code == 200:
+                if loopback.get(f"{self.url}{self.health}", timeout=1).status_code == 200:
                     self.ready_seconds = time.perf_counter() - started
                     return self
             except httpx.HTTPError:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
-
+from harness import loopback
 from reporting.settings import ReportingSettings
 
 
@@ -22,6 +21,6 @@ def reporting_settings(data_dir: Path, **overrides) -> ReportingSettings:
 
 def api(port: int, path: str) -> object:
     """GET a JSON document from the UI on loopback."""
-    response = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+    response = loopback.get(f"http://127.0.0.1:{port}{path}", timeout=5)
     response.raise_for_status()
     return response.json()

@@ -198,20 +198,22 @@ def _dashboard_drift_share(scenario: Scenario, rows: int) -> float | None:
     if not scenario.metrics_url:
         return None
     deadline = time.monotonic() + scenario.dashboard_timeout
-    while True:
-        try:
-            values = _metric_values(httpx.get(scenario.metrics_url, timeout=10).text)
-        except httpx.HTTPError as exc:
-            raise TrafficError(f"the exporter at {scenario.metrics_url}: {exc}") from exc
-        covered = values.get("ctloop_reporting_snapshot_rows", -1)
-        share = values.get("ctloop_window_drift_share")
-        if covered >= rows and share is not None:
-            return round(share, 4)
-        if time.monotonic() > deadline:
-            raise TrafficError(
-                f"no snapshot covered {rows} feedback rows within {scenario.dashboard_timeout:g} s"
-            )
-        time.sleep(0.5)
+    with httpx.Client(timeout=10) as http:  # one client for every poll (each costs a TLS set-up)
+        while True:
+            try:
+                values = _metric_values(http.get(scenario.metrics_url).text)
+            except httpx.HTTPError as exc:
+                raise TrafficError(f"the exporter at {scenario.metrics_url}: {exc}") from exc
+            covered = values.get("ctloop_reporting_snapshot_rows", -1)
+            share = values.get("ctloop_window_drift_share")
+            if covered >= rows and share is not None:
+                return round(share, 4)
+            if time.monotonic() > deadline:
+                raise TrafficError(
+                    f"no snapshot covered {rows} feedback rows "
+                    f"within {scenario.dashboard_timeout:g} s"
+                )
+            time.sleep(0.5)
 
 
 def _metric_values(text: str) -> dict[str, float]:

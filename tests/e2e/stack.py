@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from harness import loopback
+
 REPO = Path(__file__).resolve().parents[2]
 GRAFANA = "grafana"
 
@@ -178,7 +180,7 @@ class Stack:
         while pending and time.monotonic() < deadline:
             for service, path in list(pending.items()):
                 try:
-                    if httpx.get(self.url(service) + path, timeout=2).status_code == 200:
+                    if loopback.get(self.url(service) + path, timeout=2).status_code == 200:
                         del pending[service]
                 except httpx.HTTPError:
                     pass

@@ -12,9 +12,9 @@ import struct
 import time
 import zlib
 
-import httpx
 import pytest
 
+from harness import loopback
 from harness.processes import wait_for
 from tests.e2e.conftest import FIGURES
 from tests.e2e.stack import Stack
@@ -40,22 +40,22 @@ def test_writes_need_the_token_the_first_start_generated(stack: Stack, samples) 
     assert not stat.S_IMODE(token_file.stat().st_mode) & 0o007, "not readable by others"
     body = {"image": base64.b64encode(samples["2"]).decode(), "target": "2"}
     rows = (stack.root / "data" / "prod_data.csv").read_bytes()
-    refused = httpx.post(stack.url("serving") + "/feedback", json=body)
+    refused = loopback.post(stack.url("serving") + "/feedback", json=body)
     assert refused.status_code == 401 and refused.json()["error"] == "unauthorized"
-    assert httpx.post(stack.url("serving") + "/model/rollback").status_code == 401
+    assert loopback.post(stack.url("serving") + "/model/rollback").status_code == 401
     assert (stack.root / "data" / "prod_data.csv").read_bytes() == rows
 
 
 def test_the_dashboard_is_readable_but_refuses_writes_without_its_secret(stack: Stack) -> None:
     api = stack.url("reporting") + "/api"
-    projects = httpx.get(api + "/projects").json()
+    projects = loopback.get(api + "/projects").json()
     assert projects, "readable without a secret"
     project = projects[0]["id"]
-    refused = httpx.delete(f"{api}/projects/{project}")
+    refused = loopback.delete(f"{api}/projects/{project}")
     assert refused.status_code in (401, 403)
-    wrong = httpx.delete(f"{api}/projects/{project}", headers={"evidently-secret": "guess"})
+    wrong = loopback.delete(f"{api}/projects/{project}", headers={"evidently-secret": "guess"})
     assert wrong.status_code in (401, 403)
-    assert [p["id"] for p in httpx.get(api + "/projects").json()] == [project]
+    assert [p["id"] for p in loopback.get(api + "/projects").json()] == [project]
 
 
 def long_png(width: int) -> bytes:
@@ -80,7 +80,7 @@ def test_absurd_images_are_refused_and_cost_the_container_nothing(stack: Stack) 
     before = stack.memory_mib("serving-api")
     for width in (16_777_216, 16_777_215, 16_777_214, 16_777_213):
         image = base64.b64encode(long_png(width)).decode()
-        reply = httpx.post(stack.url("serving") + "/predict", json={"image": image})
+        reply = loopback.post(stack.url("serving") + "/predict", json={"image": image})
         assert reply.status_code == 413 and reply.json()["error"] == "image_too_large"
     after = stack.memory_mib("serving-api")
     FIGURES["serving_memory_mib_before_after_absurd_images"] = [round(before), round(after)]
@@ -91,7 +91,7 @@ def restart_api(stack: Stack) -> None:
     result = stack.run("restart", "serving-api", timeout=300)
     assert result.returncode == 0, result.stderr
     wait_for(
-        lambda: httpx.get(stack.url("serving") + "/ready", timeout=2).status_code == 200,
+        lambda: loopback.get(stack.url("serving") + "/ready", timeout=2).status_code == 200,
         180,
         0.5,
         "the API to be ready again",
@@ -106,7 +106,7 @@ def test_a_restart_on_a_truncated_pointer_and_a_garbage_row_serves_within_30_s(
     30 s, the pointer is rebuilt from the history and feedback goes on past the garbage."""
     pointer = stack.root / "artifacts" / "current.json"
     prod = stack.root / "data" / "prod_data.csv"
-    served = httpx.get(stack.url("serving") + "/model").json()["version"]
+    served = loopback.get(stack.url("serving") + "/model").json()["version"]
     rows = prod.read_bytes()
     image = base64.b64encode(samples["6"]).decode()
     try:
@@ -118,7 +118,9 @@ def test_a_restart_on_a_truncated_pointer_and_a_garbage_row_serves_within_30_s(
         result = stack.run("start", "serving-api", timeout=300)
         assert result.returncode == 0, result.stderr
         wait_for(
-            lambda: httpx.post(stack.url("serving") + "/predict", json={"image": image}).is_success,
+            lambda: (
+                loopback.post(stack.url("serving") + "/predict", json={"image": image}).is_success
+            ),
             120,
             0.2,
             "predictions after the restart",
@@ -127,10 +129,10 @@ def test_a_restart_on_a_truncated_pointer_and_a_garbage_row_serves_within_30_s(
             time.monotonic() - started, 1
         )
         assert time.monotonic() - started < 30
-        reply = httpx.post(stack.url("serving") + "/predict", json={"image": image}).json()
+        reply = loopback.post(stack.url("serving") + "/predict", json={"image": image}).json()
         assert reply["model_version"] == served
         assert json.loads(pointer.read_bytes())["version"] == served, "rebuilt by init"
-        feedback = httpx.post(
+        feedback = loopback.post(
             stack.url("serving") + "/feedback",
             json={"image": image, "target": "6"},
             headers=stack.auth,
@@ -140,7 +142,7 @@ def test_a_restart_on_a_truncated_pointer_and_a_garbage_row_serves_within_30_s(
         assert stack.run("stop", "serving-api", timeout=300).returncode == 0
         prod.write_bytes(rows)  # the garbage line out again, for the tests that follow
         restart_api(stack)
-    assert httpx.get(stack.url("serving") + "/ready").json()["status"] == "ready"
+    assert loopback.get(stack.url("serving") + "/ready").json()["status"] == "ready"
 
 
 def test_a_read_only_data_folder_refuses_feedback_and_keeps_predicting(
@@ -155,8 +157,8 @@ def test_a_read_only_data_folder_refuses_feedback_and_keeps_predicting(
         os.chmod(prod, 0o444)
         restart_api(stack)
         image = base64.b64encode(samples["9"]).decode()
-        assert httpx.post(stack.url("serving") + "/predict", json={"image": image}).is_success
-        refused = httpx.post(
+        assert loopback.post(stack.url("serving") + "/predict", json={"image": image}).is_success
+        refused = loopback.post(
             stack.url("serving") + "/feedback",
             json={"image": image, "target": "9"},
             headers=stack.auth,
@@ -164,7 +166,7 @@ def test_a_read_only_data_folder_refuses_feedback_and_keeps_predicting(
         assert refused.status_code == 503, refused.text
         assert refused.json()["error"] == "feedback_unavailable"
         assert "prod_data.csv" in refused.json()["detail"]
-        ready = httpx.get(stack.url("serving") + "/ready").json()
+        ready = loopback.get(stack.url("serving") + "/ready").json()
         assert ready["status"] == "degraded"
     finally:
         os.chmod(data, mode)

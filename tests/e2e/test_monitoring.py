@@ -13,9 +13,9 @@ import sys
 import time
 from urllib.parse import urlencode
 
-import httpx
 import pytest
 
+from harness import loopback
 from harness.browser import CHROMIUM_ARGS, find_chromium
 from harness.processes import free_port, wait_for
 from monitoring.alerts import main as generate_rules
@@ -62,7 +62,7 @@ def monitored(tmp_path_factory) -> Stack:
 
 
 def prometheus(monitored: Stack, path: str, **params) -> dict:
-    reply = httpx.get(monitored.url("prometheus") + path, params=params, timeout=10)
+    reply = loopback.get(monitored.url("prometheus") + path, params=params, timeout=10)
     reply.raise_for_status()
     return reply.json()["data"]
 
@@ -145,7 +145,7 @@ def firing(monitored: Stack, alert: str) -> list[dict]:
 
 def test_the_drift_alert_fires_and_reaches_alertmanager(monitored: Stack, drift_run: dict) -> None:
     def exported() -> dict[str, float]:
-        text = httpx.get(monitored.url("reporting-metrics") + "/metrics", timeout=5).text
+        text = loopback.get(monitored.url("reporting-metrics") + "/metrics", timeout=5).text
         return {
             line.split()[0]: float(line.split()[1])
             for line in text.splitlines()
@@ -174,7 +174,7 @@ def test_the_drift_alert_fires_and_reaches_alertmanager(monitored: Stack, drift_
     assert fired[0]["labels"]["severity"] == "warning"
 
     def in_alertmanager():
-        alerts = httpx.get(monitored.url("alertmanager") + "/api/v2/alerts", timeout=5).json()
+        alerts = loopback.get(monitored.url("alertmanager") + "/api/v2/alerts", timeout=5).json()
         return [a for a in alerts if a["labels"]["alertname"] == "CtloopDriftDetected"]
 
     received = wait_for(in_alertmanager, 60, 1.0, "the drift alert in Alertmanager")
@@ -214,13 +214,13 @@ def test_grafana_serves_the_provisioned_dashboards_to_anonymous_viewers(monitore
         assert "grafana" not in listed and "prometheus" in listed
         return
     url = monitored.url("grafana")
-    found = httpx.get(f"{url}/api/search", params={"query": "ctloop"}, timeout=10).json()
+    found = loopback.get(f"{url}/api/search", params={"query": "ctloop"}, timeout=10).json()
     assert {d["uid"] for d in found} >= {"ctloop-serving", "ctloop-model"}
-    model = httpx.get(f"{url}/api/dashboards/uid/ctloop-model", timeout=10)
+    model = loopback.get(f"{url}/api/dashboards/uid/ctloop-model", timeout=10)
     assert model.status_code == 200 and model.json()["meta"]["canEdit"] is False
-    assert httpx.get(f"{url}/api/admin/settings", auth=("admin", "admin")).status_code == 401
+    assert loopback.get(f"{url}/api/admin/settings", auth=("admin", "admin")).status_code == 401
     password = (monitored.root / "secrets" / "grafana_admin_password").read_text().strip()
-    health = httpx.get(
+    health = loopback.get(
         f"{url}/api/datasources/uid/ctloop-prometheus/health", auth=("admin", password)
     )
     assert health.status_code == 200 and health.json()["status"] == "OK", health.text
@@ -238,7 +238,7 @@ def screenshot_prometheus(monitored: Stack) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     # Upstream's UI lives at /; Debian's build (the CI stand-in) serves the classic one instead.
     base = monitored.url("prometheus")
-    ui = "" if httpx.get(f"{base}/alerts", timeout=5).status_code == 200 else "/classic"
+    ui = "" if loopback.get(f"{base}/alerts", timeout=5).status_code == 200 else "/classic"
     drift = '{__name__=~"ctloop_window_drift_share|ctloop_drift_share"}'
     pages = {
         "prometheus-alerts.png": f"{ui}/alerts",

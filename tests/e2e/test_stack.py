@@ -11,9 +11,9 @@ import base64
 import csv
 import time
 
-import httpx
 import pytest
 
+from harness import loopback
 from harness.browser import CHROMIUM_ARGS, find_chromium
 from tests.e2e.conftest import FIGURES, K, free_port
 from tests.e2e.stack import Stack, copy_repository
@@ -34,10 +34,10 @@ def test_first_start_built_the_reference_and_the_first_model(stack: Stack) -> No
 def test_predict_as_json_and_as_a_file(stack: Stack, samples) -> None:
     for label in ("0", "3", "7"):
         png = samples[label]
-        as_json = httpx.post(
+        as_json = loopback.post(
             stack.url("serving") + "/predict", json={"image": base64.b64encode(png).decode()}
         )
-        as_file = httpx.post(
+        as_file = loopback.post(
             stack.url("serving") + "/predict", files={"file": ("digit.png", png, "image/png")}
         )
         for reply in (as_json, as_file):
@@ -47,7 +47,7 @@ def test_predict_as_json_and_as_a_file(stack: Stack, samples) -> None:
 
 
 def test_the_webapp_answers_with_its_page(stack: Stack) -> None:
-    page = httpx.get(stack.url("webapp") + "/")
+    page = loopback.get(stack.url("webapp") + "/")
     assert page.status_code == 200 and "<title>Streamlit</title>" in page.text
     chromium = find_chromium()
     if chromium is None:
@@ -73,7 +73,7 @@ def test_k_feedbacks_are_k_rows_on_the_host_and_start_a_retrain(stack: Stack, sa
     before = len(prod.read_text().splitlines()) - 1 if prod.exists() else 0
     labels = [CLASSES[i % 10] for i in range(K)]
     for label in labels:
-        reply = httpx.post(
+        reply = loopback.post(
             stack.url("serving") + "/feedback",
             json={"image": base64.b64encode(samples[label]).decode(), "target": label},
             headers=stack.auth,  # the token the first start generated
@@ -90,7 +90,7 @@ def test_k_feedbacks_are_k_rows_on_the_host_and_start_a_retrain(stack: Stack, sa
     deadline = time.monotonic() + 180
     model = {}
     while time.monotonic() < deadline:
-        model = httpx.get(stack.url("serving") + "/model").json()
+        model = loopback.get(stack.url("serving") + "/model").json()
         if (model.get("last_retrain") or {}).get("trigger_rows") == K:
             break
         time.sleep(1)
@@ -101,9 +101,9 @@ def test_k_feedbacks_are_k_rows_on_the_host_and_start_a_retrain(stack: Stack, sa
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and model["version"] != retrain["version"]:
             time.sleep(0.5)
-            model = httpx.get(stack.url("serving") + "/model").json()
+            model = loopback.get(stack.url("serving") + "/model").json()
         assert model["version"] == retrain["version"]
-        answer = httpx.post(
+        answer = loopback.post(
             stack.url("serving") + "/predict",
             json={"image": base64.b64encode(samples["5"]).decode()},
         )
@@ -117,9 +117,9 @@ def test_the_dashboard_lists_snapshots_with_the_feedback_rows(stack: Stack) -> N
     deadline = time.monotonic() + 120
     names: list[str] = []
     while time.monotonic() < deadline:
-        projects = [p for p in httpx.get(api + "/projects").json() if p["name"] == PROJECT]
+        projects = [p for p in loopback.get(api + "/projects").json() if p["name"] == PROJECT]
         assert len(projects) == 1
-        snapshots = httpx.get(f"{api}/projects/{projects[0]['id']}/snapshots").json()
+        snapshots = loopback.get(f"{api}/projects/{projects[0]['id']}/snapshots").json()
         names = [snapshot["name"] for snapshot in snapshots]
         if f"{K} feedback rows" in names:
             break
@@ -134,16 +134,16 @@ def test_every_service_runs_as_a_non_root_user(stack: Stack) -> None:
 
 
 def test_down_and_up_keep_the_model_and_the_feedback(stack: Stack) -> None:
-    before = httpx.get(stack.url("serving") + "/model").json()
+    before = loopback.get(stack.url("serving") + "/model").json()
     rows = (stack.root / "data" / "prod_data.csv").read_bytes()
     stack.down()
     FIGURES["warm_start_seconds"] = round(stack.up(build=False), 1)
-    after = httpx.get(stack.url("serving") + "/model").json()
+    after = loopback.get(stack.url("serving") + "/model").json()
     assert after["version"] == before["version"]
     assert after["production_rows"] == before["production_rows"] == K
     assert (stack.root / "data" / "prod_data.csv").read_bytes() == rows
     assert sorted(p.name for p in (stack.root / "artifacts" / "versions").iterdir()) == [
-        v["version"] for v in httpx.get(stack.url("serving") + "/model/versions").json()
+        v["version"] for v in loopback.get(stack.url("serving") + "/model/versions").json()
     ]
 
 

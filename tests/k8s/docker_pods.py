@@ -28,6 +28,7 @@ from pathlib import Path
 
 import httpx
 
+from harness import loopback
 from tests.k8s.manifests import pod_spec
 
 HELPER_IMAGE = "ctloop-serving"  # runs the fsGroup step as root, as the kubelet would
@@ -233,7 +234,7 @@ def probe_ok(pods: Pods, name: str, spec: dict, probe: dict) -> bool:
     if isinstance(port, str):
         port = next(p["containerPort"] for p in spec["ports"] if p.get("name") == port)
     try:
-        response = httpx.get(pods.url(name, port) + get["path"], timeout=probe["timeoutSeconds"])
+        response = loopback.get(pods.url(name, port) + get["path"], timeout=probe["timeoutSeconds"])
     except httpx.HTTPError:
         return False
     return 200 <= response.status_code < 400

@@ -11,9 +11,9 @@ import shutil
 import subprocess
 import time
 
-import httpx
 import pytest
 
+from harness import loopback
 from k8s.compose import REPO, load_compose
 from pictures import encode, render_grid
 from tests.e2e.stack import image_available, write_figures
@@ -162,7 +162,7 @@ def test_prometheus_scrapes_every_api_replica(pods, deployments) -> None:
     url = pods.url(deployments["prometheus"][0], 9090)
     deadline = time.monotonic() + 90
     while True:
-        targets = httpx.get(url + "/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+        targets = loopback.get(url + "/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
         health = {}
         for target in targets:
             health.setdefault(target["labels"]["job"], []).append(target["health"])
@@ -183,7 +183,7 @@ def test_the_api_replicas_share_one_feedback_file(pods, deployments) -> None:
     image = base64.b64encode(encode(render_grid(cells, scale=4))).decode()
     rows = []
     for name in deployments["serving-api"] * 2:  # alternately, two each
-        reply = httpx.post(
+        reply = loopback.post(
             pods.url(name, 8080) + "/feedback",
             json={"image": image, "target": str(digits.target[3])},
             headers={"Authorization": f"Bearer {token}"},

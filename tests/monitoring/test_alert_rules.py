@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
-
+from harness import loopback
 from harness.monitoring import (
     MONITORING,
     REPO,
@@ -84,7 +83,7 @@ def test_durations_can_be_shortened_for_a_quick_test(tmp_path: Path) -> None:
 
 def test_a_real_prometheus_loads_every_rule(tmp_path: Path) -> None:
     with local_prometheus(tmp_path, rules=RULES) as url:
-        groups = httpx.get(f"{url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+        groups = loopback.get(f"{url}/api/v1/rules", timeout=10).json()["data"]["groups"]
     loaded = {rule["name"]: rule for group in groups for rule in group["rules"]}
     assert sorted(loaded) == sorted(ALERTS)
     assert all(rule["health"] in ("ok", "unknown") for rule in loaded.values())

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
+from harness import loopback
 from harness.monitoring import MONITORING, REPO, load_yaml, local_prometheus
 from monitoring.dashboards import (
     DASHBOARDS,
@@ -95,7 +95,9 @@ def test_every_panel_query_is_valid_promql(name: str, tmp_path: Path) -> None:
     document = dashboards()[name]
     with local_prometheus(tmp_path) as url:
         for where, expr in panel_queries(document):
-            reply = httpx.post(f"{url}/api/v1/query", data={"query": as_promql(expr)}, timeout=10)
+            reply = loopback.post(
+                f"{url}/api/v1/query", data={"query": as_promql(expr)}, timeout=10
+            )
             assert reply.status_code == 200 and reply.json()["status"] == "success", (
                 where,
                 reply.text,

@@ -9,12 +9,12 @@ import time
 import warnings
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
 from ctloop.config import CoreSettings
+from harness import loopback
 from harness.data import copy_reference, prod_labels, served_feedback, write_prod
 from harness.processes import free_port, is_alive, json_logs, running, ui_pids, wait_for
 from harness.reporting import api, reporting_settings
@@ -34,7 +34,7 @@ def series(
     port: int, project_id: str, metric: str, labels: dict[str, str] | None = None
 ) -> list[float]:
     """One metric's values over the snapshots, as the dashboard's plots request them."""
-    response = httpx.post(
+    response = loopback.post(
         f"http://127.0.0.1:{port}/api/v2/snapshots/{project_id}/data_series_batch",
         json={
             "series_filter": [
@@ -139,7 +139,7 @@ def test_the_service_follows_production_and_stops_cleanly(
         # The exporter serves the snapshot's figures to Prometheus on its own port.
         metrics_url = f"http://127.0.0.1:{environment['REPORTING_METRICS_PORT']}/metrics"
         exported = wait_for(
-            lambda: "ctloop_window_rows 80.0" in httpx.get(metrics_url, timeout=5).text,
+            lambda: "ctloop_window_rows 80.0" in loopback.get(metrics_url, timeout=5).text,
             30,
             what="the 80-row window on /metrics",
         )
@@ -147,8 +147,8 @@ def test_the_service_follows_production_and_stops_cleanly(
 
         # Reading needs nothing; writing through the UI's API needs the generated secret.
         url = f"http://127.0.0.1:{port}/api/projects/{project_id}"
-        assert httpx.delete(url).status_code == 403
-        assert httpx.delete(url, headers={"evidently-secret": "guess"}).status_code == 403
+        assert loopback.delete(url).status_code == 403
+        assert loopback.delete(url, headers={"evidently-secret": "guess"}).status_code == 403
         secret = (tmp_path / "secrets" / "evidently_secret").read_text().strip()
         assert len(secret) >= 40
         assert project_snapshots(port, name)[1], "the history is still there"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,6 +16,7 @@ from ctloop.config import CoreSettings
 from ctloop.prod_data import ProductionData
 from ctloop.reference import read_reference
 from ctloop.tables import embedding_columns
+from harness import loopback
 from harness.data import copy_reference, served_feedback, write_prod
 from harness.processes import free_port
 from harness.reporting import reporting_settings
@@ -107,7 +107,7 @@ def embedding_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: lis
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    text = loopback.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)

@@ -7,12 +7,12 @@ from __future__ import annotations
 import base64
 from collections import Counter
 
-import httpx
 import pytest
 
 from ctloop.config import CoreSettings
 from ctloop.delivery import routed_to_challenger
 from ctloop.registry import ModelRegistry
+from harness import loopback
 from harness.data import copy_workspace
 from harness.delivery import register_challenger, register_failing_challenger
 from harness.processes import LiveServer, json_logs, wait_for
@@ -25,7 +25,7 @@ def image(samples: dict[str, bytes], label: str = "3") -> dict:
 
 
 def stage_of(url: str) -> dict | None:
-    return httpx.get(f"{url}/model").json()["delivery"]["stage"]
+    return loopback.get(f"{url}/model").json()["delivery"]["stage"]
 
 
 def version_for(url: str, samples, client: str | None = None) -> str:
@@ -36,7 +36,7 @@ def version_for(url: str, samples, client: str | None = None) -> str:
 def answer(url: str, samples, client: str | None = None) -> tuple[str, str]:
     """(model version, request id) of one /predict on a new connection (any worker)."""
     headers = {"X-Client-ID": client} if client else {}
-    reply = httpx.post(f"{url}/predict", json=image(samples), headers=headers, timeout=30)
+    reply = loopback.post(f"{url}/predict", json=image(samples), headers=headers, timeout=30)
     assert reply.status_code == 200, reply.text
     return reply.json()["model_version"], reply.headers["x-request-id"]
 
@@ -65,15 +65,15 @@ def test_the_canary_split_is_the_same_in_every_worker_and_server(staged, samples
         anonymous = [answer(two_workers.url, samples) for _ in range(300)]
         # Feedback from a client is predicted and recorded by the version that answers it.
         for client in clients[:20]:
-            reply = httpx.post(
+            reply = loopback.post(
                 f"{two_workers.url}/feedback",
                 json={**image(samples), "target": "3"},
                 headers={**two_workers.auth, "X-Client-ID": client},
             ).json()
             assert reply["model_version"] == (challenger if expected[client] else "v0001")
-        model = httpx.get(f"{two_workers.url}/model").json()
-        versions = httpx.get(f"{two_workers.url}/model/versions").json()
-        metrics = httpx.get(f"{two_workers.url}/metrics").text
+        model = loopback.get(f"{two_workers.url}/model").json()
+        versions = loopback.get(f"{two_workers.url}/model/versions").json()
+        metrics = loopback.get(f"{two_workers.url}/metrics").text
     for client, seen in answers.items():
         assert seen == {challenger if expected[client] else "v0001"}, client
     share = sum(expected.values()) / len(clients)
@@ -111,21 +111,21 @@ def test_the_admin_routes_end_a_stage_by_hand(staged, samples, tmp_path):
     settings, challenger = staged
     with LiveServer(settings, tmp_path / "server.log", **SETTLED) as server:
         url = server.url
-        assert httpx.post(f"{url}/model/stage/abort").status_code == 401
-        wrong = httpx.post(
+        assert loopback.post(f"{url}/model/stage/abort").status_code == 401
+        wrong = loopback.post(
             f"{url}/model/stage/abort", json={"version": "v0001"}, headers=server.auth
         )
         assert wrong.status_code == 409 and "no longer on stage" in wrong.json()["detail"]
-        reply = httpx.post(
+        reply = loopback.post(
             f"{url}/model/stage/abort", json={"reason": "looks odd"}, headers=server.auth
         )
         assert reply.json() == {"version": challenger, "stage": "rolled_back", "champion": "v0001"}
         assert stage_of(url) is None
-        assert httpx.post(f"{url}/model/stage/promote", headers=server.auth).status_code == 409
+        assert loopback.post(f"{url}/model/stage/promote", headers=server.auth).status_code == 409
         second = register_challenger(settings)
         ModelRegistry(settings.artifacts_dir).start_stage(second, "shadow", 100.0, "test", 0)
         wait_for(lambda: stage_of(url) is not None, timeout=10, what="the shadow")
-        reply = httpx.post(f"{url}/model/stage/promote", headers=server.auth)
+        reply = loopback.post(f"{url}/model/stage/promote", headers=server.auth)
         assert reply.json() == {"version": second, "stage": "champion", "champion": second}
         assert version_for(url, samples, "anyone") == second
     history = ModelRegistry(settings.artifacts_dir).history()
@@ -148,7 +148,7 @@ def test_a_canary_that_fails_is_rolled_back_by_its_health(built, samples, tmp_pa
 
         def traffic_until_rolled_back() -> bool:
             for i in range(20):
-                reply = httpx.post(
+                reply = loopback.post(
                     f"{server.url}/predict", json=image(samples), headers={"X-Client-ID": f"c{i}"}
                 )
                 statuses[reply.status_code] += 1

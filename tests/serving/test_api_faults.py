@@ -15,6 +15,7 @@ from ctloop.candidate import train_candidate
 from ctloop.registry import ModelRegistry
 from ctloop.retrain_log import RetrainLog
 from ctloop.trainer import trainer_is_running, trainer_lock
+from harness import loopback
 from harness.data import copy_workspace, served_feedback, write_prod
 from harness.images import b64
 from harness.processes import LiveServer, trainer_pids, wait_for
@@ -41,11 +42,11 @@ def two_versions(two_versions_built, tmp_path):
 
 
 def predict(server: LiveServer, image: bytes) -> httpx.Response:
-    return httpx.post(f"{server.url}/predict", json={"image": b64(image)}, timeout=30)
+    return loopback.post(f"{server.url}/predict", json={"image": b64(image)}, timeout=30)
 
 
 def fallback_metric(server: LiveServer) -> float:
-    values = samples_of(httpx.get(f"{server.url}/metrics").text)
+    values = samples_of(loopback.get(f"{server.url}/metrics").text)
     return max(v for (name, _), v in values.items() if name == "ctloop_model_fallback")
 
 
@@ -76,13 +77,13 @@ def test_a_broken_registry_state_starts_on_the_newest_version_that_verifies(
     with trainer_lock(settings), LiveServer(settings, tmp_path / "server.log") as server:
         reply = predict(server, samples["7"])
         assert reply.status_code == 200 and reply.json()["model_version"] == serving
-        ready = httpx.get(f"{server.url}/ready").json()
+        ready = loopback.get(f"{server.url}/ready").json()
         assert ready["status"] == "degraded" and words in ready["problems"][0]
-        model = httpx.get(f"{server.url}/model").json()
+        model = loopback.get(f"{server.url}/model").json()
         assert model["version"] == serving and model["fallback"]["serving"] == serving
         assert words in model["fallback"]["reason"]
         assert fallback_metric(server) == 1
-        assert httpx.get(f"{server.url}/model/versions").status_code == 200
+        assert loopback.get(f"{server.url}/model/versions").status_code == 200
         assert any('"event": "model_fallback"' in line for line in server.logs().splitlines()), (
             "a clear log line"
         )
@@ -94,13 +95,13 @@ def test_a_repaired_pointer_ends_the_fallback_without_a_restart(
     settings, registry = two_versions
     registry.current_path.write_text("{")
     with trainer_lock(settings), LiveServer(settings, tmp_path / "server.log") as server:
-        assert httpx.get(f"{server.url}/model").json()["fallback"] is not None
-        reply = httpx.post(
+        assert loopback.get(f"{server.url}/model").json()["fallback"] is not None
+        reply = loopback.post(
             f"{server.url}/model/rollback", json={"version": "v0001"}, headers=server.auth
         )
         assert reply.status_code == 200, reply.text
         wait_for(
-            lambda: httpx.get(f"{server.url}/model").json()["fallback"] is None,
+            lambda: loopback.get(f"{server.url}/model").json()["fallback"] is None,
             30,
             what="the fallback to end",
         )
@@ -116,8 +117,8 @@ def test_torn_ledger_lines_do_not_stop_the_service(two_versions, tmp_path) -> No
         handle.write(b'{"trigger_rows": 40, "decis')  # a crash mid-write
     with LiveServer(settings, tmp_path / "server.log") as server:
         for path in ("/model", "/model/versions", "/metrics", "/ready"):
-            assert httpx.get(f"{server.url}{path}").status_code == 200, path
-        model = httpx.get(f"{server.url}/model").json()
+            assert loopback.get(f"{server.url}{path}").status_code == 200, path
+        model = loopback.get(f"{server.url}/model").json()
         assert model["last_retrain"]["trigger_rows"] == 20
     ledger.append({"trigger_rows": 40, "decision": "rejected", "version": "v0010"})
     assert [d["trigger_rows"] for d in RetrainLog(settings.retrain_log_path).decisions()] == [
@@ -134,28 +135,28 @@ def test_a_prod_data_without_its_header_refuses_feedback_and_keeps_predicting(
     settings = copy_workspace(built, tmp_path)
     with LiveServer(settings, tmp_path / "server.log") as server:
         body = {"image": b64(samples["4"]), "target": "4"}
-        first = httpx.post(f"{server.url}/feedback", json=body, headers=server.auth)
+        first = loopback.post(f"{server.url}/feedback", json=body, headers=server.auth)
         assert first.status_code == 200
         path = settings.prod_data_path
         path.write_bytes(path.read_bytes().split(b"\n", 1)[1])  # while the service runs
         corrupt = path.read_bytes()
 
-        refused = httpx.post(f"{server.url}/feedback", json=body, headers=server.auth)
+        refused = loopback.post(f"{server.url}/feedback", json=body, headers=server.auth)
         assert refused.status_code == 503, refused.text
         assert refused.json()["error"] == "feedback_unavailable"
         assert str(path) in refused.json()["detail"] and "line" in refused.json()["detail"]
         assert path.read_bytes() == corrupt, "nothing appended after the corrupt line"
         assert predict(server, samples["4"]).status_code == 200
-        ready = httpx.get(f"{server.url}/ready")
+        ready = loopback.get(f"{server.url}/ready")
         assert (
             ready.status_code == 200 and "feedback cannot be saved" in ready.json()["problems"][0]
         )
-        assert httpx.get(f"{server.url}/metrics").status_code == 200
+        assert loopback.get(f"{server.url}/metrics").status_code == 200
 
     # A restart on the corrupt file: the same, from the first request.
     with LiveServer(settings, tmp_path / "restart.log") as server:
         assert predict(server, samples["4"]).status_code == 200
-        again = httpx.post(f"{server.url}/feedback", json=body, headers=server.auth)
+        again = loopback.post(f"{server.url}/feedback", json=body, headers=server.auth)
         assert again.status_code == 503 and path.read_bytes() == corrupt
 
 
@@ -166,7 +167,7 @@ def test_a_killed_trainer_is_replaced_without_new_traffic(built, tmp_path, sampl
     write_prod(settings.prod_data_path, embeddings[:19], targets[:19], predictions[:19])
     env = {"RETRAIN_EVERY": "20", "SERVING_TRAINER_CHECK_SECONDS": "1"}
     with LiveServer(settings, tmp_path / "server.log", **env) as server:
-        reply = httpx.post(
+        reply = loopback.post(
             f"{server.url}/feedback",
             json={"image": b64(samples["5"]), "target": "5"},
             headers=server.auth,
@@ -194,7 +195,7 @@ def test_a_killed_trainer_is_replaced_without_new_traffic(built, tmp_path, sampl
             if e.get("event") == "attempt"
         ]
         assert len(attempts) >= 2, "the killed attempt, then the one that decided"
-        model = httpx.get(f"{server.url}/model").json()
+        model = loopback.get(f"{server.url}/model").json()
         assert model["retrain_backlog"] == 0
 
 
@@ -206,10 +207,10 @@ def test_feedback_on_a_read_only_prod_data_is_refused_not_crashed(built, tmp_pat
     settings.prod_data_path.mkdir()
     with LiveServer(settings, tmp_path / "server.log") as server:
         assert predict(server, samples["2"]).status_code == 200
-        refused = httpx.post(
+        refused = loopback.post(
             f"{server.url}/feedback",
             json={"image": b64(samples["2"]), "target": "2"},
             headers=server.auth,
         )
         assert refused.status_code == 503 and "cannot be" in refused.json()["detail"]
-        assert httpx.get(f"{server.url}/ready").json()["status"] == "degraded"
+        assert loopback.get(f"{server.url}/ready").json()["status"] == "degraded"

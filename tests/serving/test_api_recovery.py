@@ -15,6 +15,7 @@ import pytest
 from ctloop.registry import ModelRegistry
 from ctloop.retrain_log import RetrainLog
 from ctloop.trainer import trainer_lock
+from harness import loopback
 from harness.data import (
     PLAIN_ENV,
     copy_workspace,
@@ -42,7 +43,7 @@ def image(settings) -> bytes:
 
 
 def predict(server: LiveServer, data: bytes) -> httpx.Response:
-    return httpx.post(f"{server.url}/predict", json={"image": b64(data)}, timeout=30)
+    return loopback.post(f"{server.url}/predict", json={"image": b64(data)}, timeout=30)
 
 
 def test_a_damaged_first_version_is_named_then_rebuilt(plain, tmp_path) -> None:
@@ -54,7 +55,7 @@ def test_a_damaged_first_version_is_named_then_rebuilt(plain, tmp_path) -> None:
     lock.acquire()  # the trainer waits: first what the service says
     try:
         with server:
-            ready = httpx.get(f"{server.url}/ready")
+            ready = loopback.get(f"{server.url}/ready")
             assert ready.status_code == 503 and ready.headers["retry-after"]
             why = ready.json()["problems"][0]
             assert "v0001: pipeline.onnx does not match its sha256" in why, why
@@ -70,7 +71,7 @@ def test_a_damaged_first_version_is_named_then_rebuilt(plain, tmp_path) -> None:
             )
             assert served
             assert predict(server, image(settings)).json()["model_version"] == "v0002"
-            assert httpx.get(f"{server.url}/ready").json()["status"] == "ready"
+            assert loopback.get(f"{server.url}/ready").json()["status"] == "ready"
     finally:
         if lock.is_locked:
             lock.release()
@@ -86,12 +87,12 @@ def test_a_broken_champion_gives_way_to_the_fallback_it_is_served_by(plain, tmp_
     with LiveServer(settings, tmp_path / "server.log", **PLAIN_ENV) as server:
         assert predict(server, image(settings)).json()["model_version"] == "v0001"
         wait_for(
-            lambda: httpx.get(f"{server.url}/ready").json()["status"] == "ready",
+            lambda: loopback.get(f"{server.url}/ready").json()["status"] == "ready",
             60,
             what="the trainer to make the fallback the champion",
         )
         assert registry.current_version() == "v0001"
-        assert httpx.get(f"{server.url}/model").json()["fallback"] is None
+        assert loopback.get(f"{server.url}/model").json()["fallback"] is None
     reason = registry.history()[-1]["reason"]
     assert reason.startswith("repaired: ") and "classifier.onnx does not match" in reason
 

@@ -18,6 +18,7 @@ from ctloop.dataset import load_samples
 from ctloop.registry import ModelRegistry
 from ctloop.retrain_log import RetrainLog
 from ctloop.trainer import trainer_is_running
+from harness import loopback
 from harness.data import copy_workspace
 from harness.images import b64
 from harness.processes import TEST_TOKEN, LiveServer, trainer_pids, wait_for
@@ -74,7 +75,7 @@ async def predict_until(url: str, image: bytes, stop: asyncio.Event) -> list[tup
 
 def served_versions_by_worker(url: str) -> dict[str, str]:
     """{pid: version} from ctloop_model_info, which every worker sets when it swaps models."""
-    text = httpx.get(f"{url}/metrics", timeout=10).text
+    text = loopback.get(f"{url}/metrics", timeout=10).text
     found = {}
     for pid, version, value in re.findall(
         r'ctloop_model_info\{pid="(\d+)",version="(v\d+)"\} ([\d.]+)', text
@@ -161,7 +162,7 @@ def test_a_rejected_challenger_changes_nothing_served(built, tmp_path, samples) 
         assert tree_digest(registry.versions_dir / "v0001") == before
         time.sleep(1)  # well past SERVING_MODEL_POLL_SECONDS: a wrong swap would show now
         assert set(served_versions_by_worker(server.url).values()) == {"v0001"}
-        versions = httpx.get(f"{server.url}/model/versions").json()
+        versions = loopback.get(f"{server.url}/model/versions").json()
         rejected = versions[-1]
         assert rejected["gate"]["decision"] == "rejected" and rejected["current"] is False
         assert rejected["gate"]["champion"] == "v0001" and rejected["trigger_rows"] == 20
@@ -169,7 +170,7 @@ def test_a_rejected_challenger_changes_nothing_served(built, tmp_path, samples) 
         assert rejected["mode"] == "finetune" and rejected["base_version"] == "v0001"
         assert rejected["production_window"] == [1, 19] and rejected["trigger_reasons"] == ["rows"]
         assert rejected["seconds"] > 0 and entry["mode"] == "finetune"
-        model = httpx.get(f"{server.url}/model").json()
+        model = loopback.get(f"{server.url}/model").json()
         assert model["version"] == "v0001" and model["last_retrain"]["decision"] == "rejected"
         assert model["rows_since_last_retrain"] == 0 and model["rows_until_retrain"] == 20
         assert model["retrain_backlog"] == 0
@@ -222,7 +223,7 @@ def test_a_promoted_model_is_served_by_every_worker_without_a_failed_request(
         (entry,) = decisions(settings)
         assert entry["decision"] == "promoted" and entry["version"] == "v0002"
         fresh = [
-            httpx.post(f"{server.url}/predict", json={"image": b64(samples["9"])})
+            loopback.post(f"{server.url}/predict", json={"image": b64(samples["9"])})
             for _ in range(20)
         ]
         assert {reply.json()["model_version"] for reply in fresh} == {"v0001"}
@@ -231,13 +232,17 @@ def test_a_promoted_model_is_served_by_every_worker_without_a_failed_request(
 def test_rollback_needs_the_token_and_a_parent(built, tmp_path) -> None:
     settings = copy_workspace(built, tmp_path)
     with LiveServer(settings, tmp_path / "server.log", API_TOKEN="s3cret") as server:
-        assert httpx.post(f"{server.url}/model/rollback").status_code == 401
-        wrong = httpx.post(f"{server.url}/model/rollback", headers={"Authorization": "Bearer nope"})
+        assert loopback.post(f"{server.url}/model/rollback").status_code == 401
+        wrong = loopback.post(
+            f"{server.url}/model/rollback", headers={"Authorization": "Bearer nope"}
+        )
         assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
         auth = {"Authorization": "Bearer s3cret"}
-        reply = httpx.post(f"{server.url}/model/rollback", headers=auth)
+        reply = loopback.post(f"{server.url}/model/rollback", headers=auth)
         assert reply.status_code == 409 and "no parent" in reply.json()["detail"]
-        reply = httpx.post(f"{server.url}/model/rollback", headers=auth, json={"version": "v0099"})
+        reply = loopback.post(
+            f"{server.url}/model/rollback", headers=auth, json={"version": "v0099"}
+        )
         assert reply.status_code == 404 and reply.json()["error"] == "unknown_version"
 
 
@@ -285,13 +290,13 @@ def test_a_server_killed_mid_retrain_restarts_on_the_last_good_version(
         assert registry.manifest("v0002")["retrain"]["trigger_rows"] == 20
 
     with LiveServer(settings, tmp_path / "restart.log", RETRAIN_EVERY="20") as restarted:
-        assert httpx.get(f"{restarted.url}/ready").json()["model_version"] == served
+        assert loopback.get(f"{restarted.url}/ready").json()["model_version"] == served
         # The retrain that was killed is done now, once.
         wait_for(lambda: decisions(settings), 120, what="the retrain")
         wait_for(lambda: not trainer_pids(settings.artifacts_dir), 60, what="trainers to exit")
         log = decisions(settings)
         assert [entry["trigger_rows"] for entry in log] == list(range(20, len(rows), 20))
         assert (
-            httpx.post(f"{restarted.url}/predict", json={"image": b64(samples["0"])}).status_code
+            loopback.post(f"{restarted.url}/predict", json={"image": b64(samples["0"])}).status_code
             == 200
         )

@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from ctloop.prod_data import ProductionData
+from harness import loopback
 from harness.data import copy_workspace
 from harness.images import b64
 from harness.processes import LiveServer
@@ -29,11 +30,11 @@ def test_feedback_needs_the_token_and_writes_nothing_without_it(
     before = path.read_bytes()
     body = {"image": b64(samples["1"]), "target": "1"}
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
-        reply = httpx.post(f"{guarded.url}/feedback", json=body, headers=headers)
+        reply = loopback.post(f"{guarded.url}/feedback", json=body, headers=headers)
         assert reply.status_code == 401 and reply.json()["error"] == "unauthorized"
         assert "Authorization: Bearer" in reply.json()["detail"]
     assert path.read_bytes() == before
-    ok = httpx.post(
+    ok = loopback.post(
         f"{guarded.url}/feedback", json=body, headers={"Authorization": "Bearer s3cret"}
     )
     assert ok.status_code == 200 and ok.json()["rows"] == 1
@@ -41,9 +42,10 @@ def test_feedback_needs_the_token_and_writes_nothing_without_it(
 
 def test_predict_and_reads_stay_open(guarded: LiveServer, samples) -> None:
     assert (
-        httpx.post(f"{guarded.url}/predict", json={"image": b64(samples["1"])}).status_code == 200
+        loopback.post(f"{guarded.url}/predict", json={"image": b64(samples["1"])}).status_code
+        == 200
     )
-    assert httpx.get(f"{guarded.url}/model").status_code == 200
+    assert loopback.get(f"{guarded.url}/model").status_code == 200
 
 
 def test_cors_allows_only_the_configured_origins(guarded: LiveServer) -> None:
@@ -58,12 +60,12 @@ def test_cors_allows_only_the_configured_origins(guarded: LiveServer) -> None:
     assert allowed.headers["access-control-allow-origin"] == "https://app.example"
     refused = preflight("https://evil.example")
     assert "access-control-allow-origin" not in refused.headers
-    simple = httpx.get(f"{guarded.url}/health", headers={"Origin": "https://evil.example"})
+    simple = loopback.get(f"{guarded.url}/health", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in simple.headers
 
 
 def test_without_cors_origins_no_browser_origin_is_allowed(server: LiveServer) -> None:
-    reply = httpx.get(f"{server.url}/health", headers={"Origin": "http://localhost:8081"})
+    reply = loopback.get(f"{server.url}/health", headers={"Origin": "http://localhost:8081"})
     assert reply.status_code == 200 and "access-control-allow-origin" not in reply.headers
 
 
@@ -77,13 +79,13 @@ def test_without_a_configured_token_one_is_generated_and_required(built, tmp_pat
         assert len(token) >= 40 and token != server.token
         assert oct(token_file.stat().st_mode & 0o777) == "0o640"
         body = {"image": b64(samples["1"]), "target": "1"}
-        refused = [httpx.post(f"{server.url}/feedback", json=body) for _ in range(4)]
+        refused = [loopback.post(f"{server.url}/feedback", json=body) for _ in range(4)]
         assert {reply.status_code for reply in refused} == {401}, "both workers ask for it"
-        ok = httpx.post(
+        ok = loopback.post(
             f"{server.url}/feedback", json=body, headers={"Authorization": f"Bearer {token}"}
         )
         assert ok.status_code == 200
-        assert httpx.post(f"{server.url}/model/rollback").status_code == 401
+        assert loopback.post(f"{server.url}/model/rollback").status_code == 401
 
 
 def test_feedback_is_rate_limited_per_client_and_nothing_is_written_beyond(
@@ -158,4 +160,4 @@ def test_slow_clients_get_408_and_are_disconnected(built, tmp_path) -> None:
                 assert b'"error": "request_timeout"' in answer
                 assert sock.recv(4096) == b"", "the connection is closed"
                 assert waited < 20
-        assert httpx.get(f"{server.url}/health").status_code == 200
+        assert loopback.get(f"{server.url}/health").status_code == 200

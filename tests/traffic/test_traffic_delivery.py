@@ -10,12 +10,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from ctloop.config import CoreSettings
 from ctloop.prod_data import ProductionData
 from ctloop.registry import ModelRegistry
+from harness import loopback
 from harness.data import copy_workspace
 from harness.delivery import register_challenger, stage_by_worker
 from harness.processes import LiveServer, child_environment, wait_for
@@ -168,5 +168,5 @@ def test_a_shadow_is_judged_on_feedback_and_never_answers_a_client(
         assert outcome.decision == "promoted", outcome.reason
         assert outcome.served_after == sound and min(agreement) > 0.8
     assert outcome.reason.startswith("live shadow: live accuracy")
-    metrics = httpx.get(f"{server.url}/metrics").text
+    metrics = loopback.get(f"{server.url}/metrics").text
     assert f'ctloop_shadow_inference_seconds_count{{version="{version}"}}' in metrics

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
 from ctloop.config import CoreSettings
+from harness import loopback
 from harness.browser import CHROMIUM_ARGS, find_chromium
 from harness.data import ARTIFACTS, copy_workspace, prod_rows
 from harness.processes import LiveServer, StreamlitServer
@@ -160,7 +160,7 @@ def test_a_corrected_class_is_recorded_once_even_when_clicked_twice(
     settings, api, _ = stack
     wrong = None
     for path in sorted(built_full.samples_dir.glob("*/*.png")):
-        answer = httpx.post(f"{api.url}/predict", files={"file": (path.name, path.read_bytes())})
+        answer = loopback.post(f"{api.url}/predict", files={"file": (path.name, path.read_bytes())})
         if answer.json()["label"] != path.parent.name:
             wrong, shown = path, answer.json()["label"]
             break

@@ -5,11 +5,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from ctloop.dataset import load_samples
+from harness import loopback
 from harness.data import copy_workspace, prod_rows
 from harness.processes import WEBAPP_PAGE, LiveServer
 
@@ -48,7 +48,7 @@ def predicted(at: AppTest, name: str, data: bytes) -> AppTest:
 
 
 def test_the_sidebar_shows_the_api_the_model_and_the_links(api, page) -> None:
-    model = httpx.get(f"{api.url}/model").json()
+    model = loopback.get(f"{api.url}/model").json()
     at = page(
         api.url,
         WEBAPP_PUBLIC_API_URL="http://api.example:8080",
@@ -72,7 +72,7 @@ def test_the_sidebar_shows_the_api_the_model_and_the_links(api, page) -> None:
 def test_predict_shows_the_class_its_confidence_all_probabilities_and_the_version(
     api, page, samples
 ) -> None:
-    direct = httpx.post(f"{api.url}/predict", files={"file": ("3.png", samples["3"])}).json()
+    direct = loopback.post(f"{api.url}/predict", files={"file": ("3.png", samples["3"])}).json()
     at = page(api.url).run()
     upload(at, "three.png", samples["3"])
     assert len(at.image) == 1 and "three.png" in at.image[0].proto.imgs[0].caption
@@ -93,7 +93,7 @@ def test_predict_shows_the_class_its_confidence_all_probabilities_and_the_versio
 
 
 def test_predict_shows_the_grid_the_model_saw_and_the_top_three_classes(api, page, samples) -> None:
-    direct = httpx.post(
+    direct = loopback.post(
         f"{api.url}/predict?grid=true", files={"file": ("3.png", samples["3"])}
     ).json()
     at = predicted(page(api.url).run(), "three.png", samples["3"])
@@ -141,7 +141,7 @@ def test_a_feedback_that_starts_a_retrain_reports_the_new_version(
     settings = copy_workspace(built, tmp_path)
     env = {"RETRAIN_EVERY": "2", "PROMOTION_POLICY": "always"}
     with LiveServer(settings, tmp_path / "server.log", **env) as server:
-        first = httpx.post(
+        first = loopback.post(
             f"{server.url}/feedback",
             files={"file": ("4.png", samples["4"])},
             data={"target": "4"},
@@ -154,7 +154,7 @@ def test_a_feedback_that_starts_a_retrain_reports_the_new_version(
         at.button(key="send_feedback").click().run(timeout=150)
         assert_no_traceback(at)
 
-        model = httpx.get(f"{server.url}/model").json()
+        model = loopback.get(f"{server.url}/model").json()
         assert model["last_retrain"]["trigger_rows"] == 2
         assert model["version"] == model["last_retrain"]["version"] == "v0002"
         assert any("Rows collected: **2**" in text for text in successes(at))
@@ -177,7 +177,7 @@ def test_a_rejected_retrain_says_the_served_model_stays(built, tmp_path, page) -
     with LiveServer(settings, tmp_path / "server.log", **env) as server:
         for index, image in enumerate(ones[:19]):
             target = "1" if index % 5 == 4 else "7"
-            reply = httpx.post(
+            reply = loopback.post(
                 f"{server.url}/feedback",
                 files={"file": ("1.png", image)},
                 data={"target": target},
@@ -190,7 +190,7 @@ def test_a_rejected_retrain_says_the_served_model_stays(built, tmp_path, page) -
         at.button(key="send_feedback").click().run(timeout=150)
         assert_no_traceback(at)
 
-        last = httpx.get(f"{server.url}/model").json()["last_retrain"]
+        last = loopback.get(f"{server.url}/model").json()["last_retrain"]
         assert last["trigger_rows"] == 20 and last["decision"] == "rejected", last
         assert (
             f"Retrain at 20 rows: new version **{last['version']}** was rejected by the quality "
@@ -281,7 +281,7 @@ def test_an_api_lost_between_predict_and_feedback_keeps_everything(
 
 
 def test_a_file_the_api_refuses_shows_the_apis_message_and_stays(api, page, samples) -> None:
-    refusal = httpx.post(f"{api.url}/predict", files={"file": ("notes.png", NOT_AN_IMAGE)})
+    refusal = loopback.post(f"{api.url}/predict", files={"file": ("notes.png", NOT_AN_IMAGE)})
     assert refusal.status_code == 422
     detail = refusal.json()["detail"].rstrip(".")
 
