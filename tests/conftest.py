@@ -33,8 +33,16 @@ TEST_SIZED = {
 }
 
 
+# One BLAS / OpenMP thread per process: make test runs two pytest workers on two cores, each
+# starting servers and trainers, and numpy's OpenBLAS would otherwise give every process two
+# threads that spin while they wait for each other (the trainers the API starts already run so:
+# serving.retraining.SINGLE_THREAD). Set before xdist starts its workers, so they and every
+# process they start read it when numpy loads.
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    for name, value in TEST_SIZED.items():
+    for name, value in {**TEST_SIZED, **ONE_THREAD}.items():
         os.environ.setdefault(name, value)
 
 
