@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-REQUIREMENTS := tests/requirements.txt scripts/requirements.txt $(wildcard serving/requirements.txt webapp/requirements.txt reporting/requirements.txt monitoring/requirements.txt bench/requirements.txt)
+REQUIREMENTS := tests/requirements.txt scripts/requirements.txt $(wildcard serving/requirements.txt webapp/requirements.txt reporting/requirements.txt monitoring/requirements.txt tracking/requirements.txt bench/requirements.txt)
 
 .PHONY: venv test lint format lock clean config bench bench-ab bench-delivery e2e traffic-docs k8s-tools k8s-config k8s-secrets k8s-lock
 

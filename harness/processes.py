@@ -177,6 +177,36 @@ class ReportingServer(ServerProcess):
                 os.kill(pid, signal.SIGKILL)
 
 
+class MlflowServer(ServerProcess):
+    """`python -m tracking.server` (MLflow with basic authentication) on its own folder; the same
+    `port` and `home` after a restart give the same server back."""
+
+    name = "the MLflow server"
+    health = "/health"
+    start_timeout = 120.0
+
+    def __init__(self, home: Path, log_path: Path, port: int | None = None, **env: str) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.home, self.secrets_dir = home, home.parent / f"{home.name}-secrets"
+        defaults = {
+            "MLFLOW_HOME": str(home),
+            "SECRETS_DIR": str(self.secrets_dir),
+            "MLFLOW_HOST": "127.0.0.1",
+            "MLFLOW_PORT": str(self.port),
+        }
+        super().__init__(
+            [sys.executable, "-m", "tracking.server"],
+            child_environment(**{**defaults, **env}),
+            log_path,
+        )
+
+    @property
+    def password(self) -> str:
+        """The admin password the server generated at its first start."""
+        return (self.secrets_dir / "mlflow_admin_password").read_text().strip()
+
+
 class StreamlitServer(ServerProcess):
     """The page (`python -m webapp`, which runs `streamlit run`) on a free loopback port."""
 

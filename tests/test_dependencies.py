@@ -21,6 +21,7 @@ IMAGES = (
     "webapp/requirements.txt",
     "scripts/traffic/requirements.txt",
     "monitoring/requirements.txt",
+    "tracking/requirements.txt",
     "tests/requirements.txt",
 )
 

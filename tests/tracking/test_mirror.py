@@ -1,0 +1,225 @@
+"""The stack's registry mirrored into a real MLflow server (`python -m tracking.server`, basic
+authentication on), and the `champion` alias moved in MLflow taken back as a promotion."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from ctloop.config import CoreSettings
+from ctloop.predict import load_model
+from ctloop.registry import ModelRegistry
+from harness import loopback
+from harness.data import copy_workspace, flip
+from harness.delivery import register_challenger
+from harness.processes import MlflowServer
+from tracking.mirror import CHALLENGER, CHAMPION, VERSION_TAG, Mirror
+from tracking.settings import TrackingSettings
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow")
+    with MlflowServer(root / "home", root / "mlflow.log") as running:
+        yield running
+
+
+@pytest.fixture
+def signed_in(server, monkeypatch):
+    """MLflow's client as the mirror runs it: the admin's credentials, no retries."""
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", server.password)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    return server
+
+
+def mirror_of(workspace: CoreSettings, server: MlflowServer, name: str) -> Mirror:
+    """A mirror of `workspace` into its own experiment and registered model, both `name`."""
+    settings = TrackingSettings(tracking_uri=server.url, experiment=name, model_name=name)
+    return Mirror(workspace, settings)
+
+
+def runs_by_version(client: MlflowClient, name: str) -> dict[str, list]:
+    experiment = client.get_experiment_by_name(name)
+    found: dict[str, list] = {}
+    for run in client.search_runs([experiment.experiment_id]):
+        found.setdefault(run.data.tags[VERSION_TAG], []).append(run)
+    return found
+
+
+def aliases(client: MlflowClient, name: str) -> dict[str, str]:
+    """alias -> the stack's version it names."""
+    model = client.get_registered_model(name)
+    return {
+        alias: client.get_model_version(name, number).tags[VERSION_TAG]
+        for alias, number in model.aliases.items()
+    }
+
+
+def test_the_server_asks_for_a_password(server) -> None:
+    url = f"{server.url}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert loopback.get(url).status_code == 401
+    assert loopback.get(url, auth=("admin", "guess")).status_code == 401
+    assert loopback.get(url, auth=("admin", server.password)).status_code == 200
+    assert len(server.password) >= 40  # generated at first start, like the stack's other secrets
+
+
+def test_every_version_is_a_run_and_a_model_version_served_alike(
+    built: CoreSettings, tmp_path, signed_in
+) -> None:
+    workspace = copy_workspace(built, tmp_path)
+    registry = ModelRegistry(workspace.artifacts_dir)
+    second = register_challenger(workspace)
+    registry.promote(second, "a test's promotion")
+    mirror = mirror_of(workspace, signed_in, "versions")
+
+    done = mirror.sync()
+
+    assert done[:4] == [
+        "run of v0001", "model version of v0001", "run of v0002", "model version of v0002"
+    ]  # fmt: skip
+    assert mirror.sync() == []  # idempotent
+    client = MlflowClient(signed_in.url, signed_in.url)
+    runs = runs_by_version(client, "versions")
+    assert sorted(runs) == ["v0001", "v0002"] and all(len(r) == 1 for r in runs.values())
+    (first,) = runs["v0001"]
+    manifest = registry.manifest("v0001")
+    assert first.data.params["training.mode"] == manifest["training"]["mode"]
+    assert first.data.params["training.head.members"] == "1"
+    assert first.data.params["libraries.onnxruntime"] == manifest["libraries"]["onnxruntime"]
+    assert first.data.metrics["holdout.accuracy"] == pytest.approx(
+        manifest["metrics"]["holdout"]["accuracy"]
+    )
+    assert "holdout.per_class_recall.3" in first.data.metrics
+    assert "gate.challenger.score" in first.data.metrics
+    assert first.data.tags["ctloop.decision"] == "promoted"
+    assert first.data.tags["ctloop.sha256.pipeline.onnx"] == manifest["files"]["pipeline.onnx"]
+    assert aliases(client, "versions") == {CHAMPION: "v0002"}
+
+    # The champion loads back through MLflow (onnx flavour, pyfunc) and answers as served.
+    pixels = np.random.default_rng(0).random((5, 64), dtype=np.float32)
+    _, _, served = load_model(registry.load()).predict_pixels(pixels)
+    mlflow.set_tracking_uri(signed_in.url)
+    loaded = mlflow.pyfunc.load_model("models:/versions@champion")
+    np.testing.assert_allclose(
+        loaded.predict({"pixels": pixels})["probabilities"], served, atol=1e-5
+    )
+    session_model = mlflow.onnx.load_model("models:/versions@champion")
+    assert [node.name for node in session_model.graph.input] == ["pixels"]
+
+
+def test_aliases_and_stage_tags_follow_the_registry(
+    built: CoreSettings, tmp_path, signed_in
+) -> None:
+    workspace = copy_workspace(built, tmp_path)
+    registry = ModelRegistry(workspace.artifacts_dir)
+    mirror = mirror_of(workspace, signed_in, "stages")
+    client = MlflowClient(signed_in.url, signed_in.url)
+    challenger = register_challenger(workspace)
+    registry.start_stage(challenger, "canary", 10.0, "a test's canary", 0)
+
+    mirror.sync()
+    assert aliases(client, "stages") == {CHAMPION: "v0001", CHALLENGER: challenger}
+    staged = client.get_model_version_by_alias("stages", CHALLENGER)
+    assert staged.tags["ctloop.stage"] == "canary"
+    assert staged.tags["ctloop.stage_reason"] == "a test's canary"
+
+    registry.end_stage(True, "the canary did well", challenger)
+    mirror.sync()
+    assert aliases(client, "stages") == {CHAMPION: challenger}
+    assert client.get_model_version_by_alias("stages", CHAMPION).tags["ctloop.stage"] == "champion"
+    first = client.search_model_versions("name = 'stages' and tag.`ctloop.version` = 'v0001'")
+    assert first[0].tags["ctloop.stage"] == "retired"
+
+
+def test_moving_the_champion_alias_in_mlflow_serves_that_version(
+    built: CoreSettings, tmp_path, signed_in
+) -> None:
+    workspace = copy_workspace(built, tmp_path)
+    registry = ModelRegistry(workspace.artifacts_dir)
+    second = register_challenger(workspace)
+    registry.promote(second, "a test's promotion")
+    mirror = mirror_of(workspace, signed_in, "promotion")
+    mirror.sync()
+    client = MlflowClient(signed_in.url, signed_in.url)
+    (older,) = client.search_model_versions("name = 'promotion' and tag.`ctloop.version` = 'v0001'")
+
+    client.set_registered_model_alias("promotion", CHAMPION, older.version)  # a person's move
+    done = mirror.sync()
+
+    assert "promoted v0001 from MLflow" in done
+    assert registry.current_version() == "v0001"
+    last = registry.pointer.history()[-1]
+    assert last["version"] == "v0001" and "promoted from MLflow" in last["reason"]
+    assert aliases(client, "promotion") == {CHAMPION: "v0001"}
+    assert mirror.sync() == []
+
+
+def test_a_version_the_stack_cannot_serve_is_refused_and_the_alias_put_back(
+    built: CoreSettings, tmp_path, signed_in
+) -> None:
+    workspace = copy_workspace(built, tmp_path)
+    registry = ModelRegistry(workspace.artifacts_dir)
+    second = register_challenger(workspace)
+    mirror = mirror_of(workspace, signed_in, "refusal")
+    mirror.sync()
+    client = MlflowClient(signed_in.url, signed_in.url)
+    (damaged,) = client.search_model_versions(
+        f"name = 'refusal' and tag.`ctloop.version` = '{second}'"
+    )
+    flip(workspace.artifacts_dir / "versions" / second / "pipeline.onnx")
+
+    client.set_registered_model_alias("refusal", CHAMPION, damaged.version)
+    done = mirror.sync()
+
+    assert any(line.startswith(f"refused {second}") for line in done), done
+    assert registry.current_version() == "v0001"
+    assert aliases(client, "refusal") == {CHAMPION: "v0001"}  # put back
+    refused = client.get_model_version("refusal", damaged.version).tags["ctloop.refused"]
+    assert "pipeline.onnx" in refused or "sha256" in refused, refused
+
+
+def test_an_outage_is_caught_up_in_order_and_a_lost_mlflow_rebuilt(
+    built: CoreSettings, tmp_path, monkeypatch
+) -> None:
+    workspace = copy_workspace(built, tmp_path / "stack")
+    registry = ModelRegistry(workspace.artifacts_dir)
+    home = tmp_path / "home"
+    server = MlflowServer(home, tmp_path / "mlflow.log")
+    with server:
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", server.password)
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+        mirror = mirror_of(workspace, server, "outage")
+        mirror.sync()
+    # MLflow away: the stack goes on (two versions, one promoted), the mirror's passes fail.
+    later = [register_challenger(workspace), register_challenger(workspace)]
+    registry.promote(later[1], "promoted while MLflow was away")
+    with pytest.raises((MlflowException, OSError)):
+        mirror.sync()
+    with MlflowServer(home, tmp_path / "mlflow-again.log", port=server.port):
+        done = mirror.sync()
+        client = MlflowClient(server.url, server.url)
+        runs = runs_by_version(client, "outage")
+        assert done[:4] == [f"{kind} of {v}" for v in later for kind in ("run", "model version")]
+        assert sorted(runs) == ["v0001", *later] and all(len(r) == 1 for r in runs.values())
+        assert aliases(client, "outage") == {CHAMPION: later[1]}
+    # MLflow's state lost: one pass rebuilds it from artifacts/.
+    shutil.rmtree(home)
+    with MlflowServer(home, tmp_path / "mlflow-new.log", port=server.port) as fresh:
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", fresh.password)
+        mirror.sync()
+        client = MlflowClient(fresh.url, fresh.url)
+        assert sorted(runs_by_version(client, "outage")) == ["v0001", *later]
+        assert aliases(client, "outage") == {CHAMPION: later[1]}
+    assert Path(home / "mlflow.db").exists()
