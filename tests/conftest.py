@@ -55,6 +55,7 @@ LONGEST_FIRST = (
     "bench/test_bench_smoke.py",
     "webapp/test_webapp_browser.py",
     "serving/test_api_poisoning.py",
+    "tracking/test_mirror.py",  # three MLflow server start-ups
     "webapp/test_webapp_page.py",
     "serving/test_api_delivery.py",
     "reporting/test_reporting_ui.py",

@@ -11,7 +11,11 @@ version id (tag `ctloop.version` on the run and on the model version):
 - a person who moved `champion` to another version asks for it to be served: the stack promotes it
   through its own registry (which verifies the files) when it can serve it, and otherwise puts
   the alias back and tags the version with the refusal. The version the mirror last aliased is
-  kept as a tag of the registered model, so the mirror holds no state of its own.
+  kept as a tag of the registered model, so the mirror holds no state of its own;
+- the dashboard's window figures (its exporter's: the served version's accuracy and macro F1 on
+  the rows it answered, the window's drift share) are logged to the served version's run when a
+  new snapshot has them, step = the feedback rows it covers: MLflow's charts show a version's life
+  in production.
 
 Versions are mirrored oldest first, so after an outage the missing ones appear in order; a lost
 MLflow (its volume deleted) is rebuilt by the same pass (`python -m tracking sync`).
@@ -27,11 +31,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+from prometheus_client.parser import text_string_to_metric_families
 
 from ctloop.config import CoreSettings
 from ctloop.embed import load_embedding
@@ -58,6 +64,7 @@ class Mirror:
     _experiment_key: str | None = field(default=None, init=False)
     _runs: dict[str, str] = field(default_factory=dict, init=False)
     _model_versions: dict[str, ModelVersion] = field(default_factory=dict, init=False)
+    _figures_step: dict[str, int] = field(default_factory=dict, init=False)  # version -> rows
 
     def __post_init__(self) -> None:
         uri = self.settings.tracking_uri
@@ -87,6 +94,7 @@ class Mirror:
         done += self._take_promotion(aliases.get(CHAMPION), mirrored)
         done += self._align_aliases(aliases, mirrored)
         done += self._stage_tags()
+        done += self._production_figures()
         return done
 
     def _know_mlflow(self) -> None:
@@ -271,6 +279,55 @@ class Mirror:
             model_version.tags.update(wanted)
             done.append(f"{version} {wanted['ctloop.stage']}")
         return done
+
+    # -- production figures ----------------------------------------------------------------------
+
+    def _production_figures(self) -> list[str]:
+        """The exporter's window figures on the served version's run, once per snapshot."""
+        served = self.registry.current_version()
+        run_id = self._runs.get(served or "")
+        if not self.settings.figures_url or served is None or run_id is None:
+            return []
+        try:
+            text = httpx.get(self.settings.figures_url, timeout=5).text
+        except httpx.HTTPError as exc:  # the dashboard away: nothing new to log
+            log.info("no production figures", extra={"error": str(exc)})
+            return []
+        figures = window_figures(text, served)
+        rows = figures.pop("rows", None)
+        if rows is None or not figures:
+            return []
+        step = int(rows)
+        if served not in self._figures_step:  # after a restart: what the run already holds
+            history = self.client.get_metric_history(run_id, "production.window_drift_share")
+            self._figures_step[served] = max((m.step for m in history), default=-1)
+        if self._figures_step[served] == step:
+            return []
+        now = int(datetime.now(timezone.utc).timestamp() * 1000)
+        metrics = [Metric(key, value, now, step) for key, value in figures.items()]
+        self.client.log_batch(run_id, metrics=metrics)
+        self._figures_step[served] = step
+        return [f"production figures of {served} at {step} rows"]
+
+
+def window_figures(text: str, version: str) -> dict[str, float]:
+    """From the exporter's page: the rows the snapshot covers, the window's drift share, and the
+    version's quality on the window rows it answered."""
+    wanted = {
+        ("ctloop_reporting_snapshot_rows", ()): "rows",
+        ("ctloop_window_drift_share", ()): "production.window_drift_share",
+        ("ctloop_window_version_rows", (("version", version),)): "production.window_rows",
+    }
+    for measure in ("accuracy", "macro_f1"):
+        key = ("ctloop_window_version_quality", (("measure", measure), ("version", version)))
+        wanted[key] = f"production.window_{measure}"
+    figures = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            name = wanted.get((sample.name, tuple(sorted(sample.labels.items()))))
+            if name is not None:
+                figures[name] = float(sample.value)
+    return figures
 
 
 # -- what a run holds ----------------------------------------------------------------------------

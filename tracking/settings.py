@@ -51,6 +51,14 @@ class TrackingSettings(SecretsSettings):
         section=MLFLOW,
         gt=0,
     )
+    figures_url: str = setting(
+        "",
+        "The dashboard's exporter (/metrics) whose window figures (the served version's accuracy "
+        "and F1 on the rows it answered, the drift share) the mirror logs to that version's run "
+        "as they change, step = feedback rows; empty: none",
+        env="MLFLOW_MIRROR_FIGURES_URL",
+        section=MLFLOW,
+    )
     backend_store_uri: str | None = setting(
         None,
         "The MLflow server's backend store: a SQLAlchemy URL (sqlite:///..., "

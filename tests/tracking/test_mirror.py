@@ -16,9 +16,12 @@ from ctloop.config import CoreSettings
 from ctloop.predict import load_model
 from ctloop.registry import ModelRegistry
 from harness import loopback
-from harness.data import copy_workspace, flip
+from harness.data import copy_workspace, flip, served_feedback, write_prod
 from harness.delivery import register_challenger
-from harness.processes import MlflowServer
+from harness.processes import MlflowServer, free_port
+from harness.reporting import reporting_settings
+from reporting.exporter import SnapshotCollector, serve_metrics
+from reporting.refresher import Refresher
 from tracking.mirror import CHALLENGER, CHAMPION, VERSION_TAG, Mirror
 from tracking.settings import TrackingSettings
 
@@ -186,6 +189,50 @@ def test_a_version_the_stack_cannot_serve_is_refused_and_the_alias_put_back(
     assert aliases(client, "refusal") == {CHAMPION: "v0001"}  # put back
     refused = client.get_model_version("refusal", damaged.version).tags["ctloop.refused"]
     assert "pipeline.onnx" in refused or "sha256" in refused, refused
+
+
+def test_the_served_versions_production_figures_follow_the_dashboard(
+    built: CoreSettings, tmp_path, signed_in
+) -> None:
+    """The dashboard's exporter (a real one, on real snapshots) read by the mirror: each new
+    snapshot's window figures become a step of the served version's run, logged once."""
+    workspace = copy_workspace(built, tmp_path)
+    embeddings, targets, predictions = served_feedback(built)
+    dashboard = reporting_settings(workspace.data_dir, min_rows=30)
+    collector, port = SnapshotCollector(dashboard.window_rows), free_port()
+    exporter, _ = serve_metrics(collector, "127.0.0.1", port)
+    refresher = Refresher(dashboard, listener=collector)
+    settings = TrackingSettings(
+        tracking_uri=signed_in.url,
+        experiment="figures",
+        model_name="figures",
+        figures_url=f"http://127.0.0.1:{port}/metrics",
+    )
+    client = MlflowClient(signed_in.url, signed_in.url)
+    mirror = Mirror(workspace, settings)
+    try:
+        steps: list[int] = []
+        for start, end in ((0, 60), (60, 90)):
+            rows = slice(start, end)
+            write_prod(dashboard.prod_data_path, embeddings[rows], targets[rows], predictions[rows])
+            result = refresher.tick()
+            assert result is not None and result.window is not None
+            window = result.window
+            done = mirror.sync()
+            assert f"production figures of v0001 at {end} rows" in done, done
+            assert mirror.sync() == []  # the same snapshot: nothing logged twice
+            steps.append(end)
+            (run,) = runs_by_version(client, "figures")["v0001"]
+            history = client.get_metric_history(run.info.run_id, "production.window_accuracy")
+            assert [metric.step for metric in history] == steps
+            assert history[-1].value == pytest.approx(window.version_quality["v0001"]["accuracy"])
+        # A restarted mirror reads what the run holds and logs nothing again.
+        assert Mirror(workspace, settings).sync() == []
+        drift = client.get_metric_history(run.info.run_id, "production.window_drift_share")
+        assert [metric.step for metric in drift] == [60, 90]
+    finally:
+        exporter.shutdown()
+        exporter.server_close()
 
 
 def test_an_outage_is_caught_up_in_order_and_a_lost_mlflow_rebuilt(
