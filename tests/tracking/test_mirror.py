@@ -236,37 +236,34 @@ def test_the_served_versions_production_figures_follow_the_dashboard(
 
 
 def test_an_outage_is_caught_up_in_order_and_a_lost_mlflow_rebuilt(
-    built: CoreSettings, tmp_path, monkeypatch
+    built: CoreSettings, tmp_path, signed_in
 ) -> None:
-    workspace = copy_workspace(built, tmp_path / "stack")
+    """The module's server is stopped (an outage), started again on the same store, then started
+    on an empty one (its volume deleted): this test runs last in the module."""
+    server = signed_in
+    workspace = copy_workspace(built, tmp_path)
     registry = ModelRegistry(workspace.artifacts_dir)
-    home = tmp_path / "home"
-    server = MlflowServer(home, tmp_path / "mlflow.log")
-    with server:
-        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
-        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", server.password)
-        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-        mirror = mirror_of(workspace, server, "outage")
-        mirror.sync()
+    mirror = mirror_of(workspace, server, "outage")
+    mirror.sync()
+    server.stop()
     # MLflow away: the stack goes on (two versions, one promoted), the mirror's passes fail.
     later = [register_challenger(workspace), register_challenger(workspace)]
     registry.promote(later[1], "promoted while MLflow was away")
     with pytest.raises((MlflowException, OSError)):
         mirror.sync()
-    with MlflowServer(home, tmp_path / "mlflow-again.log", port=server.port):
-        done = mirror.sync()
-        client = MlflowClient(server.url, server.url)
-        runs = runs_by_version(client, "outage")
-        assert done[:4] == [f"{kind} of {v}" for v in later for kind in ("run", "model version")]
-        assert sorted(runs) == ["v0001", *later] and all(len(r) == 1 for r in runs.values())
-        assert aliases(client, "outage") == {CHAMPION: later[1]}
+    server.start()
+    done = mirror.sync()
+    client = MlflowClient(server.url, server.url)
+    runs = runs_by_version(client, "outage")
+    assert done[:4] == [f"{kind} of {v}" for v in later for kind in ("run", "model version")]
+    assert sorted(runs) == ["v0001", *later] and all(len(r) == 1 for r in runs.values())
+    assert aliases(client, "outage") == {CHAMPION: later[1]}
     # MLflow's state lost: one pass rebuilds it from artifacts/.
-    shutil.rmtree(home)
-    with MlflowServer(home, tmp_path / "mlflow-new.log", port=server.port) as fresh:
-        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", fresh.password)
-        mirror.sync()
-        client = MlflowClient(fresh.url, fresh.url)
-        assert sorted(runs_by_version(client, "outage")) == ["v0001", *later]
-        assert aliases(client, "outage") == {CHAMPION: later[1]}
-    assert Path(home / "mlflow.db").exists()
+    server.stop()
+    shutil.rmtree(server.home)
+    server.start()
+    assert client.get_experiment_by_name("outage") is None
+    mirror.sync()
+    assert sorted(runs_by_version(client, "outage")) == ["v0001", *later]
+    assert aliases(client, "outage") == {CHAMPION: later[1]}
+    assert Path(server.home / "mlflow.db").exists()
