@@ -65,6 +65,7 @@ class Mirror:
     _runs: dict[str, str] = field(default_factory=dict, init=False)
     _model_versions: dict[str, ModelVersion] = field(default_factory=dict, init=False)
     _figures_step: dict[str, int] = field(default_factory=dict, init=False)  # version -> rows
+    _history_seen: tuple[int, int, int] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         uri = self.settings.tracking_uri
@@ -109,7 +110,7 @@ class Mirror:
         if key == self._experiment_key:
             return
         self._experiment_key, self._experiment_id = key, experiment.experiment_id
-        self._runs, self._model_versions = {}, {}
+        self._runs, self._model_versions, self._history_seen = {}, {}, None
         for run in self._search_runs():
             version = run.data.tags.get(VERSION_TAG)
             if version:
@@ -258,6 +259,14 @@ class Mirror:
     def _stage_tags(self) -> list[str]:
         """Each version's latest move (stage, since, reason) as tags of its model version."""
         done = []
+        path = self.registry.pointer.history_path
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return []
+        signature = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        if signature == self._history_seen:  # read history.jsonl only when it changed
+            return []
         history: dict[str, dict] = {}
         for move in self.registry.pointer.history():
             history[move.get("version", "")] = move
@@ -278,6 +287,8 @@ class Mirror:
                 )
             model_version.tags.update(wanted)
             done.append(f"{version} {wanted['ctloop.stage']}")
+        if all(version in self._model_versions for version in history):
+            self._history_seen = signature
         return done
 
     # -- production figures ----------------------------------------------------------------------
