@@ -13,8 +13,11 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: $(REQUIREMENTS) constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -r tests/requirements.txt -c constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@# Bytecode on every core at once (pip compiles one file at a time: 30 s against 20 s here);
+	@# like pip's, a file that does not compile (a package's Python 2 test data) is skipped.
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null || true
 	touch $@
 
 lint: venv
