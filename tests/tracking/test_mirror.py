@@ -68,6 +68,15 @@ def aliases(client: MlflowClient, name: str) -> dict[str, str]:
     }
 
 
+def promoted_second(built: CoreSettings, root: Path) -> tuple[CoreSettings, ModelRegistry, str]:
+    """A copy of the built workspace where a second version was trained and promoted."""
+    workspace = copy_workspace(built, root)
+    registry = ModelRegistry(workspace.artifacts_dir)
+    second = register_challenger(workspace)
+    registry.promote(second, "a test's promotion")
+    return workspace, registry, second
+
+
 def test_the_server_asks_for_a_password(server) -> None:
     url = f"{server.url}/api/2.0/mlflow/experiments/search?max_results=1"
     assert loopback.get(url).status_code == 401
@@ -79,10 +88,7 @@ def test_the_server_asks_for_a_password(server) -> None:
 def test_every_version_is_a_run_and_a_model_version_served_alike(
     built: CoreSettings, tmp_path, signed_in
 ) -> None:
-    workspace = copy_workspace(built, tmp_path)
-    registry = ModelRegistry(workspace.artifacts_dir)
-    second = register_challenger(workspace)
-    registry.promote(second, "a test's promotion")
+    workspace, registry, _ = promoted_second(built, tmp_path)
     mirror = mirror_of(workspace, signed_in, "versions")
 
     done = mirror.sync()
@@ -147,10 +153,7 @@ def test_aliases_and_stage_tags_follow_the_registry(
 def test_moving_the_champion_alias_in_mlflow_serves_that_version(
     built: CoreSettings, tmp_path, signed_in
 ) -> None:
-    workspace = copy_workspace(built, tmp_path)
-    registry = ModelRegistry(workspace.artifacts_dir)
-    second = register_challenger(workspace)
-    registry.promote(second, "a test's promotion")
+    workspace, registry, _ = promoted_second(built, tmp_path)
     mirror = mirror_of(workspace, signed_in, "promotion")
     mirror.sync()
     client = MlflowClient(signed_in.url, signed_in.url)
