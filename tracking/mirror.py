@@ -66,6 +66,8 @@ class Mirror:
     _model_versions: dict[str, ModelVersion] = field(default_factory=dict, init=False)
     _figures_step: dict[str, int] = field(default_factory=dict, init=False)  # version -> rows
     _history_seen: tuple[int, int, int] | None = field(default=None, init=False)
+    # One HTTP client for the exporter: a client per pass would load the CA bundle each time.
+    _http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=5), init=False)
 
     def __post_init__(self) -> None:
         uri = self.settings.tracking_uri
@@ -300,7 +302,7 @@ class Mirror:
         if not self.settings.figures_url or served is None or run_id is None:
             return []
         try:
-            text = httpx.get(self.settings.figures_url, timeout=5).text
+            text = self._http.get(self.settings.figures_url).text
         except httpx.HTTPError as exc:  # the dashboard away: nothing new to log
             log.info("no production figures", extra={"error": str(exc)})
             return []
