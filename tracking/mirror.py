@@ -66,6 +66,7 @@ class Mirror:
     _model_versions: dict[str, ModelVersion] = field(default_factory=dict, init=False)
     _figures_step: dict[str, int] = field(default_factory=dict, init=False)  # version -> rows
     _history_seen: tuple[int, int, int] | None = field(default=None, init=False)
+    _skipped: dict[str, str] = field(default_factory=dict, init=False)  # version -> why
     # One HTTP client for the exporter: a client per pass would load the CA bundle each time.
     _http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=5), init=False)
 
@@ -77,12 +78,28 @@ class Mirror:
     # -- one pass --------------------------------------------------------------------------------
 
     def sync(self) -> list[str]:
-        """Make MLflow agree with artifacts/; what was done, one line per change."""
+        """Make MLflow agree with artifacts/; what was done, one line per change. A pass cut
+        short (MLflow away mid-way) makes the next one read MLflow again, so whatever the cut
+        pass did or half did is found, not done twice."""
+        try:
+            return self._sync()
+        except BaseException:
+            self._experiment_key = None
+            raise
+
+    def _sync(self) -> list[str]:
         done: list[str] = []
         self._know_mlflow()
         for version in self.registry.version_ids():
             if version not in self._runs:
-                self._runs[version] = self._log_run(self.registry.manifest(version))
+                try:  # read and verified before anything is written to MLflow
+                    manifest = self.registry.manifest(version)
+                    pipeline = self.registry.load(version).files["pipeline.onnx"]
+                except RegistryError as exc:
+                    done += self._skip(version, str(exc))
+                    continue
+                self._runs[version] = self._log_run(manifest, pipeline)
+                self._skipped.pop(version, None)
                 done.append(f"run of {version}")
             if version not in self._model_versions:
                 self._model_versions[version] = self._register(version, self._runs[version])
@@ -115,7 +132,11 @@ class Mirror:
         self._runs, self._model_versions, self._history_seen = {}, {}, None
         for run in self._search_runs():
             version = run.data.tags.get(VERSION_TAG)
-            if version:
+            if not version:
+                continue
+            if run.info.status != "FINISHED":  # a pass cut short while logging it: log it anew
+                self.client.delete_run(run.info.run_id)
+            else:
                 self._runs.setdefault(version, run.info.run_id)
         model = self.settings.model_name
         try:
@@ -153,7 +174,16 @@ class Mirror:
 
     # -- a version: its run and its registered model version -------------------------------------
 
-    def _log_run(self, manifest: dict) -> str:
+    def _skip(self, version: str, why: str) -> list[str]:
+        """A version that cannot be read or verified is left out, said once, and tried again at
+        every pass; the versions after it are mirrored."""
+        if self._skipped.get(version) == why:
+            return []
+        self._skipped[version] = why
+        log.warning("a version cannot be mirrored", extra={"version": version, "reason": why})
+        return [f"skipped {version} ({why})"]
+
+    def _log_run(self, manifest: dict, pipeline: bytes) -> str:
         version = manifest["version"]
         training = manifest.get("training") or {}
         created = _millis(manifest["created_at"])
@@ -165,6 +195,8 @@ class Mirror:
             tags={VERSION_TAG: version},
         )
         run_id = run.info.run_id
+        # A run is the version's once FINISHED: one left RUNNING (MLflow or this process gone
+        # mid-way) is deleted by the next pass that reads MLflow, and logged again.
         metrics = run_metrics(manifest)
         self.client.log_batch(
             run_id,
@@ -172,9 +204,8 @@ class Mirror:
             params=[Param(key, value) for key, value in run_params(manifest).items()],
             tags=[RunTag(key, value) for key, value in run_tags(manifest).items()],
         )
-        files = self.registry.load(version).files
         with tempfile.TemporaryDirectory(prefix="ctloop-mlflow-") as folder:
-            save_onnx(files["pipeline.onnx"], Path(folder) / "model")
+            save_onnx(pipeline, Path(folder) / "model")
             (Path(folder) / "manifest.json").write_text(json.dumps(manifest, indent=1))
             self.client.log_artifacts(run_id, str(Path(folder) / "model"), "model")
             self.client.log_artifact(run_id, str(Path(folder) / "manifest.json"))

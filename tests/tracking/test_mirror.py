@@ -194,6 +194,31 @@ def test_a_version_the_stack_cannot_serve_is_refused_and_the_alias_put_back(
     assert "pipeline.onnx" in refused or "sha256" in refused, refused
 
 
+def test_a_damaged_version_is_skipped_and_a_half_logged_run_logged_again(
+    built: CoreSettings, tmp_path, signed_in
+) -> None:
+    """A version whose files fail verification holds back none after it; a run a cut pass left
+    RUNNING (MLflow or the mirror gone mid-way) is replaced, so each version has one run."""
+    workspace = copy_workspace(built, tmp_path)
+    damaged, third = register_challenger(workspace), register_challenger(workspace)
+    flip(workspace.artifacts_dir / "versions" / damaged / "pipeline.onnx")
+    client = MlflowClient(signed_in.url, signed_in.url)
+    experiment = client.create_experiment("damaged")
+    cut = client.create_run(experiment, tags={VERSION_TAG: "v0001"})  # never FINISHED
+    mirror = mirror_of(workspace, signed_in, "damaged")
+
+    done = mirror.sync()
+
+    assert done[:2] == ["run of v0001", "model version of v0001"]
+    assert done[2].startswith(f"skipped {damaged} (") and "sha256" in done[2], done
+    assert done[3:5] == [f"run of {third}", f"model version of {third}"]
+    assert mirror.sync() == []  # said once; tried again quietly at every pass
+    runs = runs_by_version(client, "damaged")
+    assert sorted(runs) == ["v0001", third] and all(len(r) == 1 for r in runs.values())
+    assert runs["v0001"][0].info.run_id != cut.info.run_id
+    assert client.get_run(cut.info.run_id).info.lifecycle_stage == "deleted"
+
+
 def test_the_served_versions_production_figures_follow_the_dashboard(
     built: CoreSettings, tmp_path, signed_in
 ) -> None:
