@@ -9,10 +9,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,8 +58,9 @@ def wait_for(condition, timeout: float = 60, interval: float = 0.1, what: str = 
 
 
 def child_environment(**extra: str) -> dict[str, str]:
-    """This environment for a child process, Evidently's telemetry off, plus `extra`."""
-    return {**os.environ, "DO_NOT_TRACK": "1", **extra}
+    """This environment for a child process, Evidently's and MLflow's telemetry off, plus
+    `extra`."""
+    return {**os.environ, "DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true", **extra}
 
 
 class ServerProcess:
@@ -204,7 +209,58 @@ class MlflowServer(ServerProcess):
     @property
     def password(self) -> str:
         """The admin password the server generated at its first start."""
-        return (self.secrets_dir / "mlflow_admin_password").read_text().strip()
+        return (self.secrets_dir / "mlflow_tracking_password").read_text().strip()
+
+
+@contextlib.contextmanager
+def postgres_database(log_path: Path) -> Iterator[str]:
+    """A PostgreSQL server from Debian's packages, in a temporary folder on a free loopback port,
+    with a database `mlflow` owned by the user `mlflow` (password authentication); yields its
+    SQLAlchemy URL (psycopg 3). FileNotFoundError when PostgreSQL is not installed."""
+    import psycopg
+
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        raise FileNotFoundError("no /usr/lib/postgresql/*/bin/initdb (apt-get install postgresql)")
+    programs = found[-1].parent
+    folder = Path(tempfile.mkdtemp(prefix="ctloop-postgres-"))
+    password = secrets.token_urlsafe(16)
+    (folder / "password").write_text(password)
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root: the server runs as Debian's postgres user
+        owner = pwd.getpwnam("postgres")
+        for path in (folder, folder / "password"):
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = folder / "data", free_port()
+    initdb = [str(programs / "initdb"), "-D", str(data), "-U", "mlflow", "-A", "scram-sha-256"]
+    subprocess.run(
+        [*as_user, *initdb, "--pwfile", str(folder / "password"), "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
+    server = spawn(
+        [*as_user, str(programs / "postgres"), "-D", str(data), "-p", str(port),
+         "-k", str(folder), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+        child_environment(),
+        log_path,
+    )  # fmt: skip
+    address = f"mlflow:{password}@127.0.0.1:{port}"
+
+    def connect() -> psycopg.Connection | None:
+        try:
+            return psycopg.connect(f"postgresql://{address}/postgres", autocommit=True)
+        except psycopg.OperationalError:  # still starting
+            return None
+
+    try:
+        connection = wait_for(connect, timeout=30, what="PostgreSQL to accept connections")
+        with connection:
+            connection.execute("CREATE DATABASE mlflow")
+        yield f"postgresql+psycopg://{address}/mlflow"
+    finally:
+        stop_group(server, sig=signal.SIGINT)  # PostgreSQL's fast shutdown
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class StreamlitServer(ServerProcess):

@@ -1,5 +1,6 @@
 """`python -m tracking`: the mirror, every MLFLOW_MIRROR_POLL_SECONDS (`python -m tracking sync`:
-one pass and exit, which also rebuilds a lost MLflow from artifacts/).
+one pass and exit, which also rebuilds a lost MLflow from artifacts/; `python -m tracking alive`:
+exit 0 if the mirror's loop turned in the last minute, the container's health check).
 
 An MLflow that does not answer is logged and tried again at the next pass: the stack goes on
 without it, and catches up when it returns.
@@ -11,15 +12,20 @@ import argparse
 import logging
 import os
 import signal
+import sys
+import tempfile
 import threading
+import time
+from pathlib import Path
 
 from ctloop.config import CoreSettings
 from ctloop.logs import configure_json_logging
-from tracking.mirror import Mirror
 from tracking.server import admin_password
 from tracking.settings import TrackingSettings
 
 log = logging.getLogger("tracking")
+HEARTBEAT = Path(tempfile.gettempdir()) / "ctloop-mirror.alive"
+ALIVE_SECONDS = 60.0
 
 
 def client_environment(settings: TrackingSettings) -> None:
@@ -33,8 +39,16 @@ def client_environment(settings: TrackingSettings) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", nargs="?", choices=["run", "sync"], default="run")
+    parser.add_argument("command", nargs="?", choices=["run", "sync", "alive"], default="run")
     args = parser.parse_args()
+    if args.command == "alive":
+        try:
+            age = time.time() - HEARTBEAT.stat().st_mtime
+        except FileNotFoundError:
+            sys.exit("the mirror's loop has not turned yet")
+        sys.exit(0 if age < ALIVE_SECONDS else f"the mirror's loop last turned {age:.0f} s ago")
+    from tracking.mirror import Mirror  # MLflow's client: seconds to import, not for `alive`
+
     configure_json_logging()
     settings = TrackingSettings()
     client_environment(settings)
@@ -53,6 +67,7 @@ def main() -> None:
         else:
             if done:
                 log.info("mirrored", extra={"changes": done})
+        HEARTBEAT.touch()
         stop.wait(settings.poll_seconds)
 
 

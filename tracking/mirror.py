@@ -43,6 +43,7 @@ from ctloop.config import CoreSettings
 from ctloop.embed import load_embedding
 from ctloop.reference import embedding_mismatch
 from ctloop.registry import ModelRegistry, RegistryError
+from tracking.app import ALIAS_TAG
 from tracking.settings import TrackingSettings
 
 log = logging.getLogger("tracking")
@@ -110,8 +111,11 @@ class Mirror:
             alias: by_number.get(number, f"MLflow version {number}")
             for alias, number in (model.aliases or {}).items()
         }
-        mirrored = (model.tags or {}).get(MIRRORED_CHAMPION)
-        done += self._take_promotion(aliases.get(CHAMPION), mirrored)
+        tags = model.tags or {}
+        mirrored = tags.get(MIRRORED_CHAMPION)
+        done += self._take_promotion(
+            aliases.get(CHAMPION), mirrored, tags.get(ALIAS_TAG + CHAMPION)
+        )
         done += self._align_aliases(aliases, mirrored)
         done += self._stage_tags()
         done += self._production_figures()
@@ -230,15 +234,19 @@ class Mirror:
 
     # -- aliases ---------------------------------------------------------------------------------
 
-    def _take_promotion(self, aliased: str | None, mirrored: str | None) -> list[str]:
-        """A `champion` alias moved by a person (not to the version the mirror set): serve it."""
+    def _take_promotion(
+        self, aliased: str | None, mirrored: str | None, record: str | None
+    ) -> list[str]:
+        """A `champion` alias moved by a person (not to the version the mirror set): serve it.
+        `record` is the server's note of who moved the alias and when (tracking.app)."""
         served = self.registry.current_version()
         if aliased is None or mirrored is None or aliased in (mirrored, served):
             return []
         refusal = self._cannot_serve(aliased)
         if refusal is None:
-            when = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-            reason = f"promoted from MLflow: alias {CHAMPION} moved to {aliased} (seen {when})"
+            number = self._model_versions[aliased].version
+            who = moved_by(record, number)
+            reason = f"promoted from MLflow: {who} moved alias {CHAMPION} to {aliased}"
             try:
                 self.registry.promote(aliased, reason)
             except RegistryError as exc:
@@ -352,6 +360,18 @@ class Mirror:
         self.client.log_batch(run_id, metrics=metrics)
         self._figures_step[served] = step
         return [f"production figures of {served} at {step} rows"]
+
+
+def moved_by(record: str | None, number: str) -> str:
+    """Who moved an alias to MLflow version `number`, and when, from the server's record."""
+    try:
+        moved = json.loads(record or "")
+        if str(moved["version"]) == number:
+            return f"{moved['user']} at {moved['at']}"
+    except (ValueError, KeyError, TypeError):
+        pass
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"an MLflow user (unrecorded; seen at {now})"
 
 
 def window_figures(text: str, version: str) -> dict[str, float]:

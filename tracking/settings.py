@@ -9,14 +9,36 @@ from stackconf import SecretsSettings, setting
 MLFLOW = "MLflow"
 
 
-class TrackingSettings(SecretsSettings):
-    """Where MLflow is, what the mirror writes there, and how the server keeps its state."""
+class MlflowAccess(SecretsSettings):
+    """The account the mirror signs in with, which the server creates as its admin."""
+
+    username: str = setting(
+        "admin",
+        "MLflow's admin user, created at the server's first start; the mirror signs in as it "
+        "(MLflow's own variable)",
+        env="MLFLOW_TRACKING_USERNAME",
+        section=MLFLOW,
+    )
+    password: str | None = setting(
+        None,
+        "Password of MLFLOW_TRACKING_USERNAME; empty: the one generated at first start in "
+        "SECRETS_DIR/mlflow_tracking_password (set before the first start: MLflow keeps the "
+        "admin's password it created)",
+        env="MLFLOW_TRACKING_PASSWORD",
+        section="Secrets",
+        secret=True,
+    )
+
+
+class TrackingSettings(MlflowAccess):
+    """Where MLflow is and what the mirror writes there."""
 
     tracking_uri: str = setting(
         "http://127.0.0.1:5000",
         "Address of the MLflow server the mirror logs to (MLflow's own variable)",
         env="MLFLOW_TRACKING_URI",
         section=MLFLOW,
+        container="http://mlflow:5000",
     )
     experiment: str = setting(
         "ctloop",
@@ -29,20 +51,6 @@ class TrackingSettings(SecretsSettings):
         "MLflow registered model whose versions are the stack's (aliases champion, challenger)",
         env="MLFLOW_MODEL_NAME",
         section=MLFLOW,
-    )
-    username: str = setting(
-        "admin",
-        "MLflow user the mirror logs in as (MLflow's own variable)",
-        env="MLFLOW_TRACKING_USERNAME",
-        section=MLFLOW,
-    )
-    password: str | None = setting(
-        None,
-        "Password of MLFLOW_TRACKING_USERNAME; empty: the admin password generated at first "
-        "start in SECRETS_DIR/mlflow_admin_password",
-        env="MLFLOW_TRACKING_PASSWORD",
-        section="Secrets",
-        secret=True,
     )
     poll_seconds: float = setting(
         2.0,
@@ -58,7 +66,13 @@ class TrackingSettings(SecretsSettings):
         "as they change, step = feedback rows; empty: none",
         env="MLFLOW_MIRROR_FIGURES_URL",
         section=MLFLOW,
+        container="http://reporting:8083/metrics",
     )
+
+
+class MlflowServerSettings(MlflowAccess):
+    """How the MLflow server keeps its state and whom it answers."""
+
     backend_store_uri: str | None = setting(
         None,
         "The MLflow server's backend store: a SQLAlchemy URL (sqlite:///..., "
@@ -81,7 +95,15 @@ class TrackingSettings(SecretsSettings):
         compose="no",
     )
     port: int = setting(
-        5000, "Port of the MLflow server", env="MLFLOW_PORT", section=MLFLOW, compose="no", gt=0
+        5000,
+        "Port of the MLflow server: the one it listens on, and under Compose the one published "
+        "on the host (the container listens on 5000)",
+        env="MLFLOW_PORT",
+        section=MLFLOW,
+        compose="host",
+        services=("mlflow",),
+        ge=1,
+        le=65535,
     )
     allowed_hosts: str = setting(
         "mlflow,mlflow:*,localhost,localhost:*,127.0.0.1,127.0.0.1:*",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ctloop.util import fsync_dir
 
-NAMES = ("api_token", "evidently_secret", "grafana_admin_password")
+NAMES = ("api_token", "evidently_secret", "grafana_admin_password", "mlflow_tracking_password")
 
 
 def read_secret(directory: Path, name: str) -> str | None:

@@ -3,14 +3,17 @@ authentication on), and the `champion` alias moved in MLflow taken back as a pro
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
 import mlflow
 import numpy as np
+import psycopg
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from mlflow.server.auth.client import AuthServiceClient
 
 from ctloop.config import CoreSettings
 from ctloop.predict import load_model
@@ -18,7 +21,7 @@ from ctloop.registry import ModelRegistry
 from harness import loopback
 from harness.data import copy_workspace, flip, served_feedback, write_prod
 from harness.delivery import register_challenger
-from harness.processes import MlflowServer, free_port
+from harness.processes import MlflowServer, free_port, postgres_database
 from harness.reporting import reporting_settings
 from reporting.exporter import SnapshotCollector, serve_metrics
 from reporting.refresher import Refresher
@@ -158,14 +161,24 @@ def test_moving_the_champion_alias_in_mlflow_serves_that_version(
     mirror.sync()
     client = MlflowClient(signed_in.url, signed_in.url)
     (older,) = client.search_model_versions("name = 'promotion' and tag.`ctloop.version` = 'v0001'")
+    # A person of the team, allowed by the admin to manage the registered model.
+    admin = AuthServiceClient(signed_in.url)
+    admin.create_user("alice", "a long enough password 1")
+    admin.grant_user_permission("alice", "registered_model", "promotion", "MANAGE")
+    alice = loopback.post(
+        f"{signed_in.url}/api/2.0/mlflow/registered-models/alias",
+        json={"name": "promotion", "alias": CHAMPION, "version": older.version},
+        auth=("alice", "a long enough password 1"),
+    )
+    assert alice.status_code == 200, alice.text
 
-    client.set_registered_model_alias("promotion", CHAMPION, older.version)  # a person's move
     done = mirror.sync()
 
     assert "promoted v0001 from MLflow" in done
     assert registry.current_version() == "v0001"
     last = registry.pointer.history()[-1]
-    assert last["version"] == "v0001" and "promoted from MLflow" in last["reason"]
+    assert last["version"] == "v0001", last
+    assert last["reason"].startswith("promoted from MLflow: alice at 20"), last["reason"]
     assert aliases(client, "promotion") == {CHAMPION: "v0001"}
     assert mirror.sync() == []
 
@@ -261,6 +274,40 @@ def test_the_served_versions_production_figures_follow_the_dashboard(
     finally:
         exporter.shutdown()
         exporter.server_close()
+
+
+@pytest.fixture
+def postgres_url(tmp_path):
+    """A real PostgreSQL server (Debian's packages) with an empty database for MLflow."""
+    with contextlib.ExitStack() as running:
+        try:
+            url = running.enter_context(postgres_database(tmp_path / "postgres.log"))
+        except FileNotFoundError as exc:
+            pytest.skip(f"PostgreSQL is not installed: {exc}")
+        yield url
+
+
+def test_a_postgresql_backend_store_holds_the_same(
+    built: CoreSettings, tmp_path, postgres_url, monkeypatch
+) -> None:
+    """MLFLOW_BACKEND_STORE_URI naming PostgreSQL: the server makes its tables there, and the
+    mirror's runs, versions and aliases land in them."""
+    workspace, _, second = promoted_second(built, tmp_path)
+    home = tmp_path / "home"
+    with MlflowServer(
+        home, tmp_path / "mlflow.log", MLFLOW_BACKEND_STORE_URI=postgres_url
+    ) as server:
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", server.password)
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        mirror_of(workspace, server, "postgres").sync()
+        client = MlflowClient(server.url, server.url)
+        assert sorted(runs_by_version(client, "postgres")) == ["v0001", second]
+        assert aliases(client, "postgres") == {CHAMPION: second}
+    assert not (home / "mlflow.db").exists()
+    with psycopg.connect(postgres_url.replace("+psycopg", "")) as connection:
+        rows = connection.execute("SELECT count(*) FROM model_versions").fetchone()
+    assert rows == (2,)
 
 
 def test_an_outage_is_caught_up_in_order_and_a_lost_mlflow_rebuilt(
