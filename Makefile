@@ -25,7 +25,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
-	$(BIN)/hadolint serving/Dockerfile webapp/Dockerfile reporting/Dockerfile
+	$(BIN)/hadolint serving/Dockerfile webapp/Dockerfile reporting/Dockerfile tracking/Dockerfile
 
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)

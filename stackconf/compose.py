@@ -56,6 +56,7 @@ class ComposeSettings(Settings):
             "prometheus",
             "alertmanager",
             "grafana",
+            "mlflow",
         ),
     )
     webapp_port: int = _port(
@@ -77,7 +78,16 @@ class ComposeSettings(Settings):
         env="NETWORK_NAME",
         section=PORTS,
         compose="host",
-        services=("serving-api", "webapp", "reporting", "prometheus", "alertmanager", "grafana"),
+        services=(
+            "serving-api",
+            "webapp",
+            "reporting",
+            "prometheus",
+            "alertmanager",
+            "grafana",
+            "mlflow",
+            "mlflow-mirror",
+        ),
     )
     serving_memory: str = _memory(
         "SERVING",
@@ -94,6 +104,9 @@ class ComposeSettings(Settings):
     )
     prometheus_memory: str = _memory("PROMETHEUS", "prometheus", "512m")
     grafana_memory: str = _memory("GRAFANA", "grafana", "512m")
+    mlflow_memory: str = _memory(
+        "MLFLOW", "mlflow", "768m", " (`mlflow server` and its one uvicorn worker: about 360 MiB)"
+    )
     prometheus_retention: str = setting(
         "15d",
         "How long Prometheus keeps its samples (its --storage.tsdb.retention.time)",

@@ -22,6 +22,7 @@ from reporting.settings import ReportingSettings
 from serving.settings import ServingSettings
 from stackconf.compose import ComposeSettings
 from stackconf.declare import Declaration, Settings, declaration
+from tracking.settings import MlflowServerSettings, TrackingSettings
 from webapp.settings import WebappSettings
 
 # The Compose service whose containers read each class from their environment.
@@ -30,6 +31,8 @@ READERS: dict[str, type[Settings]] = {
     "serving-api": ServingSettings,
     "reporting": ReportingSettings,
     "webapp": WebappSettings,
+    "mlflow": MlflowServerSettings,
+    "mlflow-mirror": TrackingSettings,
 }
 CLASSES: tuple[type[Settings], ...] = (*READERS.values(), ComposeSettings)
 SECTIONS = (
@@ -45,6 +48,7 @@ SECTIONS = (
     "Page",
     "Dashboard",
     "Prometheus and Grafana",
+    "MLflow",
     "Ports and memory",
     "Secrets",
     "Folders",

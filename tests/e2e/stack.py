@@ -86,6 +86,7 @@ class Stack:
                 "prometheus",
                 "alertmanager",
                 "grafana",
+                "mlflow",
             )
         }
         # Grafana is started wherever its image can be pulled; elsewhere every other service is
@@ -102,6 +103,7 @@ class Stack:
             "PROMETHEUS_PORT": str(self.ports["prometheus"]),
             "ALERTMANAGER_PORT": str(self.ports["alertmanager"]),
             "GRAFANA_PORT": str(self.ports["grafana"]),
+            "MLFLOW_PORT": str(self.ports["mlflow"]),
             "WEBAPP_PUBLIC_API_URL": f"http://localhost:{self.ports['serving']}",
             "WEBAPP_DASHBOARD_URL": f"http://localhost:{self.ports['reporting']}",
             **settings,
@@ -172,6 +174,7 @@ class Stack:
             "reporting-metrics": "/metrics",
             "prometheus": "/-/ready",
             "alertmanager": "/-/ready",
+            "mlflow": "/health",
         }
         if self.with_grafana:
             checks["grafana"] = "/api/health"
@@ -211,7 +214,7 @@ class Stack:
 
     def image_sizes(self) -> dict[str, str]:
         sizes = {}
-        for image in ("ctloop-serving", "ctloop-webapp", "ctloop-reporting"):
+        for image in ("ctloop-serving", "ctloop-webapp", "ctloop-reporting", "ctloop-tracking"):
             found = subprocess.run(
                 ["docker", "image", "inspect", "-f", "{{.Size}}", image],
                 capture_output=True,

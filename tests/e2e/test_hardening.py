@@ -21,7 +21,7 @@ from tests.e2e.stack import Stack
 
 pytestmark = pytest.mark.docker
 
-SERVICES = ("serving-api", "webapp", "reporting")
+SERVICES = ("serving-api", "webapp", "reporting", "mlflow", "mlflow-mirror")
 
 
 def test_every_container_is_locked_down(stack: Stack) -> None:

@@ -8,6 +8,7 @@ project and network names, so it runs beside a stack that is up.
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import time
 
@@ -112,6 +113,67 @@ def test_k_feedbacks_are_k_rows_on_the_host_and_start_a_retrain(stack: Stack, sa
         assert model["version"] == "v0001"
 
 
+def test_mlflow_holds_every_version_and_moving_its_champion_alias_moves_the_model(
+    stack: Stack, monkeypatch
+) -> None:
+    """After the feedback and the retrain above: a run and a registered version per version of
+    artifacts/, `champion` on the served one; a person who moves the alias gets it served."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    url, name = stack.url("mlflow"), "ctloop-classifier"
+    assert (
+        loopback.get(f"{url}/api/2.0/mlflow/registered-models/get?name={name}").status_code == 401
+    )
+    password = (stack.root / "secrets" / "mlflow_tracking_password").read_text().strip()
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    client = MlflowClient(url, url)
+    versions = [v["version"] for v in loopback.get(stack.url("serving") + "/model/versions").json()]
+    served = loopback.get(stack.url("serving") + "/model").json()["version"]
+
+    def mirrored() -> tuple[dict[str, str], str | None]:
+        """MLflow's version number -> the stack's version; the champion alias' stack version."""
+        found = client.search_model_versions(f"name = '{name}'")
+        numbers = {mv.version: mv.tags.get("ctloop.version") for mv in found}
+        return numbers, numbers.get(client.get_registered_model(name).aliases.get("champion"))
+
+    numbers: dict[str, str] = {}
+    champion = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(MlflowException):  # before the mirror's first pass
+            numbers, champion = mirrored()
+        if sorted(numbers.values()) == sorted(versions) and champion == served:
+            break
+        time.sleep(1)
+    assert sorted(numbers.values()) == sorted(versions) and champion == served, (numbers, champion)
+    experiment = client.get_experiment_by_name("ctloop")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(run.data.tags["ctloop.version"] for run in runs) == sorted(versions)
+
+    # A person moves `champion` to the other version: the stack serves it within 30 s.
+    assert len(versions) >= 2, f"the retrain registered no second version: {versions}"
+    wanted = next(v for v in versions if v != served)
+    moved = time.monotonic()
+    client.set_registered_model_alias(
+        name, "champion", next(n for n, v in numbers.items() if v == wanted)
+    )
+    model: dict = {}
+    while time.monotonic() < moved + 30:
+        model = loopback.get(stack.url("serving") + "/model").json()
+        if model["version"] == wanted:
+            break
+        time.sleep(0.5)
+    assert model["version"] == wanted, model
+    FIGURES["mlflow_promotion_seconds"] = round(time.monotonic() - moved, 1)
+    history = (stack.root / "artifacts" / "history.jsonl").read_text().splitlines()
+    assert "promoted from MLflow: admin at " in history[-1], history[-1]
+    FIGURES["mlflow_memory_mib"] = round(stack.memory_mib("mlflow"), 1)
+    FIGURES["mlflow_mirror_memory_mib"] = round(stack.memory_mib("mlflow-mirror"), 1)
+
+
 def test_the_dashboard_lists_snapshots_with_the_feedback_rows(stack: Stack) -> None:
     api = stack.url("reporting") + "/api"
     deadline = time.monotonic() + 120
@@ -128,7 +190,7 @@ def test_the_dashboard_lists_snapshots_with_the_feedback_rows(stack: Stack) -> N
 
 
 def test_every_service_runs_as_a_non_root_user(stack: Stack) -> None:
-    for service in ("serving-api", "webapp", "reporting"):
+    for service in ("serving-api", "webapp", "reporting", "mlflow", "mlflow-mirror"):
         uid = stack.container_user(service)
         assert uid.isdigit() and uid != "0", f"{service} runs as uid {uid!r}"
 
