@@ -132,6 +132,8 @@ WORKLOADS = (
     ("Deployment", "prometheus", "prometheus", "prometheus"),
     ("Deployment", "alertmanager", "alertmanager", "alertmanager"),
     ("Deployment", "grafana", "grafana", "grafana"),
+    ("Deployment", "mlflow", "mlflow", "mlflow"),
+    ("Deployment", "mlflow-mirror", "mlflow-mirror", "mlflow-mirror"),
     ("CronJob", "reporting-snapshot", "snapshot", "reporting"),
     ("CronJob", "registry-prune", "prune", "init"),
 )

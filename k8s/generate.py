@@ -69,12 +69,14 @@ CARRIED_ELSEWHERE = {
     "PROMETHEUS_PORT": "ports: the Service prometheus; Prometheus' --web.external-url",
     "ALERTMANAGER_PORT": "ports: the Service alertmanager; Alertmanager's --web.external-url",
     "GRAFANA_PORT": "ports: the Service grafana, port 3000",
+    "MLFLOW_PORT": "ports: the Service mlflow, port 5000 (the server's default, as in Compose)",
     "NETWORK_NAME": "the namespace ctloop and its NetworkPolicies",
     "SERVING_MEMORY": "resources.limits.memory of serving-api",
     "WEBAPP_MEMORY": "resources.limits.memory of webapp",
     "REPORTING_MEMORY": "resources.limits.memory of reporting and reporting-snapshot",
     "PROMETHEUS_MEMORY": "resources.limits.memory of prometheus",
     "GRAFANA_MEMORY": "resources.limits.memory of grafana",
+    "MLFLOW_MEMORY": "resources.limits.memory of mlflow",
     "PROMETHEUS_RETENTION": "Prometheus' --storage.tsdb.retention.time argument",
 }
 

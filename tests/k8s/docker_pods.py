@@ -8,19 +8,24 @@ would do is done by hand, and nothing more:
   capabilities dropped, no privilege escalation, a read-only root where set, memory and CPU
   limits, shareProcessNamespace as a reaper for PID 1 (`--init`);
 - a volume at each mount path: a PersistentVolumeClaim is a Docker volume shared by every pod
-  that claims it, given to the pod's fsGroup (group-writable, setgid) before the pod starts;
+  that claims it (a StatefulSet's claim template, one per replica: <template>-<name>-<replica>),
+  given to the pod's fsGroup (group-writable, setgid) before the pod starts, or only when its
+  root is not yet the group's with fsGroupChangePolicy: OnRootMismatch;
   an emptyDir in memory a tmpfs of its size; a ConfigMap or Secret its files (Secret files with
   their defaultMode, owned by root and the fsGroup), a subPath one file;
 - the Services: each container joins one network under the name of every Service whose
   selector matches its labels (a headless Service resolves to every replica);
 - each container port published on 127.0.0.1, so that the test can call the probes' paths as
-  the kubelet does, from outside the container.
+  the kubelet does, from outside the container; an exec probe is `docker exec` of its command;
+- `$(VAR)` in an environment value expanded from the variables defined before it, and in the
+  command and arguments from the whole environment, as the kubelet does (`$$` is `$`).
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import re
 import subprocess
 import time
 import uuid
@@ -29,6 +34,7 @@ from pathlib import Path
 import httpx
 
 from harness import loopback
+from k8s.compose import REPO, load_compose
 from tests.k8s.manifests import pod_spec
 
 HELPER_IMAGE = "ctloop-serving"  # runs the fsGroup step as root, as the kubelet would
@@ -41,12 +47,38 @@ def docker(*args: str, timeout: float = 600, check: bool = True) -> subprocess.C
     return result
 
 
+def build_images(only: set[str] | None = None) -> None:
+    """The project's images (or `only` those), from the Dockerfiles the Compose file names
+    (cached layers reused)."""
+    built = set()
+    for service in load_compose()["services"].values():
+        if only is not None and service["image"] not in only:
+            continue
+        if "build" in service and service["image"] not in built:
+            build = service["build"]
+            docker("build", "-q", "-t", service["image"], "-f", str(REPO / build["dockerfile"]),
+                   str(REPO / build["context"]), timeout=1800)  # fmt: skip
+            built.add(service["image"])
+
+
 def quantity_bytes(size: str) -> int:
     units = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
     for unit, factor in units.items():
         if size.endswith(unit):
             return int(size[: -len(unit)]) * factor
     return int(size)
+
+
+def expand(value: str, defined: dict[str, str]) -> str:
+    """Kubernetes' dependent variables: $(NAME) of a variable defined earlier is replaced, $$ is $,
+    and any other $(NAME) stays as it is."""
+
+    def replace(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        return defined.get(match.group(1), match.group(0))
+
+    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)", replace, value)
 
 
 def cpus(size: str) -> str:
@@ -91,7 +123,7 @@ class Pods:
         values = {}
         for entry in spec.get("env") or []:
             if "value" in entry:
-                values[entry["name"]] = entry["value"]
+                values[entry["name"]] = expand(entry["value"], values)
                 continue
             source = entry["valueFrom"]
             kind, reference = (
@@ -107,7 +139,7 @@ class Pods:
 
     # -- volumes ------------------------------------------------------------------------------
 
-    def claim(self, name: str, fs_group: int | None) -> str:
+    def claim(self, name: str, fs_group: int | None, on_root_mismatch: bool = False) -> str:
         volume = f"{self.prefix}-{name}"
         if volume not in self.volumes:
             docker("volume", "create", volume)
@@ -117,6 +149,11 @@ class Pods:
                 f"chgrp -R {fs_group} /volume && chmod -R g+rwX /volume "
                 "&& find /volume -type d -exec chmod g+s {} +"
             )
+            if on_root_mismatch:  # skipped when the root already is the group's, setgid
+                script = (
+                    f'[ "$(stat -c %g /volume)" = {fs_group} ] && [ -g /volume ] || {{ {script}; }}'
+                )
+
             docker("run", "--rm", "--user", "0", "--entrypoint", "sh", "-v", f"{volume}:/volume",
                    HELPER_IMAGE, "-c", script)  # fmt: skip
         return volume
@@ -146,13 +183,17 @@ class Pods:
 
     def mount_args(self, pod_name: str, pod: dict, spec: dict) -> list[str]:
         fs_group = pod.get("securityContext", {}).get("fsGroup")
+        on_root_mismatch = pod.get("securityContext", {}).get("fsGroupChangePolicy") == (
+            "OnRootMismatch"
+        )
         volumes = {volume["name"]: volume for volume in pod.get("volumes") or []}
         args: list[str] = []
         for mount in spec.get("volumeMounts") or []:
             volume, target = volumes[mount["name"]], mount["mountPath"]
             read_only = ",readonly" if mount.get("readOnly") else ""
             if "persistentVolumeClaim" in volume:
-                source = self.claim(volume["persistentVolumeClaim"]["claimName"], fs_group)
+                claim = volume["persistentVolumeClaim"]["claimName"]
+                source = self.claim(claim, fs_group, on_root_mismatch)
                 args += ["--mount", f"type=volume,src={source},dst={target}{read_only}"]
             elif "emptyDir" in volume:
                 size = volume["emptyDir"].get("sizeLimit")
@@ -174,6 +215,20 @@ class Pods:
         labels = template["template"]["metadata"]["labels"]
         (spec,) = pod["containers"]
         name = f"{self.prefix}-{workload['metadata']['name']}-{replica}"
+        if (
+            workload["kind"] == "StatefulSet"
+        ):  # each replica's own claims, as the controller names them
+            claims = [
+                {
+                    "name": claim["metadata"]["name"],
+                    "persistentVolumeClaim": {
+                        "claimName": f"{claim['metadata']['name']}-"
+                        f"{workload['metadata']['name']}-{replica}"
+                    },
+                }
+                for claim in workload["spec"].get("volumeClaimTemplates") or []
+            ]
+            pod = {**pod, "volumes": [*(pod.get("volumes") or []), *claims]}
         security = {**pod.get("securityContext", {}), **spec.get("securityContext", {})}
         args = ["--name", name, "--network", self.network, "--hostname", name]
         for alias in self.aliases(labels):
@@ -194,16 +249,17 @@ class Pods:
             args += ["--memory", str(quantity_bytes(limits["memory"]))]
         if "cpu" in limits:
             args += ["--cpus", cpus(str(limits["cpu"]))]
-        for key, value in self.env(spec).items():
+        env = self.env(spec)
+        for key, value in env.items():
             args += ["--env", f"{key}={value}"]
         args += self.mount_args(name, pod, spec)
         for port in spec.get("ports") or []:
             args += ["--publish", f"127.0.0.1::{port['containerPort']}"]
-        command = spec.get("command") or []
+        command = [expand(word, env) for word in spec.get("command") or []]
         if command:
             args += ["--entrypoint", command[0]]
         args.append(spec["image"])
-        args += command[1:] + (spec.get("args") or [])
+        args += command[1:] + [expand(word, env) for word in spec.get("args") or []]
         return name, args
 
     def start(self, workload: dict, replica: int = 0) -> str:
@@ -228,7 +284,15 @@ class Pods:
 
 
 def probe_ok(pods: Pods, name: str, spec: dict, probe: dict) -> bool:
-    """One try of an HTTP probe, as the kubelet makes it (2xx and 3xx succeed)."""
+    """One try of a probe, as the kubelet makes it: an HTTP probe succeeds on 2xx and 3xx, an exec
+    probe when its command exits 0 within the probe's timeout (plus docker exec's own start)."""
+    if "exec" in probe:
+        timeout = probe.get("timeoutSeconds", 1) + 5
+        try:
+            ran = docker("exec", name, *probe["exec"]["command"], timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            return False
+        return ran.returncode == 0
     get = probe["httpGet"]
     port = get["port"]
     if isinstance(port, str):
@@ -253,4 +317,5 @@ def wait_probe(pods: Pods, name: str, spec: dict, probe: dict, slack: float) -> 
         if probe_ok(pods, name, spec, probe):
             return time.monotonic() - started
         time.sleep(1)
-    raise AssertionError(f"{name}: {probe['httpGet']['path']} did not answer in {budget * slack} s")
+    what = probe["httpGet"]["path"] if "httpGet" in probe else " ".join(probe["exec"]["command"])
+    raise AssertionError(f"{name}: {what} did not succeed in {budget * slack} s")

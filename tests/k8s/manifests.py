@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from k8s.compose import REPO
-from k8s.secret_files import write_secrets
+from k8s.secret_files import secret_variables, write_secrets
 
 OVERLAYS = ("local", "production")
 KUBERNETES_VERSION = "1.32"  # what docs/kubernetes.md states, kubectl's version, what is validated
@@ -30,7 +30,8 @@ def render(overlay: str, workdir: Path) -> tuple[Path, list[dict]]:
     """The overlay rendered to one file (and parsed), secrets generated in a copy of k8s/."""
     copy = workdir / "k8s"
     shutil.copytree(REPO / "k8s", copy, ignore=shutil.ignore_patterns("secrets", "__pycache__"))
-    write_secrets(copy / "overlays" / overlay / "secrets", {})
+    names = tuple(secret_variables(overlay).values())
+    write_secrets(copy / "overlays" / overlay / "secrets", {}, names)
     kubectl = tool("kubectl")
     assert kubectl, "kubectl is needed"
     result = subprocess.run(

@@ -140,6 +140,9 @@ def problems(compose: dict, example: dict, docs: list[dict]) -> list[str]:
     """Every difference between what Compose runs and what the rendered overlay runs."""
     found: list[str] = []
     mapped = {service for *_, service in WORKLOADS}
+    # A service that runs an image another one builds (mlflow-mirror runs mlflow's) runs as that
+    # image's Dockerfile says.
+    builds = {s["image"]: s["build"] for s in compose["services"].values() if "build" in s}
     for name in compose["services"]:
         if name not in mapped:
             found.append(
@@ -151,6 +154,8 @@ def problems(compose: dict, example: dict, docs: list[dict]) -> list[str]:
         if service is None:
             found.append(f"{kind}/{name}: Compose has no service {service_name} any more")
             continue
+        if "build" not in service and service["image"] in builds:
+            service = {**service, "build": builds[service["image"]]}
         workload = one(docs, kind, name)
         where = f"{kind}/{name} ({container_name}, from Compose's {service_name})"
         found += compare(where, container_name, service, workload, docs, example)

@@ -1,8 +1,9 @@
 """The local overlay's pods started with Docker exactly as their specs say (tests/k8s/docker_pods):
 the init Job builds the reference and the first model, every Deployment's container comes up
-under its user, read-only root and limits and answers its probes' paths, the CronJobs run to
-completion, Prometheus finds both API replicas through the headless Service, and the replicas
-append to one shared prod_data.csv. Images are built from the Compose file's Dockerfiles."""
+under its user, read-only root and limits and passes its probes (HTTP paths, the mirror's exec),
+the CronJobs run to completion, Prometheus finds both API replicas through the headless Service,
+the mirror logs the first model to MLflow, and the replicas append to one shared prod_data.csv.
+Images are built from the Compose file's Dockerfiles."""
 
 from __future__ import annotations
 
@@ -14,26 +15,14 @@ import time
 import pytest
 
 from harness import loopback
-from k8s.compose import REPO, load_compose
 from pictures import encode, render_grid
 from tests.e2e.stack import image_available, write_figures
-from tests.k8s.docker_pods import Pods, docker, wait_probe
+from tests.k8s.docker_pods import Pods, build_images, docker, wait_probe
 from tests.k8s.manifests import find, one, pod_spec
 
 pytestmark = pytest.mark.docker
 SLACK = 3.0  # probe budgets times this: every pod starts at once on a 2-core machine
 FIGURES: dict = {}
-
-
-def build_images() -> None:
-    """The project's images, from the Dockerfiles the Compose file names (cached layers reused)."""
-    built = set()
-    for service in load_compose()["services"].values():
-        if "build" in service and service["image"] not in built:
-            build = service["build"]
-            docker("build", "-q", "-t", service["image"], "-f", str(REPO / build["dockerfile"]),
-                   str(REPO / build["context"]), timeout=1800)  # fmt: skip
-            built.add(service["image"])
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +161,37 @@ def test_prometheus_scrapes_every_api_replica(pods, deployments) -> None:
         time.sleep(2)
     assert health["alertmanager"] == ["up"] and health["prometheus"] == ["up"]
     FIGURES["prometheus_targets"] = health
+
+
+def test_the_mirror_logs_the_first_model_to_mlflow(pods, deployments) -> None:
+    """The mirror reaches MLflow by its Service's name and signs in with the Secret's password:
+    the init Job's model becomes the registered version that the alias `champion` names."""
+    (mirror,) = pod_spec(one(pods.docs, "Deployment", "mlflow-mirror"))["containers"]
+    user = pods.env(mirror)["MLFLOW_TRACKING_USERNAME"]
+    password = pods.object_data("Secret", pod_secret_name(pods))["mlflow_tracking_password"]
+    auth = (user, password.strip())
+    url = pods.url(deployments["mlflow"][0], 5000) + "/api/2.0/mlflow"
+    model = {"name": "ctloop-classifier"}
+    assert loopback.get(f"{url}/registered-models/get", params=model, timeout=10).status_code == 401
+    deadline = time.monotonic() + 120
+    while True:
+        reply = loopback.get(f"{url}/registered-models/get", params=model, auth=auth, timeout=10)
+        found = reply.json().get("registered_model", {}) if reply.status_code == 200 else {}
+        aliases = {item["alias"]: item["version"] for item in found.get("aliases", [])}
+        if "champion" in aliases:
+            break
+        assert time.monotonic() < deadline, (
+            f"no champion in MLflow: {reply.status_code} {reply.text}"
+        )
+        time.sleep(2)
+    version = loopback.get(
+        f"{url}/model-versions/get",
+        params={**model, "version": aliases["champion"]},
+        auth=auth,
+        timeout=10,
+    ).json()["model_version"]
+    assert {tag["key"]: tag["value"] for tag in version["tags"]}["ctloop.version"] == "v0001"
+    FIGURES["mlflow_champion"] = {"mlflow_version": aliases["champion"], "stack": "v0001"}
 
 
 def test_the_api_replicas_share_one_feedback_file(pods, deployments) -> None:

@@ -1,7 +1,8 @@
 """The NetworkPolicies, evaluated as the Kubernetes API defines them (a pod selected by no policy
 of a direction is open in that direction; otherwise a connection needs an egress rule of the
 source and an ingress rule of the destination that both admit it): only the page and the
-scraper reach the API, the dashboard opens no connection, and every flow the stack needs works."""
+scraper reach the API, the dashboard opens no connection, only the mirror reaches MLflow and only
+MLflow reaches production's PostgreSQL, and every flow the stack needs works."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from tests.k8s.manifests import find
 NAMESPACE = {"kubernetes.io/metadata.name": "ctloop"}
 DNS = ({"k8s-app": "kube-dns"}, {"kubernetes.io/metadata.name": "kube-system"})
 PODS = ("serving-api", "webapp", "reporting", "prometheus", "alertmanager", "grafana", "init")
-PODS += ("reporting-snapshot", "registry-prune")
+PODS += ("reporting-snapshot", "registry-prune", "mlflow", "mlflow-mirror")
 PORTS = {
     "serving-api": 8080,
     "webapp": 8081,
@@ -20,7 +21,11 @@ PORTS = {
     "prometheus": 9090,
     "alertmanager": 9093,
     "grafana": 3000,
+    "mlflow": 5000,
 }
+# What production adds: PostgreSQL, for MLflow alone.
+PRODUCTION_PODS = (*PODS, "postgres")
+PRODUCTION_PORTS = {**PORTS, "postgres": 5432}
 
 
 def labels(name: str) -> dict:
@@ -64,29 +69,36 @@ def rule_admits(rule: dict, peers_key: str, pod_labels, namespace_labels, port: 
     return not peers or any(peer_admits(peer, pod_labels, namespace_labels) for peer in peers)
 
 
+def admits(policies, direction: str, own: tuple[dict, dict], other: tuple[dict, dict], port: int):
+    """Whether own's policies of one direction let the connection with other (on port) through."""
+    if own[1] != NAMESPACE:
+        return True  # pods outside the namespace: their policies are not ours
+    applying = [
+        policy["spec"]
+        for policy in policies
+        if direction in policy["spec"]["policyTypes"]
+        and selects(policy["spec"]["podSelector"], own[0])
+    ]
+    rules = [rule for spec in applying for rule in spec.get(direction.lower(), [])]
+    key = "to" if direction == "Egress" else "from"
+    return not applying or any(rule_admits(rule, key, *other, port) for rule in rules)
+
+
 def allowed(policies, source: tuple[dict, dict], destination: tuple[dict, dict], port: int):
     """Whether a TCP connection from source to destination:port is allowed ((labels, ns))."""
-    for direction, own, other, key in (
-        ("Egress", source, destination, "to"),
-        ("Ingress", destination, source, "from"),
-    ):
-        if own[1] != NAMESPACE:
-            continue  # pods outside the namespace: their policies are not ours
-        applying = [
-            policy["spec"]
-            for policy in policies
-            if direction in policy["spec"]["policyTypes"]
-            and selects(policy["spec"]["podSelector"], own[0])
-        ]
-        rules = [rule for spec in applying for rule in spec.get(direction.lower(), [])]
-        if applying and not any(rule_admits(rule, key, *other, port) for rule in rules):
-            return False
-    return True
+    return admits(policies, "Egress", source, destination, port) and admits(
+        policies, "Ingress", destination, source, port
+    )
 
 
 @pytest.fixture(scope="module")
 def policies(local) -> list[dict]:
     return find(local, "NetworkPolicy")
+
+
+@pytest.fixture(scope="module")
+def production_policies(production) -> list[dict]:
+    return find(production, "NetworkPolicy")
 
 
 def pod(name: str) -> tuple[dict, dict]:
@@ -99,7 +111,11 @@ NEEDED = [
     ("prometheus", "reporting", 8083),
     ("prometheus", "alertmanager", 9093),
     ("grafana", "prometheus", 9090),
+    ("mlflow-mirror", "mlflow", 5000),
+    ("mlflow-mirror", "reporting", 8083),
 ]
+PRODUCTION_NEEDED = [*NEEDED, ("mlflow", "postgres", 5432)]
+RESOLVING = ("webapp", "prometheus", "grafana", "mlflow-mirror")
 
 
 @pytest.mark.parametrize(("source", "destination", "port"), NEEDED)
@@ -107,24 +123,62 @@ def test_the_flows_the_stack_needs(policies, source, destination, port) -> None:
     assert allowed(policies, pod(source), pod(destination), port)
 
 
-def test_dns_for_those_that_resolve_names(policies) -> None:
-    for name in ("webapp", "prometheus", "grafana"):
+@pytest.mark.parametrize(("source", "destination", "port"), PRODUCTION_NEEDED)
+def test_the_flows_production_needs(production_policies, source, destination, port) -> None:
+    assert allowed(production_policies, pod(source), pod(destination), port)
+
+
+def test_dns_for_those_that_resolve_names(policies, production_policies) -> None:
+    for name in RESOLVING:
         assert allowed(policies, pod(name), DNS, 53), name
-    for name in ("serving-api", "reporting", "init"):
+    for name in ("serving-api", "reporting", "init", "mlflow"):
         assert not allowed(policies, pod(name), DNS, 53), name
+    # In production MLflow resolves `postgres`; PostgreSQL resolves nothing.
+    for name in (*RESOLVING, "mlflow"):
+        assert allowed(production_policies, pod(name), DNS, 53), name
+    for name in ("serving-api", "reporting", "init", "postgres"):
+        assert not allowed(production_policies, pod(name), DNS, 53), name
 
 
-def test_nothing_else(policies) -> None:
-    needed = {(source, destination, port) for source, destination, port in NEEDED}
-    for source in PODS:
-        for destination, port in [*PORTS.items(), ("reporting", 8083)]:
+def check_nothing_else(policies, pods, ports, needed_flows) -> None:
+    needed = set(needed_flows)
+    for source in pods:
+        for destination, port in [*ports.items(), ("reporting", 8083)]:
             if source == destination:
                 continue
             flow = (source, destination, port)
             assert allowed(policies, pod(source), pod(destination), port) is (flow in needed), flow
     stranger = ({"app": "anything"}, {"kubernetes.io/metadata.name": "other"})
-    for destination, port in PORTS.items():
+    for destination, port in ports.items():
         assert not allowed(policies, stranger, pod(destination), port), destination
-    for source in PODS:  # nothing leaves for the internet
+    for source in pods:  # nothing leaves for the internet
         internet = ({}, {"kubernetes.io/metadata.name": "internet"})
         assert not allowed(policies, pod(source), internet, 443), source
+
+
+def test_nothing_else(policies) -> None:
+    check_nothing_else(policies, PODS, PORTS, NEEDED)
+
+
+def test_nothing_else_in_production(production_policies) -> None:
+    """Everything above, and PostgreSQL reached by MLflow alone (no pod of the stack, no other
+    namespace), reaching nothing."""
+    check_nothing_else(production_policies, PRODUCTION_PODS, PRODUCTION_PORTS, PRODUCTION_NEEDED)
+    for destination, port in PRODUCTION_PORTS.items():
+        assert not allowed(production_policies, pod("postgres"), pod(destination), port)
+
+
+def test_mlflow_and_postgres_admit_their_one_client_whatever_the_others_egress(
+    production_policies,
+) -> None:
+    """Their own ingress rules hold alone, not only because every other pod's egress is denied:
+    a pod whose egress some later policy opened still could not reach them."""
+    for destination, port, client in (
+        ("mlflow", 5000, "mlflow-mirror"),
+        ("postgres", 5432, "mlflow"),
+    ):
+        for source in PRODUCTION_PODS:
+            admitted = admits(production_policies, "Ingress", pod(destination), pod(source), port)
+            assert admitted is (source == client), (source, destination)
+        unnamed = ({"app": "debug-shell"}, NAMESPACE)
+        assert not admits(production_policies, "Ingress", pod(destination), unnamed, port)

@@ -12,11 +12,14 @@ from k8s.compose import ComposeError, load_compose, read_env_file
 from k8s.generate import Generator
 from tests.k8s import parity
 
+POSTGRES_URL = "postgresql+psycopg://mlflow:$(POSTGRES_PASSWORD)@postgres:5432/mlflow"
+
 
 @pytest.mark.parametrize("overlay", ["local", "production"])
 def test_every_container_runs_what_compose_runs(rendered, overlay: str) -> None:
     docs = rendered[overlay][1]
-    if overlay == "production":  # the project's images at a version; nothing else differs
+    if overlay == "production":
+        # The project's images at a version, and MLflow's store in PostgreSQL; nothing else differs.
         docs = copy.deepcopy(docs)
         for doc in docs:
             if doc["kind"] in ("Deployment", "Job", "CronJob"):
@@ -24,6 +27,14 @@ def test_every_container_runs_what_compose_runs(rendered, overlay: str) -> None:
                     if item["image"].startswith("ctloop-"):
                         assert item["image"].endswith(":0.1.0"), item["image"]
                         item["image"] = item["image"].rsplit(":", 1)[0]
+        mlflow = parity.container(parity.one(docs, "Deployment", "mlflow"), "mlflow")
+        password, *others = mlflow["env"]
+        assert password["name"] == "POSTGRES_PASSWORD", password
+        assert password["valueFrom"]["secretKeyRef"]["key"] == "postgres_password", password
+        (store,) = [entry for entry in others if entry["name"] == "MLFLOW_BACKEND_STORE_URI"]
+        assert store == {"name": store["name"], "value": POSTGRES_URL}, store
+        store["value"] = ""  # Compose's default: SQLite in MLFLOW_HOME
+        mlflow["env"] = others
     found = parity.problems(load_compose(), read_env_file(), docs)
     assert not found, "\n".join(found)
 
