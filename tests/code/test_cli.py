@@ -14,6 +14,7 @@ from typing import NamedTuple
 import pytest
 
 from ctloop.cli import main
+from ctloop.credentials import NAMES
 
 
 class Result(NamedTuple):
@@ -142,8 +143,8 @@ def test_registry_verify_checks_every_version_and_names_a_broken_one(run, worksp
 
 def test_secrets_are_generated_once(run, tmp_path: Path) -> None:
     first = run(["secrets"], tmp_path)
-    assert first.returncode == 0 and first.stdout.count("generated") == 3
+    assert first.returncode == 0 and first.stdout.count("generated") == len(NAMES) == 4
     token = (tmp_path / "secrets" / "api_token").read_text()
     second = run(["secrets"], tmp_path)
-    assert second.stdout.count("present") == 3
+    assert second.stdout.count("present") == len(NAMES)
     assert (tmp_path / "secrets" / "api_token").read_text() == token
