@@ -24,6 +24,18 @@ def _memory(prefix: str, service: str, default: str, note: str = "") -> str:
     )
 
 
+# The long-running services that publish a port on the host.
+PUBLISHING = (
+    "serving-api",
+    "webapp",
+    "reporting",
+    "prometheus",
+    "alertmanager",
+    "grafana",
+    "mlflow",
+)
+
+
 def _port(prefix: str, service: str, default: int, description: str) -> int:
     return setting(
         default,
@@ -49,15 +61,7 @@ class ComposeSettings(Settings):
         section=PORTS,
         start=True,
         compose="host",
-        services=(
-            "serving-api",
-            "webapp",
-            "reporting",
-            "prometheus",
-            "alertmanager",
-            "grafana",
-            "mlflow",
-        ),
+        services=PUBLISHING,
     )
     webapp_port: int = _port(
         "WEBAPP", "webapp", 8081, "Port of the page on the host (the container listens on 8081)"
@@ -78,16 +82,7 @@ class ComposeSettings(Settings):
         env="NETWORK_NAME",
         section=PORTS,
         compose="host",
-        services=(
-            "serving-api",
-            "webapp",
-            "reporting",
-            "prometheus",
-            "alertmanager",
-            "grafana",
-            "mlflow",
-            "mlflow-mirror",
-        ),
+        services=(*PUBLISHING, "mlflow-mirror"),
     )
     serving_memory: str = _memory(
         "SERVING",

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import shutil
 import subprocess
 import time
 import uuid
@@ -45,6 +46,14 @@ def docker(*args: str, timeout: float = 600, check: bool = True) -> subprocess.C
     if check and result.returncode != 0:
         raise RuntimeError(f"docker {' '.join(args)}: {result.stderr.strip()}")
     return result
+
+
+def require_docker() -> None:
+    """Skip, saying why, where no Docker engine answers."""
+    import pytest
+
+    if shutil.which("docker") is None or docker("info", check=False).returncode:
+        pytest.skip("no Docker engine answers `docker info`")
 
 
 def build_images(only: set[str] | None = None) -> None:

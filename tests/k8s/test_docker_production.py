@@ -10,15 +10,20 @@ as in test_docker_run.py (the overlay's `:0.1.0` tags dropped)."""
 from __future__ import annotations
 
 import copy
-import shutil
-import subprocess
 import time
 
 import pytest
 
 from harness import loopback
 from tests.e2e.stack import image_available
-from tests.k8s.docker_pods import HELPER_IMAGE, Pods, build_images, docker, wait_probe
+from tests.k8s.docker_pods import (
+    HELPER_IMAGE,
+    Pods,
+    build_images,
+    docker,
+    require_docker,
+    wait_probe,
+)
 from tests.k8s.manifests import container, generated_name, one, pod_spec
 
 pytestmark = pytest.mark.docker
@@ -27,11 +32,7 @@ SLACK = 3.0  # probe budgets times this, on a loaded 2-core machine
 
 @pytest.fixture(scope="module")
 def pods(rendered, tmp_path_factory):
-    if (
-        shutil.which("docker") is None
-        or subprocess.run(["docker", "info"], capture_output=True).returncode
-    ):
-        pytest.skip("no Docker engine answers `docker info`")
+    require_docker()
     docs = copy.deepcopy(rendered["production"][1])
     for doc in docs:
         if doc["kind"] in ("Deployment", "StatefulSet", "Job", "CronJob"):

@@ -8,8 +8,6 @@ Images are built from the Compose file's Dockerfiles."""
 from __future__ import annotations
 
 import base64
-import shutil
-import subprocess
 import time
 
 import pytest
@@ -17,7 +15,7 @@ import pytest
 from harness import loopback
 from pictures import encode, render_grid
 from tests.e2e.stack import image_available, write_figures
-from tests.k8s.docker_pods import Pods, build_images, docker, wait_probe
+from tests.k8s.docker_pods import Pods, build_images, docker, require_docker, wait_probe
 from tests.k8s.manifests import find, one, pod_spec
 
 pytestmark = pytest.mark.docker
@@ -27,11 +25,7 @@ FIGURES: dict = {}
 
 @pytest.fixture(scope="module")
 def pods(rendered, tmp_path_factory):
-    if (
-        shutil.which("docker") is None
-        or subprocess.run(["docker", "info"], capture_output=True).returncode
-    ):
-        pytest.skip("no Docker engine answers `docker info`")
+    require_docker()
     started = time.perf_counter()
     build_images()
     FIGURES["image_build_seconds"] = round(time.perf_counter() - started, 1)
