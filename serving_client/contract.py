@@ -114,16 +114,19 @@ class BatchPredictResponse(BaseModel):
 
 GRID_DESCRIPTION = (
     "What the model saw (only with ?grid=true): the image after preprocessing, rows of cells "
-    "top to bottom, ink 1 and background 0"
+    "top to bottom; a grey cell is one value (IMAGE_FRAMING=strokes: ink 1, background 0; "
+    "whole: black 0, white 1), a colour cell (IMAGE_CHANNELS=3) its red, green and blue in [0, 1]"
 )
+# Rows of grey cells, or rows of [red, green, blue] cells.
+Grid = list[list[float]] | list[list[list[float]]]
 
 
 class PredictionWithGrid(Prediction):
-    grid: list[list[float]] = Field(description=GRID_DESCRIPTION)
+    grid: Grid = Field(description=GRID_DESCRIPTION)
 
 
 class PredictResponseWithGrid(PredictResponse):
-    grid: list[list[float]] = Field(description=GRID_DESCRIPTION)
+    grid: Grid = Field(description=GRID_DESCRIPTION)
 
 
 # Not a BatchPredictResponse: its `predictions` hold more (a list is not covariant).

@@ -61,12 +61,18 @@ def preview(data: bytes, side: int = PREVIEW_SIDE) -> Image.Image | None:
     return shown
 
 
-def grid_picture(grid: list[list[float]], side: int = 140) -> Image.Image:
-    """The cells the model saw, dark ink on white like the drawing, each cell a visible square."""
+def grid_picture(grid: list[list[float]] | list[list[list[float]]], side: int = 140) -> Image.Image:
+    """The cells the model saw, each cell a visible square: grey cells as dark ink on white like
+    the drawing, colour cells ([red, green, blue]) as they are."""
     import numpy as np
 
-    levels = np.clip(np.rint(255.0 - np.asarray(grid, dtype=np.float32) * 255.0), 0, 255)
-    cells = Image.fromarray(levels.astype(np.uint8), mode="L")
+    values = np.asarray(grid, dtype=np.float32)
+    if values.ndim == 3:
+        colours = np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
+        cells = Image.fromarray(colours, mode="RGB")
+    else:
+        levels = np.clip(np.rint(255.0 - values * 255.0), 0, 255)
+        cells = Image.fromarray(levels.astype(np.uint8), mode="L")
     return cells.resize((side, side), Image.Resampling.NEAREST).convert("RGB")
 
 

@@ -99,9 +99,9 @@ class Augmentation:
         """None when the settings turn augmentation off. The preprocessing is the embedding's
         own (recorded when the reference was built), so copies are made like its rows."""
         config = AugmentConfig.from_settings(settings)
-        if not config.enabled:
-            return None
         spec = PreprocessSpec.from_dict(embedding.info["preprocessing"])
+        if not config.enabled or spec.framing != "strokes":  # rotated, slanted, other pens
+            return None
         return cls(embedding.model, config, seed, spec)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from pydantic import field_validator
+
 from stackconf import DataSettings, MonitoringSettings, Renamed, SecretsSettings, setting
 
 DATA = "Data and embedding"
@@ -47,6 +49,23 @@ class CoreSettings(DataSettings, SecretsSettings, MonitoringSettings):
         section=DATA,
         ge=4,
         le=64,
+    )
+    image_framing: Literal["strokes", "whole"] = setting(
+        "strokes",
+        "How an image becomes the grid: 'strokes' (ink on a plain background: inverted to light "
+        "on dark, cropped to the ink, thin pens widened; digits, letters, sketches) or 'whole' "
+        "(the whole picture averaged down as it is; photographs, textures)",
+        env="IMAGE_FRAMING",
+        section=DATA,
+    )
+    image_channels: int = setting(
+        1,
+        "Channels of the grid: 1 (grey) or 3 (red, green, blue; with IMAGE_FRAMING=whole), for "
+        "classes that colour tells apart",
+        env="IMAGE_CHANNELS",
+        section=DATA,
+        ge=1,
+        le=3,
     )
     unseen_fraction: float = setting(
         0.2,
@@ -371,6 +390,13 @@ class CoreSettings(DataSettings, SecretsSettings, MonitoringSettings):
         section=REGISTRY,
         ge=0,
     )
+
+    @field_validator("image_channels")
+    @classmethod
+    def _grey_or_colour(cls, value: int) -> int:
+        if value not in (1, 3):
+            raise ValueError("1 (grey) or 3 (red, green, blue)")
+        return value
 
     @property
     def ref_data_path(self) -> Path:

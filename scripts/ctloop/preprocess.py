@@ -18,6 +18,10 @@ framing:
    then a digit cut by the frame's left edge with room on its right is moved to the middle);
 6. area-average (box filter) down to `size` x `size`;
 7. faint strokes are brightened so the brightest cell reaches at least `min_peak`.
+
+That is the "strokes" framing (IMAGE_FRAMING), made for ink on a plain background. The "whole"
+framing is for everything else (photographs, textures): after step 1 the whole picture is
+averaged down to the grid as it is, in grey or in colour (IMAGE_CHANNELS=3).
 """
 
 from __future__ import annotations
@@ -95,10 +99,23 @@ class PreprocessSpec:
     # dataset's bitmaps leave their first column blank or faint (at most 4/16 where there is
     # room on the right), so none moves. 0: never moved, as before.
     recentre_left: float = 0.3
+    # What the grid is made of. "strokes": steps 2 to 7 above, for ink on a plain background
+    # (digits, letters, sketches). "whole": the whole picture averaged down to the grid as it is
+    # (photographs, textures: no polarity, contrast, crop or blank check), in `channels` channels
+    # (1: grey; 3: red, green, blue, each cell's three values side by side).
+    framing: str = "strokes"
+    channels: int = 1
+
+    def __post_init__(self) -> None:
+        if self.framing not in FRAMINGS:
+            raise ValueError(f"framing {self.framing!r}: one of {', '.join(FRAMINGS)}")
+        if self.channels not in (1, 3) or (self.channels == 3 and self.framing != "whole"):
+            raise ValueError(f"channels {self.channels}: 1, or 3 with the 'whole' framing")
 
     @property
     def n_pixels(self) -> int:
-        return self.size * self.size
+        """Values per image: size x size cells of `channels` values each."""
+        return self.size * self.size * self.channels
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -110,6 +127,8 @@ class PreprocessSpec:
         known = {key: values[key] for key in cls.__dataclass_fields__ if key in values}
         return cls(**{**LEGACY, **known})
 
+
+FRAMINGS = ("strokes", "whole")
 
 # Fields added after the first release, with the value that reproduces the preprocessing from
 # before them: a manifest without them was trained on strokes that were never widened.
@@ -214,8 +233,10 @@ def _check_jpeg_length(image: Image.Image, data: bytes) -> None:
 
 
 def preprocess_image(image: Image.Image, spec: PreprocessSpec | None = None) -> np.ndarray:
-    """Steps 2 to 7 on an image returned by `open_image`."""
+    """Steps 2 to 7 on an image returned by `open_image` (the "whole" framing: its own)."""
     spec = spec or DEFAULT_SPEC
+    if spec.framing == "whole":
+        return _whole(_decode(image, spec), spec)
     ink, peak = _normalise_contrast(_to_grey(_decode(image, spec)), spec)
     window = _ink_window(ink, peak, spec)
     if spec.stroke_min > 0:
@@ -227,6 +248,21 @@ def preprocess_image(image: Image.Image, spec: PreprocessSpec | None = None) -> 
         cells *= spec.min_peak / top
     np.minimum(cells, 1.0, out=cells)
     return cells.reshape(-1)
+
+
+def _whole(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """The whole picture averaged down to size x size cells (a box filter: each cell is the mean
+    of the pixels it covers), grey or red-green-blue, values in [0, 1]; transparent areas are
+    white. The picture is stretched to a square, as a notebook's resize does."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float grey
+        grey = _to_grey(image)
+        image = Image.fromarray((grey * 255).round().astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    image = image.convert("RGB" if spec.channels == 3 else "L")
+    cells = image.resize((spec.size, spec.size), Image.Resampling.BOX)
+    return np.asarray(cells, dtype=np.float32).reshape(-1) / 255.0
 
 
 def preprocess_many(

@@ -40,7 +40,7 @@ def build_reference(settings: CoreSettings, force: bool = False) -> dict:
     reference_idx, unseen_idx = split_reference_unseen(
         dataset.labels, settings.unseen_fraction, settings.split_seed
     )
-    spec = PreprocessSpec(size=settings.image_size)
+    spec = preprocess_spec(settings)
     pixels = _preprocess_dataset(dataset, reference_idx, spec, settings.max_image_pixels)
     labels = [dataset.labels[i] for i in reference_idx]
 
@@ -75,13 +75,25 @@ def build_reference(settings: CoreSettings, force: bool = False) -> dict:
     return info
 
 
+def preprocess_spec(settings: CoreSettings) -> PreprocessSpec:
+    """The preprocessing these settings ask for (IMAGE_SIZE, IMAGE_FRAMING, IMAGE_CHANNELS)."""
+    try:
+        return PreprocessSpec(
+            size=settings.image_size,
+            framing=settings.image_framing,
+            channels=settings.image_channels,
+        )
+    except ValueError as exc:
+        raise ValueError(f"IMAGE_FRAMING / IMAGE_CHANNELS: {exc}") from None
+
+
 def embedding_fit(settings: CoreSettings) -> dict:
     """What the PCA is fitted on besides the reference images: transformed copies of them
     (AUGMENT_EMBEDDING_COPIES per image, seeded), so that its components also span the ways
     people's digits differ from the dataset's. Recorded in embedding.json."""
     config = AugmentConfig.from_settings(settings)
-    if config.embedding_copies == 0:
-        return {"augmented_copies": 0}
+    if config.embedding_copies == 0 or settings.image_framing != "strokes":
+        return {"augmented_copies": 0}  # the transformations are a pen's: strokes only
     bounds = {k: v for k, v in config.to_dict().items() if not k.endswith("_copies")}
     return {"augmented_copies": config.embedding_copies, "seed": settings.split_seed, **bounds}
 
@@ -177,7 +189,7 @@ def check_reference(settings: CoreSettings) -> ReferenceCheck:
       says what differs and how to adopt the new preprocessing.
     """
     stored = load_embedding(settings.embedding_dir)
-    spec = PreprocessSpec(size=settings.image_size)
+    spec = preprocess_spec(settings)
     changes = _differences(stored.info, spec, settings=settings)
     if not changes:
         return ReferenceCheck("unchanged", "reference data present and up to date")

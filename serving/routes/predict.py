@@ -128,8 +128,9 @@ def _with_grid(
     batch: bool,
     request_id: str,
 ) -> Response:
-    side = model.spec.size
-    grids = [np.round(row.reshape(side, side), 4).tolist() for row in pixels]
+    side, channels = model.spec.size, model.spec.channels
+    shape = (side, side) if channels == 1 else (side, side, channels)
+    grids = [np.round(row.reshape(shape), 4).tolist() for row in pixels]
     rows = zip(labels, probabilities, grids, strict=True)
     if batch:
         predictions = [

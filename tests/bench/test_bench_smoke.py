@@ -177,12 +177,12 @@ def test_own_data_benchmark(tmp_path) -> None:
     split, for scikit-image's LFW subset and a set whose classes differ only by colour."""
     out = smoke("own_data", tmp_path)
     results = json.loads((tmp_path / "own-data.json").read_text())
-    assert sorted(results) == ["colour", "lfw"]
+    assert sorted(results) == ["colour", "lfw", "settings"] and results["settings"] == {}
     lfw, colour = results["lfw"], results["colour"]
     # 200 images: 160 in the reference part, 32 of them held out (the stack's split).
     assert lfw["notebook"]["held_out_rows"] == 32 and 0.8 <= lfw["notebook"]["best"] <= 1
     assert colour["notebook"]["best"] >= 0.95  # the colour is there to be seen
-    for name, result in results.items():
-        stack = result["stack"]
+    for name in ("lfw", "colour"):
+        stack = results[name]["stack"]
         assert stack["init_seconds"] > 0 and (stack["accuracy"] is None) == ("error" in stack)
         assert re.search(rf"^{name}\s", out, re.MULTILINE), out
