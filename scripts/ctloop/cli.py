@@ -3,6 +3,7 @@
 build-reference   dataset -> data/ref_data.csv, data/samples/, artifacts/embedding/
 train             fit a head on ref_data.csv (+ prod_data.csv), register it, promote it
 init              build-reference and train, each only if its output is missing
+init --explain    measure which preprocessing and embedding size fit the dataset (ctloop.choose)
 registry          list, show, verify, promote, rollback, prune
 secrets           generate the stack's missing secrets (API token, dashboard secret, ...)
 """
@@ -94,6 +95,11 @@ def cmd_init(settings: CoreSettings, args: argparse.Namespace) -> int:
     from ctloop.recovery import heal
     from ctloop.reference import check_reference, reference_is_complete
 
+    if args.explain:
+        from ctloop.choose import explain, sweep
+
+        print(explain(sweep(settings)))
+        return 0
     rebuilt = False
     if reference_is_complete(settings):
         check = check_reference(settings)  # an upgrade that builds the reference differently
@@ -262,7 +268,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a new head (a full rebuild) even where RETRAIN_MODE fine-tunes the served one",
     )
-    command("init", cmd_init, "build the reference and the first model if missing")
+    init = command("init", cmd_init, "build the reference and the first model if missing")
+    init.add_argument(
+        "--explain",
+        action="store_true",
+        help="only measure which preprocessing and embedding size fit the dataset, and say why",
+    )
     command("retrain", cmd_retrain, "decide the retrains due, champion/challenger gated")
     command("secrets", cmd_secrets, "generate the secrets that are missing (API token, ...)")
     registry = command("registry", cmd_registry, "inspect and move the served version")
