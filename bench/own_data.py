@@ -29,12 +29,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ctloop.config import CoreSettings
 from ctloop.dataset import load_dataset, split_reference_unseen
 from ctloop.training_set import reference_holdout_mask
-from harness.datasets import SEED, colour, lfw, mnist
-
-UNSEEN, HOLDOUT = 0.2, 0.2  # the stack's defaults (SPLIT_SEED, *_FRACTION)
-
+from harness.datasets import colour, lfw, mnist
 
 DATASETS: dict[str, Callable[[Path], str]] = {
     "digits": lambda root: "digits",
@@ -56,16 +54,22 @@ def raw_pixels(source: str) -> tuple[np.ndarray, list[str]]:
     return np.stack(rows), dataset.labels
 
 
-def notebook(source: str) -> dict:
+def notebook(source: str, settings: dict[str, str]) -> dict:
     """1-NN and an RBF SVC on the raw pixels, trained on the stack's training rows of the
     reference part and scored on its held-out rows."""
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.svm import SVC
 
     pixels, labels = raw_pixels(source)
-    reference, _ = split_reference_unseen(labels, UNSEEN, SEED)
+    split = {  # the stack's own split: the declared defaults, or what --set gave the run
+        name: type(field.default)(settings.get(str(field.validation_alias), field.default))
+        for name, field in CoreSettings.model_fields.items()
+        if name in ("unseen_fraction", "holdout_fraction", "split_seed")
+    }
+    seed = split["split_seed"]
+    reference, _ = split_reference_unseen(labels, split["unseen_fraction"], seed)
     targets = np.array(labels)[reference]
-    held = reference_holdout_mask(targets, HOLDOUT, SEED)
+    held = reference_holdout_mask(targets, split["holdout_fraction"], seed)
     train_x, test_x = pixels[reference][~held], pixels[reference][held]
     scores = {}
     for name, model in (("1-NN", KNeighborsClassifier(1)), ("RBF SVC", SVC())):
@@ -118,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(folder)
         for name in args.datasets:
             source = DATASETS[name](root / "datasets")
-            ours, theirs = stack(source, root / name, settings), notebook(source)
+            ours, theirs = stack(source, root / name, settings), notebook(source, settings)
             failed = ours["accuracy"] is None
             gap = None if failed else ours["accuracy"] - theirs["best"]
             figures[name] = {"stack": ours, "notebook": theirs, "gap": gap}

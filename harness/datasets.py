@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-SEED = 42
+SEED = 42  # of the synthetic sets' drawing (the stack's split has its own, SPLIT_SEED)
 
 
 def write_images(root: Path, images: np.ndarray, labels: list[str], prefix: str) -> Path:
