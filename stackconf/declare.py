@@ -198,7 +198,8 @@ class SecretsSettings(Settings):
     secrets_dir: Path = setting(
         Path("secrets"),
         "Folder of the secrets generated at first start when none is set (api_token, "
-        "evidently_secret, grafana_admin_password); ignored by git (the images set it)",
+        "evidently_secret, grafana_admin_password, mlflow_tracking_password); ignored by git "
+        "(the images set it)",
         env="SECRETS_DIR",
         section="Folders",
         compose="no",
