@@ -229,11 +229,40 @@ class RetrainOutcome(BaseModel):
     reason: str | None = None
 
 
+class Preprocessing(BaseModel):
+    """What a model reads: how an image becomes the cells it sees (the preprocessing recorded
+    in the version's manifest). A client words its page, and draws the cells, after it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"framing": "strokes", "size": 8, "channels": 1}]}
+    )
+
+    framing: str = Field(
+        description="'strokes': ink on a plain background (handwriting, sketches), framed on "
+        "its ink; a grey cell is the ink (1) or the background (0). 'whole': a picture "
+        "(photograph, texture) averaged down as it is; a grey cell is its brightness "
+        "(black 0, white 1)"
+    )
+    size: int = Field(description="The grid's side: the model sees size x size cells")
+    channels: int = Field(description="Values per cell: 1 (grey), 3 (red, green, blue)")
+
+
 class ModelInfo(BaseModel):
     version: str
     created_at: str
     parent: str | None
     classes: list[str]
+    dataset: str | None = Field(
+        None,
+        description="The name of the dataset the served version learnt: 'digits' (the bundled "
+        "set) or the DATASET folder's name; null for a version whose manifest predates it",
+        examples=["digits"],
+    )
+    preprocessing: Preprocessing | None = Field(
+        None,
+        description="What the served version reads (IMAGE_FRAMING, IMAGE_SIZE, IMAGE_CHANNELS "
+        "as it was trained with them); null only from an API older than this field",
+    )
     metrics: VersionMetrics = Field(
         description="Held-out metrics recorded when the version was trained"
     )

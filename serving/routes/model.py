@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import cast
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from ctloop.gate import RULE
+from ctloop.predict import Model
 from ctloop.registry import RegistryError
 from serving.bodies import json_request_body
 from serving.delivery import delivery_view
@@ -27,6 +29,7 @@ from serving.routes.health import service_problems
 from serving_client.contract import (
     ErrorResponse,
     ModelInfo,
+    Preprocessing,
     RollbackRequest,
     RollbackResponse,
     StageRequest,
@@ -57,6 +60,8 @@ async def model_info(
         created_at=manifest["created_at"],
         parent=manifest["parent"],
         classes=model.classes,
+        dataset=dataset_name(manifest),
+        preprocessing=model_preprocessing(model),
         metrics=manifest["metrics"],
         training=manifest["training"],
         retrain_every=settings.retrain_every,
@@ -71,6 +76,20 @@ async def model_info(
         problems=service_problems(request.app.state),
         delivery=await run_in_threadpool(delivery_view, settings, request.app.state.models),
     )
+
+
+def dataset_name(manifest: dict) -> str | None:
+    """'digits', or the DATASET folder's own name (not its path on this server)."""
+    recorded = (manifest.get("embedding") or {}).get("dataset")
+    if not isinstance(recorded, str):
+        return None
+    return PurePosixPath(recorded).name or None
+
+
+def model_preprocessing(model: Model) -> Preprocessing:
+    """What the model reads, from the spec its manifest recorded (loaded with the model)."""
+    spec = model.spec
+    return Preprocessing(framing=spec.framing, size=spec.size, channels=spec.channels)
 
 
 @router.get(
