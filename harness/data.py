@@ -19,6 +19,13 @@ REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "tests" / "artifacts"  # screenshots and figures the tests keep (CI uploads)
 
 
+def embedding_size(settings: CoreSettings) -> int:
+    """The stored embedding's size (PCA_COMPONENTS may be `auto`: init chose it)."""
+    from ctloop.embed import load_embedding
+
+    return int(load_embedding(settings.embedding_dir).info["n_components"])
+
+
 def make_settings(root: Path, **overrides) -> CoreSettings:
     """Settings whose data/ and artifacts/ live under `root`."""
     return CoreSettings(data_dir=root / "data", artifacts_dir=root / "artifacts", **overrides)

@@ -82,6 +82,30 @@ class AugmentConfig:
 NO_AUGMENTATION = AugmentConfig(reference_copies=0, feedback_copies=0, embedding_copies=0)
 
 
+def embedding_fit(settings: CoreSettings) -> dict:
+    """What the PCA is fitted on besides the reference images: transformed copies of them
+    (AUGMENT_EMBEDDING_COPIES per image, seeded), so that its components also span the ways
+    people's digits differ from the dataset's. Recorded in embedding.json."""
+    config = AugmentConfig.from_settings(settings)
+    if config.embedding_copies == 0 or settings.image_framing != "strokes":
+        return {"augmented_copies": 0}  # the transformations are a pen's: strokes only
+    bounds = {k: v for k, v in config.to_dict().items() if not k.endswith("_copies")}
+    return {"augmented_copies": config.embedding_copies, "seed": settings.split_seed, **bounds}
+
+
+def embedding_fit_pixels(
+    pixels: np.ndarray, labels: list[str], fit: dict, spec: PreprocessSpec
+) -> np.ndarray:
+    """The pixels the PCA is fitted on: the reference images and, per `fit`, their copies."""
+    if fit["augmented_copies"] == 0:
+        return pixels
+    config = AugmentConfig.from_dict(fit)
+    copies, _ = augment_pixels(
+        pixels, np.array(labels), fit["augmented_copies"], config, fit["seed"], spec
+    )
+    return np.vstack([pixels, copies])
+
+
 @dataclass(frozen=True)
 class Augmentation:
     """What `train_head` needs to augment: the embedding (for its inverse), the preprocessing

@@ -226,6 +226,12 @@ def build_manifest(head: TrainedHead, embedding_info: dict, gate: dict | None = 
             "dataset": embedding_info["dataset"],
             "dataset_fingerprint": embedding_info["dataset_fingerprint"],
             "ref_data_sha256": embedding_info["ref_data_sha256"],
+            # what the settings asked, what init chose and why (ctloop.choose), without the sweep
+            "choice": {
+                key: value
+                for key, value in (embedding_info.get("choice") or {}).items()
+                if key in ("requested", "chosen", "why", "settings")
+            },
         },
         "libraries": library_versions(),
         "gate": gate,

@@ -63,6 +63,9 @@ def cmd_build_reference(settings: CoreSettings, args: argparse.Namespace) -> int
         f"(PCA {info['n_components']}, {info['explained_variance']:.1%} of variance), "
         f"{info['unseen_rows']} unseen images -> {settings.samples_dir}/<class>/"
     )
+    choice = info["choice"]
+    if "candidates" in choice:
+        print(f"preprocessing chosen: {choice['settings']} ({choice['why']}; `init --explain`)")
     print(f"ref_data.csv sha256 {info['ref_data_sha256']}")
     return 0
 
@@ -96,9 +99,9 @@ def cmd_init(settings: CoreSettings, args: argparse.Namespace) -> int:
     from ctloop.reference import check_reference, reference_is_complete
 
     if args.explain:
-        from ctloop.choose import explain, sweep
+        from ctloop.choose import explain, resolve
 
-        print(explain(sweep(settings)))
+        print(explain(resolve(settings)))
         return 0
     rebuilt = False
     if reference_is_complete(settings):

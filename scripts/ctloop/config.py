@@ -20,6 +20,7 @@ GATE = "The gate"
 TRIGGERS = "Triggers and monitoring"
 DELIVERY = "Progressive delivery"
 REGISTRY = "Registry"
+AUTO = "auto"  # a preprocessing setting `ctloop init` chooses by measurement (ctloop.choose)
 
 
 class CoreSettings(DataSettings, SecretsSettings, MonitoringSettings):
@@ -39,33 +40,34 @@ class CoreSettings(DataSettings, SecretsSettings, MonitoringSettings):
         section=DATA,
         start=True,
     )
-    pca_components: int = setting(
-        32, "Size of the embedding", env="PCA_COMPONENTS", section=DATA, ge=1
+    pca_components: int | Literal["auto"] = setting(
+        AUTO,
+        "Size of the embedding: 1 or more, or 'auto' (32 or 64, measured by `ctloop init`)",
+        env="PCA_COMPONENTS",
+        section=DATA,
     )
-    image_size: int = setting(
-        8,
-        "Side of the square pixel grid images are reduced to",
+    image_size: int | Literal["auto"] = setting(
+        AUTO,
+        "Side of the square pixel grid images are reduced to: 4 to 64, or 'auto' (8, 16 or 28 "
+        "up to the images' own side, measured by `ctloop init`)",
         env="IMAGE_SIZE",
         section=DATA,
-        ge=4,
-        le=64,
     )
-    image_framing: Literal["strokes", "whole"] = setting(
-        "strokes",
+    image_framing: Literal["auto", "strokes", "whole"] = setting(
+        AUTO,
         "How an image becomes the grid: 'strokes' (ink on a plain background: inverted to light "
-        "on dark, cropped to the ink, thin pens widened; digits, letters, sketches) or 'whole' "
-        "(the whole picture averaged down as it is; photographs, textures)",
+        "on dark, cropped to the ink, thin pens widened, trained with a pen's variations; digits, "
+        "letters, sketches), 'whole' (the whole picture averaged down as it is; photographs, "
+        "textures) or 'auto' (measured by `ctloop init`)",
         env="IMAGE_FRAMING",
         section=DATA,
     )
-    image_channels: int = setting(
-        1,
-        "Channels of the grid: 1 (grey) or 3 (red, green, blue; with IMAGE_FRAMING=whole), for "
-        "classes that colour tells apart",
+    image_channels: int | Literal["auto"] = setting(
+        AUTO,
+        "Channels of the grid: 1 (grey), 3 (red, green, blue; with IMAGE_FRAMING=whole), for "
+        "classes that colour tells apart, or 'auto' (colour tried when the images hold some)",
         env="IMAGE_CHANNELS",
         section=DATA,
-        ge=1,
-        le=3,
     )
     unseen_fraction: float = setting(
         0.2,
@@ -393,9 +395,23 @@ class CoreSettings(DataSettings, SecretsSettings, MonitoringSettings):
 
     @field_validator("image_channels")
     @classmethod
-    def _grey_or_colour(cls, value: int) -> int:
-        if value not in (1, 3):
-            raise ValueError("1 (grey) or 3 (red, green, blue)")
+    def _grey_or_colour(cls, value: int | str) -> int | str:
+        if value not in (1, 3, AUTO):
+            raise ValueError("1 (grey), 3 (red, green, blue) or 'auto'")
+        return value
+
+    @field_validator("image_size")
+    @classmethod
+    def _grid_side(cls, value: int | str) -> int | str:
+        if value != AUTO and not 4 <= int(value) <= 64:
+            raise ValueError("4 to 64, or 'auto'")
+        return value
+
+    @field_validator("pca_components")
+    @classmethod
+    def _embedding_size(cls, value: int | str) -> int | str:
+        if value != AUTO and int(value) < 1:
+            raise ValueError("1 or more, or 'auto'")
         return value
 
     @property

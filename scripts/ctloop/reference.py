@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ctloop.augment import AugmentConfig, augment_pixels
-from ctloop.config import CoreSettings
+from ctloop.augment import embedding_fit, embedding_fit_pixels
+from ctloop.choose import chosen_settings, resolve
+from ctloop.config import AUTO, CoreSettings
 from ctloop.dataset import ImageDataset, load_dataset, split_reference_unseen, write_samples
 from ctloop.embed import EmbeddingError, fit_embedding, load_embedding, save_embedding
 from ctloop.predict import Embedding
@@ -35,8 +36,12 @@ class ReferenceConflictError(RuntimeError):
 
 
 def build_reference(settings: CoreSettings, force: bool = False) -> dict:
-    """Write ref_data.csv, samples/, reference.json and the embedding; return what was written."""
+    """Write ref_data.csv, samples/, reference.json and the embedding; return what was written.
+
+    Preprocessing settings left at `auto` are chosen first, by measurement (ctloop.choose)."""
     dataset = load_dataset(settings.dataset)
+    choice = resolve(settings, dataset)
+    settings = chosen_settings(settings, choice)
     reference_idx, unseen_idx = split_reference_unseen(
         dataset.labels, settings.unseen_fraction, settings.split_seed
     )
@@ -46,7 +51,7 @@ def build_reference(settings: CoreSettings, force: bool = False) -> dict:
 
     fit = embedding_fit(settings)
     pca, model = fit_embedding(
-        embedding_fit_pixels(pixels, labels, fit, spec), settings.pca_components
+        embedding_fit_pixels(pixels, labels, fit, spec), int(settings.pca_components)
     )
     embeddings = Embedding(model, threads=0)(pixels)
     csv_bytes = ref_csv_bytes(embeddings, labels)
@@ -63,6 +68,8 @@ def build_reference(settings: CoreSettings, force: bool = False) -> dict:
         "reference_rows_per_class": dict(sorted(Counter(labels).items())),
         "preprocessing": spec.to_dict(),
         "n_components": settings.pca_components,
+        # the sweep's record, without its time: a rebuild writes the same bytes
+        "choice": {key: value for key, value in choice.items() if key != "seconds"},
         "embedding_fit": fit,
         "explained_variance": round(float(pca.explained_variance_ratio_.sum()), 6),
         "ref_data_sha256": sha256_hex(csv_bytes),
@@ -76,39 +83,18 @@ def build_reference(settings: CoreSettings, force: bool = False) -> dict:
 
 
 def preprocess_spec(settings: CoreSettings) -> PreprocessSpec:
-    """The preprocessing these settings ask for (IMAGE_SIZE, IMAGE_FRAMING, IMAGE_CHANNELS)."""
+    """The preprocessing these settings ask for (IMAGE_SIZE, IMAGE_FRAMING, IMAGE_CHANNELS),
+    once none of them is `auto` (`ctloop.choose.chosen_settings`)."""
+    if AUTO in (settings.image_size, settings.image_framing, settings.image_channels):
+        raise ValueError("IMAGE_SIZE, IMAGE_FRAMING, IMAGE_CHANNELS: resolve 'auto' first")
     try:
         return PreprocessSpec(
-            size=settings.image_size,
-            framing=settings.image_framing,
-            channels=settings.image_channels,
+            size=int(settings.image_size),
+            framing=str(settings.image_framing),
+            channels=int(settings.image_channels),
         )
     except ValueError as exc:
         raise ValueError(f"IMAGE_FRAMING / IMAGE_CHANNELS: {exc}") from None
-
-
-def embedding_fit(settings: CoreSettings) -> dict:
-    """What the PCA is fitted on besides the reference images: transformed copies of them
-    (AUGMENT_EMBEDDING_COPIES per image, seeded), so that its components also span the ways
-    people's digits differ from the dataset's. Recorded in embedding.json."""
-    config = AugmentConfig.from_settings(settings)
-    if config.embedding_copies == 0 or settings.image_framing != "strokes":
-        return {"augmented_copies": 0}  # the transformations are a pen's: strokes only
-    bounds = {k: v for k, v in config.to_dict().items() if not k.endswith("_copies")}
-    return {"augmented_copies": config.embedding_copies, "seed": settings.split_seed, **bounds}
-
-
-def embedding_fit_pixels(
-    pixels: np.ndarray, labels: list[str], fit: dict, spec: PreprocessSpec
-) -> np.ndarray:
-    """The pixels the PCA is fitted on: the reference images and, per `fit`, their copies."""
-    if fit["augmented_copies"] == 0:
-        return pixels
-    config = AugmentConfig.from_dict(fit)
-    copies, _ = augment_pixels(
-        pixels, np.array(labels), fit["augmented_copies"], config, fit["seed"], spec
-    )
-    return np.vstack([pixels, copies])
 
 
 def _preprocess_dataset(
@@ -189,8 +175,8 @@ def check_reference(settings: CoreSettings) -> ReferenceCheck:
       says what differs and how to adopt the new preprocessing.
     """
     stored = load_embedding(settings.embedding_dir)
-    spec = preprocess_spec(settings)
-    changes = _differences(stored.info, spec, settings=settings)
+    settings = as_stored(settings, stored.info)
+    changes = _differences(stored.info, preprocess_spec(settings), settings=settings)
     if not changes:
         return ReferenceCheck("unchanged", "reference data present and up to date")
     what = "; ".join(changes)
@@ -211,6 +197,22 @@ def check_reference(settings: CoreSettings) -> ReferenceCheck:
         "and a model is never fed rows embedded differently from its training rows. The served "
         "model and retrains keep the stored preprocessing. To adopt the new one, move "
         "prod_data.csv aside and run `ctloop init` again.",
+    )
+
+
+def as_stored(settings: CoreSettings, info: dict) -> CoreSettings:
+    """The settings with `auto` replaced by what the stored reference was built with: an
+    automatic choice stands until the reference is built again (another dataset, or a setting
+    fixed to another value)."""
+    stored = PreprocessSpec.from_dict(info.get("preprocessing") or {})
+    built = {
+        "image_framing": stored.framing,
+        "image_size": stored.size,
+        "image_channels": stored.channels,
+        "pca_components": info.get("n_components"),
+    }
+    return settings.model_copy(
+        update={key: value for key, value in built.items() if getattr(settings, key) == AUTO}
     )
 
 

@@ -45,6 +45,20 @@ def test_an_up_to_date_reference_is_left_alone(built: CoreSettings, tmp_path) ->
     assert check.action == "unchanged" and not check.rebuilt
 
 
+def test_an_automatic_choice_stands_until_a_setting_fixes_another(
+    built: CoreSettings, tmp_path
+) -> None:
+    settings = copy_workspace(built, tmp_path)
+    stored = load_embedding(settings.embedding_dir).info
+    assert stored["choice"]["requested"]["size"] == "auto" and stored["preprocessing"]["size"] == 8
+    assert check_reference(settings).action == "unchanged"  # no sweep again at each start
+    fixed = settings.model_copy(update={"image_size": 16})
+    check = check_reference(fixed)
+    assert check.rebuilt and "preprocessing size 8 -> 16" in check.message
+    rebuilt = load_embedding(settings.embedding_dir).info
+    assert rebuilt["preprocessing"]["size"] == 16 and rebuilt["choice"]["requested"]["size"] == 16
+
+
 def test_without_production_rows_init_rebuilds_and_serves_a_model_on_the_new_preprocessing(
     legacy: CoreSettings, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:

@@ -12,7 +12,7 @@ from ctloop.predict import load_model
 from ctloop.prod_data import ProductionData, ProductionRow
 from ctloop.registry import ModelRegistry, StageMovedError
 from ctloop.stage import release, review_stage
-from harness.data import served_feedback
+from harness.data import embedding_size, served_feedback
 from harness.delivery import flipped, register_challenger
 
 
@@ -22,7 +22,7 @@ def with_strategy(settings: CoreSettings, **values) -> CoreSettings:
 
 def feedback(settings: CoreSettings, rows: list[tuple[str, str, str]], embeddings=None) -> None:
     """Append (target, prediction, model_version) rows, as the API does."""
-    n = int(settings.pca_components)
+    n = embedding_size(settings)
     store = ProductionData(settings.prod_data_path, n)
     for i, (target, prediction, version) in enumerate(rows):
         embedding = embeddings[i] if embeddings is not None else np.zeros(n, dtype=np.float32)

@@ -70,9 +70,9 @@ def test_onnx_head_matches_scikit_learn(built_full: CoreSettings, model: Model) 
 
 def test_onnx_embedding_matches_scikit_learn(built_full: CoreSettings) -> None:
     """The PCA refitted as the reference build fits it (images + their seeded copies)."""
+    from ctloop.augment import embedding_fit_pixels
     from ctloop.embed import load_embedding
     from ctloop.preprocess import PreprocessSpec
-    from ctloop.reference import embedding_fit_pixels
 
     dataset = load_dataset("digits")
     reference, _ = split_reference_unseen(
@@ -84,7 +84,7 @@ def test_onnx_embedding_matches_scikit_learn(built_full: CoreSettings) -> None:
     labels = [dataset.labels[i] for i in reference]
     fit_pixels = embedding_fit_pixels(pixels, labels, info["embedding_fit"], spec)
     assert len(fit_pixels) == 9 * len(pixels)  # AUGMENT_EMBEDDING_COPIES=8
-    pca, _ = fit_embedding(fit_pixels, built_full.pca_components)
+    pca, _ = fit_embedding(fit_pixels, info["n_components"])
     stored = read_reference(built_full.ref_data_path).embeddings
     assert np.abs(pca.transform(pixels) - stored).max() <= 2e-5
 

@@ -16,7 +16,7 @@ from ctloop.config import CoreSettings
 from ctloop.prod_data import ProductionData
 from ctloop.registry import ModelRegistry
 from harness import loopback
-from harness.data import copy_workspace
+from harness.data import copy_workspace, embedding_size
 from harness.delivery import register_challenger, stage_by_worker
 from harness.processes import LiveServer, child_environment, wait_for
 from traffic.delivery import StageScenario, play_stage
@@ -43,7 +43,7 @@ def put_on_stage(
     returns once every worker serves it (one /model answer says only what one worker serves)."""
     settings = server.settings
     registry = ModelRegistry(settings.artifacts_dir)
-    rows = ProductionData(settings.prod_data_path, settings.pca_components).count_rows_on_disk()
+    rows = ProductionData(settings.prod_data_path, embedding_size(settings)).count_rows_on_disk()
     registry.start_stage(version, stage, percent, "put on stage by the test", rows)
     wait_for(
         lambda: list(stage_by_worker(server.url).values()) == [(version, stage)] * workers,
@@ -95,7 +95,7 @@ def test_the_simulator_rolls_a_flipped_canary_back(
     registry = ModelRegistry(settings.artifacts_dir)
     assert registry.current_version() == "v0001" and registry.current_stage() is None
     # Feedback rows carry the version that answered: the canary's rows are in the file.
-    rows = ProductionData(settings.prod_data_path, settings.pca_components).read_rows()
+    rows = ProductionData(settings.prod_data_path, embedding_size(settings)).read_rows()
     answered = set(rows.columns["model_version"].tolist())
     assert answered == {"v0001", flipped}
 
