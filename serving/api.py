@@ -28,7 +28,7 @@ from serving.middleware import RequestMiddleware
 from serving.model_store import ModelStore
 from serving.ratelimit import ClientRateLimit
 from serving.retraining import Retraining, TrainerLauncher
-from serving.routes import feedback, health, model, predict
+from serving.routes import feedback, health, model, predict, samples
 from serving.settings import ServingSettings, get_serving_settings
 from serving_client.contract import ErrorResponse
 
@@ -108,7 +108,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     app.state.feedback_limit = ClientRateLimit(settings.feedback_rate_limit)
     install_docs(app)
     install_error_handlers(app)
-    for router in (predict.router, feedback.router, model.router, health.router):
+    for router in (predict.router, feedback.router, model.router, samples.router, health.router):
         app.include_router(router)
     if settings.cors_origins:
         app.add_middleware(

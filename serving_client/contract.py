@@ -303,6 +303,51 @@ class ModelInfo(BaseModel):
         return RetrainOutcome.model_validate(self.last_retrain)
 
 
+class SampleFile(BaseModel):
+    name: str = Field(description="The file's name in its class folder")
+    url: str = Field(description="Its path on this API (GET: the image's bytes)")
+    media_type: str = Field(description="Its media type, from its suffix")
+    size_bytes: int = Field(description="Its size in bytes")
+
+
+class SampleClass(BaseModel):
+    label: str = Field(description="The class (its folder's name)")
+    files: list[SampleFile] = Field(description="A few of its images, sorted by name")
+
+
+class SampleListing(BaseModel):
+    """A few images of each class that the model never learnt from (`data/samples/`, written by
+    `ctloop init`), for a client to show and try."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "per_class": 1,
+                    "classes": [
+                        {
+                            "label": "3",
+                            "files": [
+                                {
+                                    "name": "digit-0083.png",
+                                    "url": "/samples/3/digit-0083.png",
+                                    "media_type": "image/png",
+                                    "size_bytes": 84,
+                                }
+                            ],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    per_class: int = Field(description="At most this many files of each class are listed")
+    classes: list[SampleClass] = Field(
+        description="The classes with samples, sorted; empty when the API has none"
+    )
+
+
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: str | None = Field(None, description="Version to serve; default: the current's parent")
