@@ -227,6 +227,8 @@ def build_manifest(head: TrainedHead, embedding_info: dict, gate: dict | None = 
             "dataset_fingerprint": embedding_info["dataset_fingerprint"],
             "ref_data_sha256": embedding_info["ref_data_sha256"],
             # what the settings asked, what init chose and why (ctloop.choose), without the sweep
+            # EMBEDDING_MODEL's file (sha256, input, normalisation), or None for a PCA of pixels
+            "encoder": embedding_info.get("encoder"),
             "choice": {
                 key: value
                 for key, value in (embedding_info.get("choice") or {}).items()

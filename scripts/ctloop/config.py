@@ -7,9 +7,10 @@ docker-compose.yml's environment and Kubernetes' ConfigMap are generated from it
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import field_validator
+from pydantic_settings import NoDecode
 
 from stackconf import DataSettings, MonitoringSettings, Renamed, SecretsSettings, setting
 
@@ -67,6 +68,38 @@ class CoreSettings(DataSettings, SecretsSettings, MonitoringSettings):
         "Channels of the grid: 1 (grey), 3 (red, green, blue; with IMAGE_FRAMING=whole), for "
         "classes that colour tells apart, or 'auto' (colour tried when the images hold some)",
         env="IMAGE_CHANNELS",
+        section=DATA,
+    )
+    embedding_model: str = setting(
+        "",
+        "A pretrained image encoder in ONNX, images (N, 3, H, W) or (N, H, W, 3) in, features "
+        "out (pooled if they are maps): its features, reduced by PCA_COMPONENTS (64 with 'auto'), "
+        "are the embedding; empty: a PCA of the grid's pixels (docs/own-data.md)",
+        env="EMBEDDING_MODEL",
+        section=DATA,
+    )
+    embedding_input_size: int | Literal["auto"] = setting(
+        AUTO,
+        "Side of the images the encoder takes; 'auto': read from the model's input shape",
+        env="EMBEDDING_INPUT_SIZE",
+        section=DATA,
+    )
+    embedding_channel_order: Literal["rgb", "bgr"] = setting(
+        "rgb",
+        "Channel order the encoder expects (torchvision: rgb; Caffe-era models: bgr)",
+        env="EMBEDDING_CHANNEL_ORDER",
+        section=DATA,
+    )
+    embedding_mean: Annotated[list[float], NoDecode] = setting(
+        lambda: [0.485, 0.456, 0.406],
+        "Comma-separated per-channel means subtracted from pixels in [0, 1] (ImageNet's)",
+        env="EMBEDDING_MEAN",
+        section=DATA,
+    )
+    embedding_std: Annotated[list[float], NoDecode] = setting(
+        lambda: [0.229, 0.224, 0.225],
+        "Comma-separated per-channel standard deviations pixels are divided by (ImageNet's)",
+        env="EMBEDDING_STD",
         section=DATA,
     )
     unseen_fraction: float = setting(
@@ -398,6 +431,34 @@ class CoreSettings(DataSettings, SecretsSettings, MonitoringSettings):
     def _grey_or_colour(cls, value: int | str) -> int | str:
         if value not in (1, 3, AUTO):
             raise ValueError("1 (grey), 3 (red, green, blue) or 'auto'")
+        return value
+
+    @field_validator("embedding_mean", "embedding_std", mode="before")
+    @classmethod
+    def _three_numbers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [float(part) for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("embedding_mean", "embedding_std")
+    @classmethod
+    def _per_channel(cls, value: list[float]) -> list[float]:
+        if len(value) != 3:
+            raise ValueError("three numbers: red, green, blue")
+        return value
+
+    @field_validator("embedding_std")
+    @classmethod
+    def _positive(cls, value: list[float]) -> list[float]:
+        if min(value) <= 0:
+            raise ValueError("standard deviations must be positive")
+        return value
+
+    @field_validator("embedding_input_size")
+    @classmethod
+    def _encoder_side(cls, value: int | str) -> int | str:
+        if value != AUTO and int(value) < 1:
+            raise ValueError("a side in pixels, or 'auto'")
         return value
 
     @field_validator("image_size")

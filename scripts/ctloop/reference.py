@@ -12,19 +12,24 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ctloop.augment import embedding_fit, embedding_fit_pixels
-from ctloop.choose import chosen_settings, resolve
+from ctloop.choose import FIELDS, chosen_settings, requested, resolve
 from ctloop.config import AUTO, CoreSettings
 from ctloop.dataset import ImageDataset, load_dataset, split_reference_unseen, write_samples
 from ctloop.embed import EmbeddingError, fit_embedding, load_embedding, save_embedding
+from ctloop.encoder import BATCH, components, embedding_graph, encode, features_graph, load_encoder
 from ctloop.predict import Embedding
 from ctloop.preprocess import ImageError, PreprocessSpec, preprocess
 from ctloop.prod_data import ProductionData
 from ctloop.tables import Table, TableError, embedding_row, format_row, parse_table, ref_header
 from ctloop.util import sha256_hex, write_atomic
+
+if TYPE_CHECKING:
+    from sklearn.decomposition import PCA
 
 
 class ReferenceMissingError(TableError):
@@ -38,25 +43,20 @@ class ReferenceConflictError(RuntimeError):
 def build_reference(settings: CoreSettings, force: bool = False) -> dict:
     """Write ref_data.csv, samples/, reference.json and the embedding; return what was written.
 
-    Preprocessing settings left at `auto` are chosen first, by measurement (ctloop.choose)."""
+    Preprocessing settings left at `auto` are chosen first, by measurement (ctloop.choose); with
+    EMBEDDING_MODEL the encoder's input decides them (ctloop.encoder)."""
     dataset = load_dataset(settings.dataset)
-    choice = resolve(settings, dataset)
-    settings = chosen_settings(settings, choice)
     reference_idx, unseen_idx = split_reference_unseen(
         dataset.labels, settings.unseen_fraction, settings.split_seed
     )
-    spec = preprocess_spec(settings)
-    pixels = _preprocess_dataset(dataset, reference_idx, spec, settings.max_image_pixels)
     labels = [dataset.labels[i] for i in reference_idx]
-
-    fit = embedding_fit(settings)
-    pca, model = fit_embedding(
-        embedding_fit_pixels(pixels, labels, fit, spec), int(settings.pca_components)
-    )
-    embeddings = Embedding(model, threads=0)(pixels)
-    csv_bytes = ref_csv_bytes(embeddings, labels)
-    embedding_sha = sha256_hex(model)
-    _refuse_space_change(settings, embedding_sha, spec, force)
+    if settings.embedding_model:
+        built = _encoder_embedding(settings, dataset, reference_idx)
+    else:
+        built = _pca_embedding(settings, dataset, reference_idx, labels)
+    csv_bytes = ref_csv_bytes(built.embeddings, labels)
+    embedding_sha = sha256_hex(built.model)
+    _refuse_space_change(settings, embedding_sha, built.spec, force)
 
     info = {
         "dataset": dataset.name,
@@ -66,20 +66,94 @@ def build_reference(settings: CoreSettings, force: bool = False) -> dict:
         "reference_rows": len(reference_idx),
         "unseen_rows": len(unseen_idx),
         "reference_rows_per_class": dict(sorted(Counter(labels).items())),
-        "preprocessing": spec.to_dict(),
-        "n_components": settings.pca_components,
+        "preprocessing": built.spec.to_dict(),
+        "n_components": int(built.pca.n_components_),
         # the sweep's record, without its time: a rebuild writes the same bytes
-        "choice": {key: value for key, value in choice.items() if key != "seconds"},
-        "embedding_fit": fit,
-        "explained_variance": round(float(pca.explained_variance_ratio_.sum()), 6),
+        "choice": {key: value for key, value in built.choice.items() if key != "seconds"},
+        "embedding_fit": built.fit,
+        "explained_variance": round(float(built.pca.explained_variance_ratio_.sum()), 6),
         "ref_data_sha256": sha256_hex(csv_bytes),
     }
-    save_embedding(settings.embedding_dir, model, info)
+    if built.encoder is not None:
+        info["encoder"] = built.encoder
+    save_embedding(settings.embedding_dir, built.model, info)
     write_atomic(settings.ref_data_path, csv_bytes)
     write_samples(dataset, unseen_idx, settings.samples_dir)
     info["embedding_sha256"] = embedding_sha
     write_atomic(settings.reference_info_path, (json.dumps(info, indent=2) + "\n").encode())
     return info
+
+
+@dataclass(frozen=True)
+class _Built:
+    """An embedding fitted on the reference, and the reference's rows through it."""
+
+    spec: PreprocessSpec
+    model: bytes
+    pca: PCA
+    embeddings: np.ndarray
+    choice: dict
+    fit: dict
+    encoder: dict | None = None
+
+
+def _pca_embedding(
+    settings: CoreSettings, dataset: ImageDataset, indices: np.ndarray, labels: list[str]
+) -> _Built:
+    """A PCA of the pixels, the preprocessing and its size chosen where they are `auto`."""
+    choice = resolve(settings, dataset)
+    settings = chosen_settings(settings, choice)
+    spec = preprocess_spec(settings)
+    pixels = _preprocess_dataset(dataset, indices, spec, settings.max_image_pixels)
+    fit = embedding_fit(settings)
+    pca, model = fit_embedding(
+        embedding_fit_pixels(pixels, labels, fit, spec), int(settings.pca_components)
+    )
+    return _Built(spec, model, pca, Embedding(model, threads=0)(pixels), choice, fit)
+
+
+def _encoder_embedding(
+    settings: CoreSettings, dataset: ImageDataset, indices: np.ndarray
+) -> _Built:
+    """EMBEDDING_MODEL's pooled features, a PCA fitted on top; images encoded a batch at a time
+    (a 224 x 224 colour image is 600 kB of floats)."""
+    from sklearn.decomposition import PCA
+
+    from ctloop.export import embedding_to_onnx  # scikit-learn -> ONNX: init only
+
+    encoder = load_encoder(settings)
+    spec = encoder.spec()
+    fixed = {
+        "framing": "whole",
+        "size": encoder.size,
+        "channels": 3,
+        "components": settings.pca_components,
+    }
+    for name, value in fixed.items():
+        asked = getattr(settings, FIELDS[name])
+        if name != "components" and asked not in (AUTO, value):
+            raise ValueError(
+                f"{FIELDS[name].upper()}={asked}, but EMBEDDING_MODEL takes {value}: leave it "
+                "at auto"
+            )
+    features_model = features_graph(encoder)
+    limit = settings.max_image_pixels
+    batches = (
+        _preprocess_dataset(dataset, indices[start : start + BATCH], spec, limit)
+        for start in range(0, len(indices), BATCH)
+    )
+    features = encode(features_model, batches)
+    n = components(settings, len(features), features.shape[1])
+    pca = PCA(n_components=n, svd_solver="full").fit(features)
+    model = embedding_graph(features_model, pca)
+    embeddings = Embedding(embedding_to_onnx(pca), threads=0)(features)  # the graph's own tail
+    choice = {
+        "requested": requested(settings),
+        "chosen": {**fixed, "components": n},
+        "why": f"EMBEDDING_MODEL={encoder.name} takes {encoder.size} x {encoder.size} colour "
+        "images",
+    }
+    return _Built(spec, model, pca, embeddings, choice, {"augmented_copies": 0}, encoder.info())
 
 
 def preprocess_spec(settings: CoreSettings) -> PreprocessSpec:
@@ -238,6 +312,10 @@ def _differences(
             changes.append(
                 f"PCA_COMPONENTS {info.get('n_components')} -> {settings.pca_components}"
             )
+        stored_encoder = (info.get("encoder") or {}).get("sha256")
+        encoder = load_encoder(settings).sha256 if settings.embedding_model else None
+        if stored_encoder != encoder:
+            changes.append(f"encoder {str(stored_encoder)[:12]} -> {str(encoder)[:12]}")
         dataset = load_dataset(settings.dataset)
         if info.get("dataset_fingerprint") != dataset.fingerprint():
             changes.append(f"dataset {info.get('dataset')} -> {dataset.name} (other images)")
