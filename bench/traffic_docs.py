@@ -116,16 +116,27 @@ def kept(folder: Path | None) -> dict[tuple[str, str], dict]:
     return runs
 
 
-def play(root: Path, transform: str, mode: str = MODES[0], workspace: Path | None = None) -> dict:
+def play(
+    root: Path,
+    transform: str,
+    mode: str = MODES[0],
+    workspace: Path | None = None,
+    init_env: dict[str, str] | None = None,
+    retrain_every: int = 20,
+    **scenario_sizes: int,
+) -> dict:
     """A fresh stack (reference, first model, 2-worker API, dashboard) and the scenario on it;
     with `workspace` (a smoke run's), a copy of its reference and first model, and the smoke
-    run's short scenario."""
+    run's short scenario. `init_env`: `ctloop init`'s other settings (DATASET=...);
+    `scenario_sizes`: the Scenario's windows and evaluation size."""
     settings = make_settings(root)
     if workspace is not None:
         smoke.copy(workspace, root)
     else:
         environment = child_environment(
-            DATA_DIR=str(settings.data_dir), ARTIFACTS_DIR=str(settings.artifacts_dir)
+            DATA_DIR=str(settings.data_dir),
+            ARTIFACTS_DIR=str(settings.artifacts_dir),
+            **(init_env or {}),
         )
         subprocess.run(
             [sys.executable, "-m", "ctloop", "init"],
@@ -134,12 +145,15 @@ def play(root: Path, transform: str, mode: str = MODES[0], workspace: Path | Non
             capture_output=True,
         )
     compose_like = {
-        "RETRAIN_EVERY": "20",
+        "RETRAIN_EVERY": str(retrain_every),
         "SERVING_MODEL_POLL_SECONDS": "1",
         "SERVING_TRAINER_CHECK_SECONDS": "5",
         "RETRAIN_MODE": mode,
     }
-    dashboard_env = {"REPORTING_REFRESH_SECONDS": "2", "MONITORING_MIN_ROWS": "20"}
+    dashboard_env = {
+        "REPORTING_REFRESH_SECONDS": "2",
+        "MONITORING_MIN_ROWS": str(retrain_every),
+    }
     with (
         LiveServer(settings, root / "serving.log", workers=2, **compose_like) as serving,
         ReportingServer(settings.data_dir, root / "reporting.log", **dashboard_env) as dashboard,
@@ -151,7 +165,7 @@ def play(root: Path, transform: str, mode: str = MODES[0], workspace: Path | Non
             metrics_url=dashboard.metrics_url,
             token=serving.token,
             retrain_timeout=900.0,  # a five-network rebuild takes minutes on a busy core
-            **(SMOKE_SCENARIO if workspace is not None else {}),
+            **(SMOKE_SCENARIO if workspace is not None else scenario_sizes),
         )
         print(f"\n== {transform} ({mode})", flush=True)
         records = run(scenario, on_window=show)
@@ -160,7 +174,11 @@ def play(root: Path, transform: str, mode: str = MODES[0], workspace: Path | Non
         for line in settings.retrain_log_path.read_text().splitlines()
         if "decision" in (entry := json.loads(line))
     ]
-    return {"records": records, "summary": summary(records, 20), "decisions": decisions}
+    return {
+        "records": records,
+        "summary": summary(records, retrain_every),
+        "decisions": decisions,
+    }
 
 
 def show(r) -> None:

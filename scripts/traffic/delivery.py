@@ -61,7 +61,7 @@ def play_stage(
     scenario: StageScenario, on_round: Callable[[RoundRecord], None] | None = None
 ) -> StageOutcome:
     """Play rounds until the stage on the server ends; the outcome."""
-    cells, labels = load_images(scenario.samples_dir)
+    samples, labels = load_images(scenario.samples_dir)
     rng = np.random.default_rng(scenario.seed)
     with connect(scenario.url, scenario.token) as api:
         model = api.model()
@@ -73,7 +73,7 @@ def play_stage(
         challenger, champion = stage["version"], model.version
         rounds: list[RoundRecord] = []
         for number in range(1, scenario.max_rounds + 1):
-            record = _play_round(api, scenario, number, cells, labels, rng)
+            record = _play_round(api, scenario, number, samples, labels, rng)
             rounds.append(record)
             if on_round is not None:
                 on_round(record)
@@ -87,7 +87,7 @@ def _play_round(
     api: ApiClient,
     scenario: StageScenario,
     number: int,
-    cells: np.ndarray,
+    samples: np.ndarray,
     labels: np.ndarray,
     rng: np.random.Generator,
 ) -> RoundRecord:
@@ -96,7 +96,7 @@ def _play_round(
     before = _shadow_counts(api) if scenario.strategy == "shadow" else None
     for index in rng.integers(len(labels), size=scenario.round_size):
         client = f"client-{rng.integers(scenario.clients)}"
-        image = transformed_png("clean", cells[index], rng)
+        image = transformed_png("clean", samples[index], rng)
         answer = api.predict_base64(image, client_id=client)
         version = answer.model_version
         requests[version] = requests.get(version, 0) + 1

@@ -26,7 +26,7 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from serving_client.client import ApiClient
-from traffic.drift import transformed_png
+from traffic.drift import transformed_png, working_picture
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
@@ -79,7 +79,7 @@ def run(
     scenario: Scenario, on_window: Callable[[WindowRecord], None] | None = None
 ) -> list[WindowRecord]:
     """Play the whole scenario; `on_window(record)` is called as each window ends."""
-    cells, labels = load_images(scenario.samples_dir)
+    samples, labels = load_images(scenario.samples_dir)
     rng = np.random.default_rng(scenario.seed)
     order = rng.permutation(len(labels))
     evaluation, traffic = order[: scenario.evaluation_size], order[scenario.evaluation_size :]
@@ -93,13 +93,14 @@ def run(
                 f"(after {scenario.evaluation_size} kept for evaluation)"
             )
         eval_truth = labels[evaluation]
-        eval_clean = [transformed_png("clean", cells[i], rng) for i in evaluation]
-        eval_drifted = [transformed_png(scenario.transform, cells[i], rng) for i in evaluation]
+        eval_clean = [transformed_png("clean", samples[i], rng) for i in evaluation]
+        eval_drifted = [transformed_png(scenario.transform, samples[i], rng) for i in evaluation]
         records: list[WindowRecord] = []
         for number in range(scenario.clean_windows + scenario.drift_windows):
             phase = "clean" if number < scenario.clean_windows else scenario.transform
             batch = traffic[number * window : (number + 1) * window]
-            served, versions, rows, triggered = _play_window(api, batch, cells, labels, phase, rng)
+            played = _play_window(api, batch, samples, labels, phase, rng)
+            served, versions, rows, triggered = played
             decisions = (
                 _wait_for_retrain(api, rows - rows % every, scenario.retrain_timeout)
                 if triggered
@@ -131,7 +132,7 @@ def run(
 def _play_window(
     api: ApiClient,
     batch: np.ndarray,
-    cells: np.ndarray,
+    samples: np.ndarray,
     labels: np.ndarray,
     phase: str,
     rng: np.random.Generator,
@@ -139,7 +140,7 @@ def _play_window(
     """Predict, then give feedback for, every image of the window, as a client would."""
     correct, versions, rows, triggered = 0, [], 0, False
     for index in batch:
-        image = transformed_png(phase, cells[index], rng)
+        image = transformed_png(phase, samples[index], rng)
         answer = api.predict_base64(image)
         correct += answer.label == labels[index]
         versions.append(answer.model_version)
@@ -175,21 +176,22 @@ def _accuracy(api: ApiClient, images: list[bytes], truth: np.ndarray, batch: int
 
 
 def load_images(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(cells, labels): every image under folder/<class>/ as an 8x8 grid of values in [0, 1]."""
-    cells, labels = [], []
+    """(samples, labels): every image under folder/<class>/ as the transformations take it
+    (traffic.drift.working_picture: an 8 x 8 digit rendered, any other picture as it is), in an
+    array of objects that masks and indices select from."""
+    samples, labels = [], []
     for class_dir in sorted(path for path in folder.iterdir() if path.is_dir()):
         for path in sorted(class_dir.iterdir()):
             if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
                 continue
             with Image.open(path) as image:
-                grey = image.convert("L")
-                if grey.size != (8, 8):
-                    grey = grey.resize((8, 8), Image.Resampling.BOX)
-                cells.append(np.asarray(grey, dtype=np.float32).reshape(-1) / 255.0)
+                samples.append(working_picture(image))
             labels.append(class_dir.name)
     if not labels:
         raise TrafficError(f"no images under {folder}/<class>/")
-    return np.array(cells), np.array(labels)
+    pictures = np.empty(len(samples), dtype=object)
+    pictures[:] = samples
+    return pictures, np.array(labels)
 
 
 def _dashboard_drift_share(scenario: Scenario, rows: int) -> float | None:
