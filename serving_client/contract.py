@@ -115,7 +115,9 @@ class BatchPredictResponse(BaseModel):
 GRID_DESCRIPTION = (
     "What the model saw (only with ?grid=true): the image after preprocessing, rows of cells "
     "top to bottom; a grey cell is one value (IMAGE_FRAMING=strokes: ink 1, background 0; "
-    "whole: black 0, white 1), a colour cell (IMAGE_CHANNELS=3) its red, green and blue in [0, 1]"
+    "whole: black 0, white 1), a colour cell (IMAGE_CHANNELS=3) its red, green and blue in [0, 1]; "
+    "a grid of more than 64 cells a side (an EMBEDDING_MODEL's input) is averaged over blocks "
+    "down to at most 64"
 )
 # Rows of grey cells, or rows of [red, green, blue] cells.
 Grid = list[list[float]] | list[list[list[float]]]

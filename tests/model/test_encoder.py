@@ -151,3 +151,24 @@ def test_bgr_and_other_statistics_are_applied(tmp_path) -> None:
         None, {"image": images.transpose(0, 3, 1, 2).astype(np.float32)}
     )[0]
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_a_large_input_is_shown_averaged_down(tmp_path) -> None:
+    """A 128 x 128 encoder input: /predict's grid shows 64 x 64 block means, not 49,152 numbers."""
+    settings = make_settings(
+        tmp_path,
+        dataset=colour(tmp_path / "datasets", per_class=20),
+        embedding_model=str(small_encoder(tmp_path / "encoder.onnx", side=128, pooled=True)),
+        pca_components=8,
+    )
+    build_reference(settings)
+    train_candidate(settings, ModelRegistry(settings.artifacts_dir))
+    red = sorted((settings.samples_dir / "red").iterdir())[0].read_bytes()
+    with in_process_blocking(serving_settings(settings, tmp_path / "secrets")) as http:
+        reply = http.post("/predict?grid=true", files={"file": ("red.png", red, "image/png")})
+    assert reply.status_code == 200, reply.text
+    grid = np.array(reply.json()["grid"])
+    assert grid.shape == (64, 64, 3)
+    full = preprocess(red, PreprocessSpec(size=128, framing="whole", channels=3))
+    blocks = full.reshape(64, 2, 64, 2, 3).mean(axis=(1, 3))
+    np.testing.assert_allclose(grid, blocks, atol=1e-4)
