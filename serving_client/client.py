@@ -31,6 +31,8 @@ from serving_client.contract import (
     PredictResponse,
     PredictResponseWithGrid,
     RetrainOutcome,
+    SampleFile,
+    SampleListing,
     VersionSummary,
 )
 
@@ -149,6 +151,33 @@ class ApiClient:
     def versions(self) -> list[VersionSummary]:
         """GET /model/versions: every registered version, its gate and its stages."""
         return self._parse(self._call("GET", "/model/versions"), VERSIONS)
+
+    def samples(self, per_class: int = 3, timeout: float | None = None) -> SampleListing:
+        """GET /samples: a few unseen images of each class, by name and URL."""
+        reply = self._call("GET", "/samples", params={"per_class": per_class}, timeout=timeout)
+        return self._parse(reply, SampleListing)
+
+    def sample(self, file: SampleFile) -> tuple[bytes, str]:
+        """GET one file of `samples()`: its bytes and media type. Only a path under /samples/ of
+        this API is followed (the token goes with every call: never to another host)."""
+        if not file.url.startswith("/samples/"):
+            raise ApiError(
+                "invalid_answer", "GET", self.base_url, file.url, token_sent=bool(self.token)
+            )
+        reply = self._call("GET", file.url)
+        media_type = reply.headers.get("content-type", "").split(";")[0].strip()
+        if not media_type.startswith("image/"):
+            raise ApiError(
+                "invalid_answer",
+                "GET",
+                self.base_url,
+                file.url,
+                status=reply.status_code,
+                request_id=reply.headers.get("x-request-id"),
+                content_type=reply.headers.get("content-type"),
+                token_sent=bool(self.token),
+            )
+        return reply.content, media_type
 
     def metrics(self) -> str:
         """GET /metrics: the Prometheus text."""

@@ -1,7 +1,8 @@
-"""The Streamlit page on :8081: give an image (upload or draw), predict it, send its true class.
+"""The Streamlit page on :8081: give an image (upload, pick a sample, or draw one where the model
+reads strokes), predict it, send its true class.
 
 A script read top to bottom, one section per step. It talks only to the serving API
-(WEBAPP_API_URL).
+(WEBAPP_API_URL), and words itself after the data the served model reads (webapp.subject).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from pydantic import ValidationError
 from streamlit_drawable_canvas import st_canvas
 
 from serving_client.client import ApiClient, ApiError
-from serving_client.contract import ModelInfo, PredictResponseWithGrid
+from serving_client.contract import ModelInfo, PredictResponseWithGrid, SampleListing
 from webapp import state
+from webapp.gallery import gallery, sample_listing
 from webapp.images import (
     UPLOAD_TYPES,
     ImageInput,
@@ -27,6 +29,7 @@ from webapp.images import (
 )
 from webapp.problems import explain, headline
 from webapp.settings import WebappSettings
+from webapp.subject import Subject
 
 log = logging.getLogger("webapp")
 
@@ -37,8 +40,8 @@ def api_client(base_url: str, token: str | None, timeout: float) -> ApiClient:
     return ApiClient(base_url, token, timeout, user_agent="ctloop-webapp")
 
 
-def show_problem(problem: ApiError) -> None:
-    st.error(explain(problem), icon=":material/error:")
+def show_problem(problem: ApiError, subject: Subject) -> None:
+    st.error(explain(problem, subject), icon=":material/error:")
     if problem.request_id:
         st.caption(f"Request id: `{problem.request_id}`")
 
@@ -68,7 +71,7 @@ def retrain_report(record: state.SentFeedback, waited: float) -> str:
 
 # -- Settings and state ---------------------------------------------------------------------------
 
-st.set_page_config(page_title="Digit classifier", page_icon=":material/draw:", layout="centered")
+st.set_page_config(page_title="Classifier", page_icon=":material/image:", layout="centered")
 # An unexpected error shows a short notice, not a traceback; the traceback goes to the logs.
 st.set_option("client.showErrorDetails", "none")
 st.set_option("client.toolbarMode", "viewer")
@@ -93,6 +96,12 @@ try:
 except ApiError as problem:
     model, status_problem = None, problem
 
+# What the page is about follows the served model; kept while the API is away.
+if model is not None:
+    session.subject = Subject.of(model)
+subject: Subject = session.subject
+st.set_page_config(page_title=subject.title)
+
 with st.sidebar:
     st.header("Prediction service")
     if model is not None:
@@ -110,43 +119,62 @@ with st.sidebar:
             st.caption(f"Last retrain, at {last.trigger_rows} rows: {decided}.")
     elif status_problem is not None:
         st.error(headline(status_problem), icon=":material/cloud_off:")
-        st.caption(explain(status_problem))
+        st.caption(explain(status_problem, subject))
     st.caption(f"API: `{settings.api_url}`")
     st.markdown(
         f"[API documentation]({settings.public_api_url}/docs)  \n"
         f"[Monitoring dashboard]({settings.dashboard_url})"
     )
 
-# -- 1. The image: upload one or draw one ---------------------------------------------------------
+# -- 1. The image: upload one, pick a sample, or draw one -----------------------------------------
 
-st.title("Digit classifier")
-st.write("Give the model a handwritten digit, see what it reads, and tell it the truth.")
+listing: SampleListing | None = None  # None: no gallery (no samples, or an API without them)
+if model is not None:
+    try:
+        fetched = sample_listing(
+            client, settings.api_url, model.version, settings.status_timeout_seconds
+        )
+        listing = fetched if fetched.classes else None
+    except ApiError as problem:
+        log.warning("no sample gallery: %s", problem)
+
+st.title(subject.title)
+st.write(subject.intro)
 st.subheader("1. Your image")
-upload_tab, draw_tab = st.tabs(["Upload an image", "Draw a digit"])
-with upload_tab:
+tab_names = ["Upload an image"]
+tab_names += ["Pick a sample"] if listing is not None else []
+tab_names += [subject.draw_tab] if subject.drawing else []
+tabs = dict(zip(tab_names, st.tabs(tab_names), strict=True))
+with tabs["Upload an image"]:
     uploaded = st.file_uploader(
-        "A PNG, JPEG, BMP, GIF or WebP image of one digit",
+        subject.upload_label,
         type=UPLOAD_TYPES,
         max_upload_size=settings.max_upload_bytes // (1024 * 1024),  # Streamlit counts MB
         key="upload",
     )
-with draw_tab:
-    canvas = st_canvas(
-        stroke_width=22,
-        stroke_color="#000000",
-        background_color="#FFFFFF",
-        height=280,
-        width=280,
-        drawing_mode="freedraw",
-        return_image_data=True,
-        key="canvas",
-    )
-    st.caption(
-        "Draw one digit, large, in the middle of the square. "
-        "Hover over the square for undo and clear."
-    )
+picked = None
+if listing is not None and model is not None:
+    with tabs["Pick a sample"]:
+        picked = gallery(client, listing, model.classes)
+canvas = None
+if subject.drawing:
+    with tabs[subject.draw_tab]:
+        canvas = st_canvas(
+            stroke_width=22,
+            stroke_color="#000000",
+            background_color="#FFFFFF",
+            height=280,
+            width=280,
+            drawing_mode="freedraw",
+            return_image_data=True,
+            key="canvas",
+        )
+        st.caption(subject.draw_hint)
 
-# The newest input wins: a new upload, or a changed drawing. Removing one forgets it.
+# The newest input wins: a sample picked, a new upload, or a changed drawing. Removing one
+# forgets it.
+if picked is not None:
+    session.image = picked
 if uploaded is not None and uploaded.file_id != session.upload_id:
     session.upload_id = uploaded.file_id
     session.image = from_upload(uploaded.name, uploaded.type, uploaded.getvalue())
@@ -154,7 +182,7 @@ elif uploaded is None and session.upload_id is not None:
     session.upload_id = None
     if session.image is not None and session.image.source == "upload":
         session.image = None
-drawn = canvas.image_bytes if drawing_has_ink(canvas.json_data) else None
+drawn = canvas.image_bytes if canvas is not None and drawing_has_ink(canvas.json_data) else None
 if drawn is not None:
     drawing = from_drawing(drawn)
     if drawing.digest != session.drawing_digest:
@@ -167,11 +195,14 @@ elif session.drawing_digest is not None:
 
 image: ImageInput | None = session.image
 if image is None:
-    st.info("Upload an image or draw a digit to begin.", icon=":material/arrow_upward:")
+    st.info(subject.begin(listing is not None), icon=":material/arrow_upward:")
     st.stop()
 
 shown = preview(image.data)
-where = f"uploaded file {image.name}" if image.source == "upload" else "your drawing"
+where = {
+    "upload": f"uploaded file {image.name}",
+    "sample": f"sample {image.name} of class {image.sample_class}",
+}.get(image.source, "your drawing")
 if shown is not None:
     st.image(shown, caption=f"In use: {where}", width=140)
 else:
@@ -198,7 +229,7 @@ if st.button("Predict", type="primary", key="predict"):
 predict_problem = session.predict_problems.get(image.digest)
 prediction: PredictResponseWithGrid | None = session.predictions.get(image.digest)
 if predict_problem is not None:
-    show_problem(predict_problem)
+    show_problem(predict_problem, subject)
 if prediction is None:
     if predict_problem is None:
         st.caption("Click **Predict** to see what the model reads.")
@@ -211,7 +242,7 @@ with st.container(key="prediction"):
     seen_column, top_column = st.columns(2)
     side = len(prediction.grid)
     seen_column.image(
-        grid_picture(prediction.grid),
+        grid_picture(prediction.grid, subject.framing or "strokes"),
         caption=f"What the model saw: your image reduced to {side} × {side} cells",
         width=140,
     )
@@ -289,6 +320,6 @@ if isinstance(record, state.SentFeedback):
     )
     if receipt.retrain_triggered:
         st.info(retrain_report(record, settings.retrain_wait_seconds), icon=":material/autorenew:")
-    st.caption("Upload or draw another image to send more feedback.")
+    st.caption("Give another image to send more feedback.")
 elif feedback_problem is not None:
-    show_problem(feedback_problem)
+    show_problem(feedback_problem, subject)

@@ -22,7 +22,8 @@ class ImageInput:
     data: bytes
     name: str
     media_type: str
-    source: str  # "upload" or "drawing"
+    source: str  # "upload", "sample" or "drawing"
+    sample_class: str | None = None  # a sample's class (its folder in data/samples/)
     digest: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -35,6 +36,10 @@ def from_upload(name: str, media_type: str | None, data: bytes) -> ImageInput:
 
 def from_drawing(png: bytes) -> ImageInput:
     return ImageInput(png, "drawing.png", "image/png", "drawing")
+
+
+def from_sample(label: str, name: str, media_type: str, data: bytes) -> ImageInput:
+    return ImageInput(data, name, media_type, "sample", sample_class=label)
 
 
 def preview(data: bytes, side: int = PREVIEW_SIDE) -> Image.Image | None:
@@ -61,9 +66,13 @@ def preview(data: bytes, side: int = PREVIEW_SIDE) -> Image.Image | None:
     return shown
 
 
-def grid_picture(grid: list[list[float]] | list[list[list[float]]], side: int = 140) -> Image.Image:
-    """The cells the model saw, each cell a visible square: grey cells as dark ink on white like
-    the drawing, colour cells ([red, green, blue]) as they are."""
+def grid_picture(
+    grid: list[list[float]] | list[list[list[float]]], framing: str = "strokes", side: int = 140
+) -> Image.Image:
+    """The cells the model saw, each cell a visible square, as the API defines their values:
+    colour cells ([red, green, blue]) as they are; grey cells of the "strokes" framing are ink
+    (1: full ink), shown dark on white like the drawing; any other grey cell is brightness
+    (0 black, 1 white), shown as it is."""
     import numpy as np
 
     values = np.asarray(grid, dtype=np.float32)
@@ -71,7 +80,8 @@ def grid_picture(grid: list[list[float]] | list[list[list[float]]], side: int = 
         colours = np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
         cells = Image.fromarray(colours, mode="RGB")
     else:
-        levels = np.clip(np.rint(255.0 - values * 255.0), 0, 255)
+        brightness = 1.0 - values if framing == "strokes" else values
+        levels = np.clip(np.rint(brightness * 255.0), 0, 255)
         cells = Image.fromarray(levels.astype(np.uint8), mode="L")
     return cells.resize((side, side), Image.Resampling.NEAREST).convert("RGB")
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from serving_client.client import ApiError
+from webapp.subject import Subject
 
-IMAGE_KINDS = "PNG, JPEG, BMP, GIF or WebP"
-# What the page was doing, by route, in the person's words.
+# What the page was doing, by route (or a route's prefix), in the person's words.
 ACTIONS = {
     "/model": "reading the model's status",
     "/predict": "asking for a prediction",
     "/feedback": "sending your feedback",
+    "/samples": "reading the sample images",
 }
 # The sidebar's headline when GET /model fails.
 HEADLINES = {
@@ -24,9 +25,10 @@ def headline(problem: ApiError) -> str:
     return HEADLINES.get(problem.kind, OTHER_HEADLINE)
 
 
-def explain(problem: ApiError) -> str:
-    """The plain words for a failed call: what happened, and what the person can do."""
-    action = ACTIONS.get(problem.path, f"calling {problem.path}")
+def explain(problem: ApiError, subject: Subject | None = None) -> str:
+    """The plain words for a failed call: what happened, and what the person can do (with the
+    served model's `subject`, in the words of its data)."""
+    action = _action(problem.path)
     maybe_done = " It may or may not have been recorded." if problem.path == "/feedback" else ""
     if problem.kind == "unreachable":
         return (
@@ -51,10 +53,17 @@ def explain(problem: ApiError) -> str:
             f"does (HTTP {problem.status}, {problem.content_type or 'no type'}). Check that the "
             "webapp's WEBAPP_API_URL points to the serving API."
         )
-    return _refusal(problem, action)
+    return _refusal(problem, action, subject or Subject())
 
 
-def _refusal(problem: ApiError, action: str) -> str:
+def _action(path: str) -> str:
+    for route, action in ACTIONS.items():
+        if path == route or path.startswith(f"{route}/"):
+            return action
+    return f"calling {path}"
+
+
+def _refusal(problem: ApiError, action: str, subject: Subject) -> str:
     """An error status, by what it means for the person."""
     status, code = problem.status, problem.code
     said = f": {problem.detail.rstrip('.')}." if problem.detail else "."
@@ -73,10 +82,7 @@ def _refusal(problem: ApiError, action: str) -> str:
     if status == 422 and code == "unknown_class":
         return f"The prediction service refused the request{said}"
     if status in (415, 422):
-        return (
-            f"The prediction service could not use this image{said} "
-            f"Upload a {IMAGE_KINDS} picture of a digit, or draw one."
-        )
+        return f"The prediction service could not use this image{said} {subject.retry()}"
     if status == 503 and code == "model_not_ready":
         return (
             "The prediction service has no model loaded yet (it is probably training its first "

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from serving_client.client import ApiError
 from serving_client.contract import FeedbackResponse, ModelInfo, PredictResponse, RetrainOutcome
 from webapp.images import ImageInput
+from webapp.subject import Subject
 
 
 class Session(Protocol):
@@ -23,6 +24,7 @@ PENDING = "pending"
 KEPT_PREDICTIONS = 32
 
 DEFAULTS: dict[str, Callable[[], Any]] = {
+    "subject": Subject,  # what the served model reads, as GET /model last said
     "image": lambda: None,  # the ImageInput in use, whichever its source
     "upload_id": lambda: None,  # file_id of the upload last taken
     "drawing_digest": lambda: None,  # digest of the drawing last taken

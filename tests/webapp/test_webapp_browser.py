@@ -82,7 +82,9 @@ def page(chromium: Browser, stack) -> Iterator[Page]:
     page.set_default_timeout(30_000)
     try:
         page.goto(web.url)
-        page.get_by_text("Upload an image or draw a digit to begin").wait_for(timeout=60_000)
+        page.get_by_text("Upload an image, pick a sample or draw a digit to begin").wait_for(
+            timeout=60_000
+        )
         yield page
     finally:
         context.close()
@@ -213,7 +215,21 @@ def test_a_digit_drawn_on_the_canvas_is_predicted(page: Page, stack) -> None:
 
     canvas.hover()
     page.get_by_role("button", name="Reset canvas & history").click()
-    page.get_by_text("Upload an image or draw a digit to begin").wait_for()
+    page.get_by_text("Upload an image, pick a sample or draw a digit to begin").wait_for()
+
+
+def test_a_sample_picked_in_the_gallery_is_predicted(page: Page, stack) -> None:
+    """The gallery's tab: a class, its thumbnails, a click that makes one the image in use."""
+    settings, api, _ = stack
+    page.get_by_role("tab", name="Pick a sample").click()
+    page.get_by_role("button", name="Use this one").first.click()
+    listing = loopback.get(f"{api.url}/samples", params={"per_class": 4}).json()
+    first = listing["classes"][0]["files"][0]
+    page.get_by_text(f"In use: sample {first['name']} of class 0").wait_for()
+    data = (settings.samples_dir / "0" / first["name"]).read_bytes()
+    direct = loopback.post(f"{api.url}/predict", files={"file": (first["name"], data)}).json()
+    label, _ = predict(page)
+    assert label == direct["label"]
 
 
 def draw(page: Page, strokes: list[list[tuple[int, int]]]) -> None:
@@ -259,7 +275,7 @@ def test_drawn_digits_are_read_right_and_the_page_shows_what_the_model_saw(
         assert len(items) == 3 and items[0].startswith(f"{shown}: "), items
         page.locator("canvas.upper-canvas").hover()
         page.get_by_role("button", name="Reset canvas & history").click()
-        page.get_by_text("Upload an image or draw a digit to begin").wait_for()
+        page.get_by_text("Upload an image, pick a sample or draw a digit to begin").wait_for()
     right = sum(label == shown for label, shown in read)
     print(f"\nDrawn through the page: {right}/{len(read)} read right: {read}")
     assert right >= 8, read  # measured 9 of 10 (docs/studies/drawn-digits.md)

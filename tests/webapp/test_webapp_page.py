@@ -36,6 +36,18 @@ def infos(at: AppTest) -> list[str]:
     return [info.value for info in at.main.info]
 
 
+def true_class(at: AppTest):
+    """The feedback's class chooser (the gallery has a class chooser of its own)."""
+    (chooser,) = [box for box in at.selectbox if box.label == "The true class"]
+    return chooser
+
+
+def in_use(at: AppTest) -> list[str]:
+    """Captions of the image in use (the gallery's thumbnails are images too)."""
+    captions = [image.proto.imgs[0].caption for image in at.image]
+    return [caption for caption in captions if caption.startswith("In use: ")]
+
+
 def assert_no_traceback(at: AppTest) -> None:
     assert not at.exception, [exception.value for exception in at.exception]
 
@@ -62,8 +74,10 @@ def test_the_sidebar_shows_the_api_the_model_and_the_links(api, page) -> None:
     assert shown["Held-out accuracy"] == f"{model['metrics']['holdout']['accuracy']:.1%}"
     links = " ".join(markdown.value for markdown in at.sidebar.markdown)
     assert "(http://api.example:8080/docs)" in links and "(http://dash.example)" in links
-    assert infos(at) == ["Upload an image or draw a digit to begin."]
-    assert not at.button, "nothing to predict before an image is given"
+    assert infos(at) == ["Upload an image, pick a sample or draw a digit to begin."]
+    assert not [button for button in at.button if button.key == "predict"], (
+        "nothing to predict before an image is given"
+    )
     uploader = at.file_uploader(key="upload").proto
     assert uploader.max_upload_size_mb == 4
     assert set(uploader.type) >= {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
@@ -75,7 +89,7 @@ def test_predict_shows_the_class_its_confidence_all_probabilities_and_the_versio
     direct = loopback.post(f"{api.url}/predict", files={"file": ("3.png", samples["3"])}).json()
     at = page(api.url).run()
     upload(at, "three.png", samples["3"])
-    assert len(at.image) == 1 and "three.png" in at.image[0].proto.imgs[0].caption
+    assert in_use(at) == ["In use: uploaded file three.png"]
     assert [caption.value for caption in at.caption if "Predict" in caption.value]
     at.button(key="predict").click().run()
     assert_no_traceback(at)
@@ -86,9 +100,9 @@ def test_predict_shows_the_class_its_confidence_all_probabilities_and_the_versio
     (chart,) = at.get("vega_lite_chart")
     assert '"probability"' in chart.proto.spec and '"class"' in chart.proto.spec
     assert any("model **v0001**" in caption.value for caption in at.caption)
-    true_class = at.selectbox[0]
-    assert true_class.options == [str(digit) for digit in range(10)]
-    assert true_class.value == "3", "the true class defaults to the prediction"
+    chooser = true_class(at)
+    assert chooser.options == [str(digit) for digit in range(10)]
+    assert chooser.value == "3", "the true class defaults to the prediction"
     assert not errors(at)
 
 
@@ -114,7 +128,7 @@ def test_feedback_sends_the_chosen_class_once_and_confirms_it(
     with LiveServer(settings, tmp_path / "server.log", RETRAIN_EVERY="5") as server:
         at = predicted(page(server.url).run(), "seven.png", samples["7"])
         assert metrics(at)["Predicted class"] == "7"
-        at.selectbox[0].select("1").run()
+        true_class(at).select("1").run()
         at.button(key="send_feedback").click().run()
         assert_no_traceback(at)
 
@@ -127,7 +141,7 @@ def test_feedback_sends_the_chosen_class_once_and_confirms_it(
         assert rows[0]["target"] == "1" and rows[0]["client_prediction"] == "7"
         assert rows[0]["prediction"] == "7"
         assert at.button(key="send_feedback").disabled, "a second click cannot send it again"
-        assert at.selectbox[0].disabled
+        assert true_class(at).disabled
         assert "1 feedback rows collected" in " ".join(c.value for c in at.sidebar.caption)
 
         at.run()  # any rerun keeps the confirmation and sends nothing
