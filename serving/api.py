@@ -80,8 +80,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def _n_components(settings: ServingSettings) -> int:
     try:
         return int(load_embedding(settings.embedding_dir).info["n_components"])
-    except EmbeddingError:
-        return settings.pca_components
+    except EmbeddingError:  # nothing built yet: PCA_COMPONENTS, unless init is to choose it
+        components = settings.pca_components
+        return components if isinstance(components, int) else 0
 
 
 def create_app(settings: ServingSettings | None = None) -> FastAPI:
