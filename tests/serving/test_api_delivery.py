@@ -14,7 +14,7 @@ from ctloop.delivery import routed_to_challenger
 from ctloop.registry import ModelRegistry
 from harness import loopback
 from harness.data import copy_workspace
-from harness.delivery import register_challenger, register_failing_challenger
+from harness.delivery import register_challenger, register_failing_challenger, stage_by_worker
 from harness.processes import LiveServer, json_logs, wait_for
 
 SETTLED = {"RETRAIN_EVERY": "100000", "MONITORING_MIN_ROWS": "100000", "CANARY_MIN_ROWS": "100000"}
@@ -156,6 +156,8 @@ def test_a_canary_that_fails_is_rolled_back_by_its_health(built, samples, tmp_pa
 
         wait_for(traffic_until_rolled_back, timeout=30, what="the health rollback")
         assert statuses[500] >= 20 and statuses[200] >= 20  # the canary's clients got errors
+        # One worker's /model says the stage is over; the other may not have re-read it yet.
+        wait_for(lambda: not stage_by_worker(server.url), timeout=30, what="every worker off it")
         assert all(version_for(server.url, samples, f"c{i}") == "v0001" for i in range(20))
     last = ModelRegistry(settings.artifacts_dir).history()[-1]
     assert last["version"] == failing and last["stage"] == "rolled_back"
