@@ -1,13 +1,14 @@
 """/predict with a pretrained image encoder as the embedding (EMBEDDING_MODEL), against the PCA.
 
-    .venv/bin/python -m bench.encoder [--requests 300] [--json FILE]
+    .venv/bin/python -m bench.encoder [--requests 300] [--json FILE] [--encoder FILE ...]
 
 The encoder has ResNet-18's layers and shapes with seeded random weights (harness.encoders): the
 same arithmetic per image as the pretrained model the README exports, without a download. Its
 accuracy means nothing and is not reported. The figures: `ctloop init`'s seconds, the embedding
 graph's size, and /predict's latency through a real uvicorn (one worker, one client sending
 requests one after another, keep-alive): median and 90th percentile, on scikit-image's LFW
-subset (25 x 25 photographs, enlarged to the encoder's 224 x 224).
+subset (25 x 25 photographs, enlarged to the encoder's 224 x 224). `--encoder` measures ONNX
+files of your own as well (an export of torchvision's MobileNetV3, say).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--json", type=Path, help="also write the figures there")
+    parser.add_argument("--encoder", type=Path, nargs="*", default=[], help="ONNX encoders too")
     args = parser.parse_args(argv)
     figures: dict = {}
     with tempfile.TemporaryDirectory(prefix="ctloop-encoder-") as folder:
@@ -65,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = {
             "PCA of pixels (auto)": {},
             "ResNet-18-shaped encoder, 224 x 224": {"EMBEDDING_MODEL": str(encoder)},
+            **{path.name: {"EMBEDDING_MODEL": str(path.resolve())} for path in args.encoder},
         }
         print(f"{'embedding':38} {'init s':>7} {'graph MB':>9} {'median ms':>10} {'p90 ms':>7}")
         for name, env in runs.items():

@@ -50,7 +50,8 @@ class Encoder:
 
     model: bytes  # the ONNX graph, at TARGET_OPSET
     name: str  # the file's name
-    sha256: str  # of the file as given
+    sha256: str  # of the graph with its weights inside, at the stack's opset
+    files: dict[str, str]  # sha256 of each file as given: the graph, its external data
     input_name: str
     output_name: str
     output_rank: int
@@ -80,10 +81,15 @@ def load_encoder(settings: CoreSettings) -> Encoder:
         raise EncoderError(f"EMBEDDING_MODEL={path}: cannot read it ({exc.strerror})") from None
     try:
         model = onnx.load_from_string(data)
+    except Exception as exc:  # protobuf's DecodeError and others
+        raise EncoderError(f"EMBEDDING_MODEL={path}: not a valid ONNX model ({exc})") from None
+    files = {path.name: hashlib.sha256(data).hexdigest(), **_external_data(model, path)}
+    try:
         onnx.checker.check_model(model)
-    except Exception as exc:  # onnx raises DecodeError, ValidationError...
+    except Exception as exc:  # ValidationError
         raise EncoderError(f"EMBEDDING_MODEL={path}: not a valid ONNX model ({exc})") from None
     model = _at_target_opset(model, path)
+    whole = model.SerializeToString()  # the weights inside: what every version carries
     given = {init.name for init in model.graph.initializer}
     inputs = [value for value in model.graph.input if value.name not in given]
     if len(inputs) != 1 or len(model.graph.output) < 1:
@@ -99,9 +105,10 @@ def load_encoder(settings: CoreSettings) -> Encoder:
             "(N, D) or feature maps (N, D, h, w) expected"
         )
     return Encoder(
-        model=model.SerializeToString(),
+        model=whole,
         name=path.name,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=hashlib.sha256(whole).hexdigest(),
+        files=files,
         input_name=inputs[0].name,
         output_name=output.name,
         output_rank=rank,
@@ -111,6 +118,29 @@ def load_encoder(settings: CoreSettings) -> Encoder:
         mean=tuple(settings.embedding_mean),
         std=tuple(settings.embedding_std),
     )
+
+
+def _external_data(model: ModelProto, path: Path) -> dict[str, str]:
+    """Weights kept beside the graph (torch.onnx.export writes `name.onnx.data`) read into it;
+    the sha256 of each such file."""
+    from onnx import external_data_helper
+
+    tensors = [t for t in model.graph.initializer if external_data_helper.uses_external_data(t)]
+    names = sorted(
+        {entry.value for t in tensors for entry in t.external_data if entry.key == "location"}
+    )
+    found = {}
+    for name in names:
+        beside = path.parent / name
+        if Path(name).is_absolute() or ".." in Path(name).parts or not beside.is_file():
+            raise EncoderError(
+                f"EMBEDDING_MODEL={path}: its weights are in {name!r}, which is not beside it: "
+                "copy both files into the same folder"
+            )
+        found[name] = hashlib.sha256(beside.read_bytes()).hexdigest()
+    if tensors:
+        external_data_helper.load_external_data_for_model(model, str(path.parent))
+    return found
 
 
 def _at_target_opset(model: ModelProto, path: Path) -> ModelProto:

@@ -71,6 +71,8 @@ def pipeline_to_onnx(embedding: bytes, head: bytes) -> bytes:
     for model in (first, second):
         del model.opset_import[:]
         model.opset_import.extend(helper.make_opsetid(d, v) for d, v in TARGET_OPSET.items())
+    # An encoder's embedding may be of a newer IR version than skl2onnx writes (torch: 10).
+    first.ir_version = second.ir_version = max(first.ir_version, second.ir_version)
     second = compose.add_prefix(second, prefix="head_")
     merged = compose.merge_models(
         first,

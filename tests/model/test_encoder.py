@@ -172,3 +172,46 @@ def test_a_large_input_is_shown_averaged_down(tmp_path) -> None:
     full = preprocess(red, PreprocessSpec(size=128, framing="whole", channels=3))
     blocks = full.reshape(64, 2, 64, 2, 3).mean(axis=(1, 3))
     np.testing.assert_allclose(grid, blocks, atol=1e-4)
+
+
+def test_weights_saved_beside_the_graph_are_read_and_versioned(tmp_path) -> None:
+    """torch.onnx.export writes large weights to `name.onnx.data` beside the graph."""
+    import onnx
+
+    inline = small_encoder(tmp_path / "inline.onnx", pooled=True)
+    graph = onnx.load(str(inline))
+    split = tmp_path / "encoder.onnx"
+    onnx.save_model(
+        graph, str(split), save_as_external_data=True, location="encoder.onnx.data",
+        size_threshold=0,
+    )  # fmt: skip
+    assert (tmp_path / "encoder.onnx.data").stat().st_size > 10_000
+    encoder = load_encoder(make_settings(tmp_path, embedding_model=str(split)))
+    assert set(encoder.files) == {"encoder.onnx", "encoder.onnx.data"}
+    same = load_encoder(make_settings(tmp_path, embedding_model=str(inline)))
+    assert encoder.sha256 == same.sha256  # the same graph and weights, however they are stored
+    (tmp_path / "encoder.onnx.data").unlink()
+    with pytest.raises(EncoderError, match="copy both files into the same folder"):
+        load_encoder(make_settings(tmp_path, embedding_model=str(split)))
+
+
+def test_an_encoder_of_torchs_ir_version_trains_and_serves(tmp_path) -> None:
+    """torch.onnx.export writes IR version 10, skl2onnx's heads 8: the served pipeline is one
+    graph of both (torchvision's MobileNetV3 failed here before)."""
+    import onnx
+
+    path = small_encoder(tmp_path / "encoder.onnx", pooled=True, opset=18)
+    graph = onnx.load(str(path))
+    graph.ir_version = 10
+    onnx.save_model(graph, str(path))
+    settings = make_settings(
+        tmp_path,
+        dataset=colour(tmp_path / "datasets", per_class=20),
+        embedding_model=str(path),
+        pca_components=8,
+    )
+    build_reference(settings)
+    candidate = train_candidate(settings, ModelRegistry(settings.artifacts_dir))
+    assert candidate.promoted
+    pipeline = settings.artifacts_dir / "versions" / candidate.version / "pipeline.onnx"
+    assert onnx.load(str(pipeline)).ir_version == 10
