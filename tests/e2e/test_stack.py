@@ -61,7 +61,7 @@ def test_the_webapp_answers_with_its_page(stack: Stack) -> None:
             view = browser.new_page()
             view.goto(stack.url("webapp") + "/", wait_until="domcontentloaded")
             # Rendered by the page's server process, which reached the API at serving-api:8080.
-            view.get_by_text("Digit classifier").first.wait_for(timeout=60_000)
+            view.get_by_text("Digits classifier").first.wait_for(timeout=60_000)  # DATASET=digits
             view.get_by_text("The API is reachable.").first.wait_for(timeout=60_000)
             # The sidebar's metric shows the served version (rendered right after the message).
             view.get_by_text("v0001").first.wait_for(timeout=30_000)
