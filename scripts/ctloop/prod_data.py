@@ -15,12 +15,21 @@ repairs and reads it (the serving workers append, the trainer and the dashboard 
   reason and first bytes) with one log line; appends go on after it. Only a damaged header
   (every column's meaning) refuses appends, with the reason.
 - Reads take what they need from the end of the file (`read_rows`, `tail`), in bounded memory.
+- A process starting on a long file does not check it all again: prod_data.checked.json says how
+  far the file was checked (its inode, bytes, lines, skipped lines, and a digest of the bytes
+  just before that point), written every CHECKPOINT_BYTES of checking. A process starts from it
+  when it still describes the file (the same inode, at least that long, the same bytes before
+  the point), otherwise from the first line; the file being append-only, what lies before the
+  point was checked once already. API start to ready at a million rows: 11.2 s from the first line
+  (docs/history.md).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
+import json
 import logging
 import os
 import threading
@@ -49,11 +58,14 @@ from ctloop.util import (
     is_no_room,
     last_json_line,
     utc_iso,
+    write_atomic,
 )
 
 log = logging.getLogger("ctloop.prod_data")
 
 CHUNK = 1 << 20
+CHECKPOINT_BYTES = 8 << 20  # checked between two checkpoints (about 23,000 rows of 32 columns)
+CHECKPOINT_TAIL = 4096  # bytes before a checkpoint's point that must be unchanged to resume
 SKIPPED_TEXT_BYTES = 200  # of a skipped line, kept in the side file
 
 
@@ -107,6 +119,8 @@ class ProductionData:
         self._checked_bytes = 0  # how far this process has counted and checked the file
         self._lines = 0  # complete lines (header included) up to _checked_bytes
         self.skipped_path = self.path.with_name(f"{self.path.stem}.skipped.jsonl")
+        self.checkpoint_path = self.path.with_name(f"{self.path.stem}.checked.json")
+        self._checkpointed = 0  # bytes covered by the newest checkpoint read or written here
         self.skipped_lines = 0  # lines that are not valid rows, up to _checked_bytes
         self.problem: str | None = None  # why appends are refused, while they are
 
@@ -256,7 +270,8 @@ class ProductionData:
         a line that is not a valid row is recorded (once) and counted in `skipped_lines`."""
         if status.st_ino != self._inode or size < self._checked_bytes:
             self._inode, self._checked_bytes, self._lines = status.st_ino, 0, 0
-            self.skipped_lines = 0
+            self.skipped_lines = self._checkpointed = 0
+            self._resume(descriptor, size)
         if 0 < size < len(self.header_line):
             raise self._fault("line 1 is not the header (the file is shorter than it)", line=1)
         if size and os.pread(descriptor, len(self.header_line), 0) != self.header_line:
@@ -286,6 +301,48 @@ class ProductionData:
                         self._skip(line[:SKIPPED_TEXT_BYTES], len(line), str(exc))
                 position += len(line)
                 self._checked_bytes = position
+        if self._checked_bytes - self._checkpointed >= CHECKPOINT_BYTES:
+            self._save_checkpoint(descriptor)
+
+    def _resume(self, descriptor: int, size: int) -> None:
+        """Start from the checkpoint when it describes this file (see the module's docstring)."""
+        try:
+            point = json.loads(self.checkpoint_path.read_bytes())
+            checked, lines, skipped = point["bytes"], point["lines"], point["skipped_lines"]
+            if not (
+                point["inode"] == self._inode
+                and isinstance(checked, int)
+                and len(self.header_line) <= checked <= size
+                and isinstance(lines, int)
+                and isinstance(skipped, int)
+                and point["tail_sha256"] == self._tail_digest(descriptor, checked)
+            ):
+                return
+        except (OSError, ValueError, KeyError, TypeError):  # none, torn by hand, another format
+            return
+        self._checked_bytes, self._lines, self.skipped_lines = checked, lines, skipped
+        self._checkpointed = checked
+
+    def _save_checkpoint(self, descriptor: int) -> None:
+        point = {
+            "inode": self._inode,
+            "bytes": self._checked_bytes,
+            "lines": self._lines,
+            "skipped_lines": self.skipped_lines,
+            "tail_sha256": self._tail_digest(descriptor, self._checked_bytes),
+            "written_at": utc_iso(),
+        }
+        try:
+            write_atomic(self.checkpoint_path, (json.dumps(point) + "\n").encode())
+        except OSError as exc:  # no room, a read-only folder: the next start checks more
+            log.warning("could not write %s: %s", self.checkpoint_path, exc)
+            return
+        self._checkpointed = self._checked_bytes
+
+    @staticmethod
+    def _tail_digest(descriptor: int, end: int) -> str:
+        start = max(end - CHECKPOINT_TAIL, 0)
+        return hashlib.sha256(os.pread(descriptor, end - start, start)).hexdigest()
 
     def _skip(self, text: bytes, length: int, reason: str) -> None:
         """A complete line that is not a valid row: it keeps its row number, every reader skips

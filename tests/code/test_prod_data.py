@@ -300,3 +300,77 @@ def test_a_file_that_cannot_be_opened_refuses_appends(tmp_path: Path, blocked: s
     with pytest.raises(ProductionDataError, match="cannot be"):
         store.append(row(0, 1))
     assert store.problem is not None and "cannot be" in store.problem
+
+
+def long_file(path: Path, rows: int) -> None:
+    """A file of `rows` rows written at once (as bench.history does), a bad line among them."""
+    store = ProductionData(path, N)
+    lines = [row(1, index).to_line() for index in range(1, rows + 1)]
+    lines[rows // 2] = b"not,a,row\n"
+    path.write_bytes(store.header_line + b"".join(lines))
+
+
+def checked_bytes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The bytes each os.pread of the module asks for, from now on."""
+    import ctloop.prod_data as module
+
+    asked: list[int] = []
+    real = module.os.pread
+
+    def counting(descriptor: int, length: int, offset: int) -> bytes:
+        asked.append(length)
+        return real(descriptor, length, offset)
+
+    monkeypatch.setattr(module.os, "pread", counting)
+    return asked
+
+
+def test_a_new_process_resumes_the_check_where_the_last_one_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ctloop.prod_data.CHECKPOINT_BYTES", 4096)
+    path = tmp_path / "prod_data.csv"
+    long_file(path, 2000)
+    first = ProductionData(path, N)
+    first.repair()  # checks every line, and says how far
+    assert first.rows() == 2000 and first.skipped_lines == 1
+    assert first.checkpoint_path.exists()
+
+    asked = checked_bytes(monkeypatch)
+    again = ProductionData(path, N)
+    again.repair()  # a restart
+    assert sum(asked) < path.stat().st_size / 10, "resumed near the end, not from line 1"
+    assert (again.rows(), again.skipped_lines) == (2000, 1)
+    assert again.append(row(2, 1)) == 2001 == first.append(row(2, 2)) - 1
+    assert len(first.skipped_path.read_bytes().splitlines()) == 1  # recorded once
+
+
+@pytest.mark.parametrize("change", ["replaced", "cut", "rewritten"])
+def test_a_checkpoint_that_no_longer_describes_the_file_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    monkeypatch.setattr("ctloop.prod_data.CHECKPOINT_BYTES", 4096)
+    path = tmp_path / "prod_data.csv"
+    long_file(path, 2000)
+    ProductionData(path, N).repair()
+    data = path.read_bytes()
+    point = json.loads((tmp_path / "prod_data.checked.json").read_text())
+    if change == "replaced":  # moved aside and written again: another inode, other rows
+        path.unlink()
+        long_file(path, 1500)
+        expected = 1500
+    elif change == "cut":  # shorter than the checkpoint's point
+        lines = data.splitlines(keepends=True)[:1001]
+        path.write_bytes(b"".join(lines))
+        expected = 1000
+    else:  # the same length, the bytes before the point changed in place
+        end = point["bytes"]
+        before = data[:end].splitlines(keepends=True)
+        before[-2] = b"x" * (len(before[-2]) - 1) + b"\n"
+        path.write_bytes(b"".join(before) + data[end:])
+        expected = 2000
+    store = ProductionData(path, N)
+    store.repair()
+    assert store.rows() == expected
+    bad = {"replaced": 1, "cut": 0, "rewritten": 2}  # the bad line at the middle: cut away
+    assert store.skipped_lines == bad[change]
