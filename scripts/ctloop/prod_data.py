@@ -172,7 +172,7 @@ class ProductionData:
             if descriptor is None:  # no file yet: no rows
                 return empty_table(self.n_components, self.header[self.n_components :])
             end = _complete_size(descriptor, os.fstat(descriptor).st_size)
-            total = max(_count_lines(descriptor, end) - 1, 0) if end else 0
+            total = max(self._lines_to(descriptor, end) - 1, 0) if end else 0
             last = total if last is None else min(last, total)
             if last < first:
                 return empty_table(self.n_components, self.header[self.n_components :])
@@ -195,12 +195,13 @@ class ProductionData:
         return self.read_rows(max(total - count + 1, 1), total)
 
     def count_rows_on_disk(self) -> int:
-        """Complete data rows, counted from scratch (for processes that count once)."""
+        """Complete data rows, counted without this process's state (for processes that count
+        once): from the checkpoint while it describes the file, from line 1 otherwise."""
         with self._reading() as descriptor:
             if descriptor is None:
                 return 0
             end = _complete_size(descriptor, os.fstat(descriptor).st_size)
-            return max(_count_lines(descriptor, end) - 1, 0)
+            return max(self._lines_to(descriptor, end) - 1, 0)
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -306,22 +307,36 @@ class ProductionData:
 
     def _resume(self, descriptor: int, size: int) -> None:
         """Start from the checkpoint when it describes this file (see the module's docstring)."""
+        point = self._checkpoint(descriptor, self._inode, size)
+        if point is not None:
+            self._checked_bytes, self._lines = point["bytes"], point["lines"]
+            self.skipped_lines, self._checkpointed = point["skipped_lines"], point["bytes"]
+
+    def _checkpoint(self, descriptor: int, inode: int | None, size: int) -> dict | None:
+        """prod_data.checked.json when it describes this file up to `size`, else None."""
         try:
             point = json.loads(self.checkpoint_path.read_bytes())
-            checked, lines, skipped = point["bytes"], point["lines"], point["skipped_lines"]
-            if not (
-                point["inode"] == self._inode
+            checked = point["bytes"]
+            if (
+                point["inode"] == inode
                 and isinstance(checked, int)
                 and len(self.header_line) <= checked <= size
-                and isinstance(lines, int)
-                and isinstance(skipped, int)
+                and isinstance(point["lines"], int)
+                and isinstance(point["skipped_lines"], int)
                 and point["tail_sha256"] == self._tail_digest(descriptor, checked)
             ):
-                return
+                return point
         except (OSError, ValueError, KeyError, TypeError):  # none, torn by hand, another format
-            return
-        self._checked_bytes, self._lines, self.skipped_lines = checked, lines, skipped
-        self._checkpointed = checked
+            pass
+        return None
+
+    def _lines_to(self, descriptor: int, end: int) -> int:
+        """Complete lines up to `end` (the header included): those the checkpoint counted, and
+        those after it, or every line when there is no usable checkpoint."""
+        point = self._checkpoint(descriptor, os.fstat(descriptor).st_ino, end)
+        if point is None:
+            return _count_lines(descriptor, end)
+        return point["lines"] + _count_lines(descriptor, end, point["bytes"])
 
     def _save_checkpoint(self, descriptor: int) -> None:
         point = {
@@ -427,8 +442,9 @@ def _line_length(descriptor: int, start: int, end: int) -> int:
     return end - start
 
 
-def _count_lines(descriptor: int, end: int) -> int:
-    count, position = 0, 0
+def _count_lines(descriptor: int, end: int, start: int = 0) -> int:
+    """Newlines between `start` and `end`."""
+    count, position = 0, start
     while position < end:
         chunk = os.pread(descriptor, min(CHUNK, end - position), position)
         if not chunk:

@@ -325,23 +325,26 @@ def checked_bytes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return asked
 
 
-def test_a_new_process_resumes_the_check_where_the_last_one_stopped(
+def test_a_new_process_resumes_the_check_and_the_count_where_the_last_one_stopped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("ctloop.prod_data.CHECKPOINT_BYTES", 4096)
+    monkeypatch.setattr("ctloop.prod_data.CHUNK", 4096)  # reads from the end: a chunk at a time
     path = tmp_path / "prod_data.csv"
-    long_file(path, 2000)
+    long_file(path, 20_000)  # 2.3 MB
     first = ProductionData(path, N)
     first.repair()  # checks every line, and says how far
-    assert first.rows() == 2000 and first.skipped_lines == 1
+    assert first.rows() == 20_000 and first.skipped_lines == 1
     assert first.checkpoint_path.exists()
 
     asked = checked_bytes(monkeypatch)
     again = ProductionData(path, N)
     again.repair()  # a restart
+    assert ProductionData(path, N).count_rows_on_disk() == 20_000  # a trainer counting once
+    assert ProductionData(path, N).read_rows(19_999).row_numbers.tolist() == [19_999, 20_000]
     assert sum(asked) < path.stat().st_size / 10, "resumed near the end, not from line 1"
-    assert (again.rows(), again.skipped_lines) == (2000, 1)
-    assert again.append(row(2, 1)) == 2001 == first.append(row(2, 2)) - 1
+    assert (again.rows(), again.skipped_lines) == (20_000, 1)
+    assert again.append(row(2, 1)) == 20_001 == first.append(row(2, 2)) - 1
     assert len(first.skipped_path.read_bytes().splitlines()) == 1  # recorded once
 
 
@@ -369,6 +372,7 @@ def test_a_checkpoint_that_no_longer_describes_the_file_is_not_used(
         before[-2] = b"x" * (len(before[-2]) - 1) + b"\n"
         path.write_bytes(b"".join(before) + data[end:])
         expected = 2000
+    assert ProductionData(path, N).count_rows_on_disk() == expected
     store = ProductionData(path, N)
     store.repair()
     assert store.rows() == expected
