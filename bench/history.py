@@ -30,12 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.retraining import FeedbackRows
 from ctloop.config import CoreSettings
-from ctloop.dataset import load_samples
-from ctloop.predict import load_model
-from ctloop.preprocess import preprocess_many
 from ctloop.prod_data import ProductionRow
-from ctloop.registry import ModelRegistry
 from ctloop.retrain_log import RetrainLog
 from ctloop.tables import format_row, prod_header
 from harness.data import make_settings
@@ -46,18 +43,17 @@ CHUNK = 10_000  # rows formatted and written at once
 
 def write_history(data: Path, artifacts: Path, rows: int) -> float:
     """prod_data.csv with `rows` feedback rows; its size in bytes per row."""
-    model = load_model(ModelRegistry(artifacts).load())
-    samples = load_samples(data / "samples")
-    embeddings, served, _ = model.predict_pixels(preprocess_many(samples.images, model.spec))
+    feedback = FeedbackRows(data, artifacts)  # the served model's embeddings of the samples
+    embeddings, served, labels = feedback.embeddings, feedback.served, feedback.labels
     path = data / "prod_data.csv"
     with path.open("wb") as handle:
         handle.write(format_row(prod_header(embeddings.shape[1])))
         for start in range(0, rows, CHUNK):
             lines = []
             for number in range(start, min(start + CHUNK, rows)):
-                i = number % len(samples.labels)
+                i = number % len(labels)
                 row = ProductionRow(
-                    embeddings[i], samples.labels[i], str(served[i]), model.version,
+                    embeddings[i], labels[i], str(served[i]), feedback.version,
                     f"history-{number}", timestamp="2026-01-01T00:00:00.000Z",
                 )  # fmt: skip
                 lines.append(row.to_line())

@@ -41,7 +41,7 @@ from PIL import Image
 
 from ctloop.config import AUTO, CoreSettings
 from ctloop.dataset import ImageDataset, load_dataset, split_reference_unseen
-from ctloop.preprocess import ImageError, PreprocessSpec, preprocess
+from ctloop.preprocess import ImageError, PreprocessSpec, preprocess_many
 from ctloop.training_set import reference_holdout_mask
 
 TOLERANCE = 0.01  # accuracy: candidates closer than this to the best count as equal
@@ -378,13 +378,11 @@ def pick(found: list[Candidate], scores: list[float | None]) -> tuple[Candidate,
 def _preprocessed(
     dataset: ImageDataset, rows: np.ndarray, spec: PreprocessSpec, max_pixels: int
 ) -> np.ndarray | None:
-    out = np.empty((len(rows), spec.n_pixels), dtype=np.float32)
+    """The rows' pixels, or None when the preprocessing refuses one of the images."""
     try:
-        for row, index in enumerate(rows):
-            out[row] = preprocess(dataset.images[index], spec, max_pixels)
+        return preprocess_many([dataset.images[i] for i in rows], spec, max_pixels)
     except ImageError:
         return None
-    return out
 
 
 def explain(record: dict) -> str:
