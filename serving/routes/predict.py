@@ -26,9 +26,9 @@ from serving_client.contract import (
     PredictResponseWithGrid,
 )
 
-# The hot route: it validates its own body and sends its own JSON (see serving.routes.direct).
 GRID_MAX_SIDE = 64  # cells a side in a `grid` answer
 
+# The hot route: it validates its own body and sends its own JSON (see serving.routes.direct).
 router = APIRouter(tags=["predict"], route_class=DirectRoute)
 
 ERRORS: Responses = {
