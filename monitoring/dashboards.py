@@ -189,11 +189,12 @@ def model_dashboard(t: Thresholds | None = None) -> DashboardModel:
         .with_panel(
             graph(
                 "Drift share of the embedding columns",
-                f"Latest W feedback rows (the alert fires above {t.drift_share:.0%}) and every "
-                "feedback row, against the reference (KS test per column).",
+                f"Latest W feedback rows (the alert fires above {t.drift_share:.0%}) and the "
+                "newest rows a dashboard snapshot covers (REPORTING_SNAPSHOT_ROWS), against the "
+                "reference (KS test per column).",
                 "percentunit",
                 query("ctloop_window_drift_share", "latest W rows"),
-                query("ctloop_drift_share", "every feedback row"),
+                query("ctloop_drift_share", "latest snapshot rows"),
             )
             .min(0)
             .max(1)

@@ -29,15 +29,19 @@ def about_text(settings: ReportingSettings) -> str:
         "embedding, its true class (target) and the served model's answer (prediction). The "
         "reference has no model answers: the prediction distribution is compared with its "
         "class distribution. "
+        f"Each snapshot covers the newest {settings.rows_per_snapshot} feedback rows "
+        "(REPORTING_SNAPSHOT_ROWS), whatever the history. "
         f"Drift: share of embedding columns whose distribution differs from the reference "
         f"({settings.drift_test} test, threshold {settings.drift_threshold}). Quality on the "
-        "feedback rows, as scikit-learn computes it: macro F1, precision and recall, balanced "
+        "same rows, as scikit-learn computes it: macro F1, precision and recall, balanced "
         "accuracy (mean recall over the classes present in the feedback) and accuracy. A new "
         "snapshot is added whenever prod_data.csv grows; each one is also an HTML report in "
-        f"{settings.reports_path}. The 'latest {settings.window_rows} rows' panels look at the "
-        "newest feedback rows only (MONITORING_WINDOW_ROWS), overall and per model version (the "
-        "version that answered each row), so they follow a drift and a new version quickly; the "
-        "same figures are Prometheus gauges on the exporter's /metrics "
+        f"{settings.reports_path}. The newest {settings.keep_snapshots} snapshots keep their "
+        f"report; older ones keep their figures, one per {settings.history_step_seconds:g} s, "
+        f"for {settings.history_days:g} days. The 'latest {settings.window_rows} rows' panels "
+        "look at the newest feedback rows only (MONITORING_WINDOW_ROWS), overall and per model "
+        "version (the version that answered each row), so they follow a drift and a new version "
+        "quickly; the same figures are Prometheus gauges on the exporter's /metrics "
         f"(port {settings.metrics_port})."
     )
 
@@ -58,6 +62,7 @@ def status_text(
             "`python -m ctloop build-reference` (the serving service does it on its first start)."
         )
     rows = len(data.production)
+    total = data.total_rows
     when = f"{timestamp:%Y-%m-%d %H:%M:%S} UTC"
     if not ready:
         return (
@@ -86,8 +91,9 @@ def status_text(
         f"{values.get('recall', 0):.3f}, precision {values.get('precision', 0):.3f}."
     )
     return (
-        f"Last snapshot {when}: {rows} feedback rows (model versions: {versions}) against "
-        f"{len(data.reference)} reference rows.{figures}{window_text(window)}{missing}{dropped}"
+        f"Last snapshot {when}: the latest {rows} of {total} feedback rows (model versions: "
+        f"{versions}) against {len(data.reference)} reference rows."
+        f"{figures}{window_text(window)}{missing}{dropped}"
     )
 
 
@@ -116,6 +122,7 @@ def dashboard_model(
 ) -> DashboardModel:
     """Every panel of the dashboard, with stable ids; `status` is the text of the status panel,
     `versions` the model versions of the window (one line each in the per-version plots)."""
+    latest = f"latest {settings.rows_per_snapshot} feedback rows"
     share = {
         "value_type": "share",
         # Only the series of the current drift configuration, should it ever change.
@@ -127,7 +134,7 @@ def dashboard_model(
         "status": text_panel(title="Status", description=status),
         "rows": counter_panel(
             title="Feedback rows",
-            values=[_value("RowCount", "rows")],
+            values=[_value("FeedbackRows", "rows")],
             size="half",
         ),
         "drift-share": counter_panel(
@@ -148,7 +155,7 @@ def dashboard_model(
             title="Precision (macro)", values=[_value("MacroPrecision", "precision")], size="half"
         ),
         "drift-plot": line_plot_panel(
-            title="Share of drifted embedding columns, per snapshot",
+            title=f"Share of drifted embedding columns, {latest}, per snapshot",
             values=[_value("DriftedColumnsCount", "drift share", share)],
             size="half",
         ),
@@ -161,7 +168,7 @@ def dashboard_model(
             size="half",
         ),
         "quality-plot": line_plot_panel(
-            title="Quality on the feedback rows, per snapshot",
+            title=f"Quality on the {latest}, per snapshot",
             values=[
                 _value("MacroF1", "F1 (macro)"),
                 _value("BalancedAccuracy", "balanced accuracy"),
@@ -191,6 +198,7 @@ def window_panels(settings: ReportingSettings, versions: list[str]) -> dict:
     """The latest-W-rows view: counters, quality and drift over snapshots, one line per version."""
     w = str(settings.window_rows)
     latest = f"latest {settings.window_rows} feedback rows"
+    snapshot = f"latest {settings.rows_per_snapshot} rows"
     names = {
         "accuracy": "accuracy",
         "macro_f1": "F1 (macro)",
@@ -229,11 +237,11 @@ def window_panels(settings: ReportingSettings, versions: list[str]) -> dict:
             size="full",
         ),
         "window-drift-plot": line_plot_panel(
-            title=f"Share of drifted embedding columns: every feedback row and the {latest}",
+            title=(f"Share of drifted embedding columns: the {snapshot} and the {latest}"),
             values=[
                 _value(
                     "DriftedColumnsCount",
-                    "every feedback row",
+                    snapshot,
                     {
                         "value_type": "share",
                         "method": settings.drift_test,

@@ -1,4 +1,9 @@
-"""The two CSVs as pandas frames for Evidently: reference embeddings and production feedback."""
+"""The two CSVs as pandas frames for Evidently: reference embeddings and the newest feedback.
+
+A snapshot reads the reference and the newest `rows` production rows, from the end of the file
+(ctloop.prod_data), so its cost does not grow with the history; the total row count comes from
+the rows' own numbers.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ctloop.prod_data import ProductionData
@@ -13,6 +19,7 @@ from ctloop.reference import read_reference
 from ctloop.tables import PREDICTION, TARGET, embedding_columns
 
 VERSION = "model_version"  # the prod_data.csv column naming the version that answered a row
+ROW = "row_number"  # not a CSV column: the row's number in prod_data.csv (1 = the first row)
 
 
 @dataclass(frozen=True)
@@ -23,18 +30,21 @@ class MonitoringData:
     production: pd.DataFrame
     embedding_columns: list[str]
     classes: list[str]  # the reference's class labels, sorted
-    production_rows: int  # rows in prod_data.csv, including any dropped below
+    production_rows: int  # rows read from prod_data.csv (the newest), including any dropped
+    total_rows: int  # rows in prod_data.csv: the newest row's number (0 when there is none)
     dropped_rows: int  # production rows without a target or a prediction
     model_versions: list[str]  # the model versions that answered the production rows
 
 
-def load_monitoring_data(ref_path: Path, prod_path: Path) -> MonitoringData:
-    """Read both CSVs through their owner modules; a missing or header-only prod is empty."""
+def load_monitoring_data(ref_path: Path, prod_path: Path, rows: int) -> MonitoringData:
+    """The reference and the newest `rows` production rows, through their owner modules; a
+    missing or header-only prod is empty."""
     reference = read_reference(ref_path)  # ReferenceMissingError: the dashboard waits for it
     n_components = reference.embeddings.shape[1]
     columns = embedding_columns(n_components)
     # Same n as the reference, or reading raises: the two files must share one vector space.
-    production = ProductionData(prod_path, n_components).read_rows()
+    production = ProductionData(prod_path, n_components).tail(rows)
+    numbers = production.row_numbers
 
     reference_frame = pd.DataFrame(reference.embeddings.astype("float64"), columns=columns)
     reference_frame[TARGET] = pd.Series(reference.targets, dtype=object)
@@ -53,6 +63,9 @@ def load_monitoring_data(ref_path: Path, prod_path: Path) -> MonitoringData:
     production_frame[VERSION] = pd.Series(
         versions if versions is not None else [""] * len(production), dtype=object
     )
+    production_frame[ROW] = (
+        numbers if numbers is not None else np.arange(1, len(production) + 1, dtype=np.int64)
+    )
     labelled = (production_frame[TARGET] != "") & (production_frame[PREDICTION] != "")
     return MonitoringData(
         reference=reference_frame,
@@ -60,6 +73,7 @@ def load_monitoring_data(ref_path: Path, prod_path: Path) -> MonitoringData:
         embedding_columns=columns,
         classes=sorted(set(reference.targets.tolist())),
         production_rows=len(production),
+        total_rows=int(production_frame[ROW].max()) if len(production) else 0,
         dropped_rows=int((~labelled).sum()),
         model_versions=sorted(set(versions.tolist())) if versions is not None else [],
     )

@@ -6,8 +6,8 @@ Refreshed with every snapshot (the refresher tells it what happened). Names foll
 conventions: `ctloop_` prefix, ratios as 0..1, times in seconds, labels bounded (`measure` has five
 values; `version` only the model versions that answered a row of the window).
 
-- ctloop_drift_share, ctloop_drifted_columns: every feedback row against the reference (the
-  dashboard's cumulative figures);
+- ctloop_drift_share, ctloop_drifted_columns: the snapshot's rows (the newest
+  REPORTING_SNAPSHOT_ROWS) against the reference;
 - ctloop_window_drift_share, ctloop_window_drifted_columns: the latest W rows (the drift alert);
 - ctloop_window_quality{measure}: accuracy, macro_f1, macro_precision, macro_recall and
   balanced_accuracy of the window (ctloop.evaluate's names and definitions);
@@ -116,18 +116,18 @@ def _snapshot_metrics(state: ExportedState, window_rows: int) -> Iterator[Metric
     values, window = state.values, state.window
     yield from _gauge(
         "ctloop_drift_share",
-        "Share of embedding columns drifted, every feedback row against the reference",
+        "Share of embedding columns drifted, the snapshot's rows against the reference",
         values.get("drift_share"),
     )
     yield from _gauge(
         "ctloop_drifted_columns",
-        "Embedding columns drifted, every feedback row against the reference",
+        "Embedding columns drifted, the snapshot's rows against the reference",
         values.get("drifted_columns"),
     )
     yield from _gauge(
         "ctloop_reporting_snapshot_rows",
-        "Feedback rows the latest snapshot covers",
-        values.get("feedback_rows"),
+        "Feedback rows the latest snapshot covers (the newest ones)",
+        values.get("snapshot_rows"),
     )
     yield GaugeMetricFamily(
         "ctloop_window_size_rows", "W: feedback rows the windowed figures look at", window_rows

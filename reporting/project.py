@@ -2,14 +2,17 @@
 
     python -m reporting.project          (or: python reporting/project.py)
 
-Reads top to bottom: load the two CSVs, define the data, run the report, add the run (and write it
-as a standalone HTML file), set the dashboard. Idempotent: whatever the number of runs, one project
-and one set of panels; each run adds one snapshot.
+Reads top to bottom: load the reference and the newest REPORTING_SNAPSHOT_ROWS production rows,
+define the data, run the report, add the run (and write it as a standalone HTML file), apply the
+retention (reporting.retention), set the dashboard. Idempotent: whatever the number of runs, one
+project and one set of panels; each run adds one snapshot. Its cost does not grow with the
+history: it reads a bounded number of rows from the end of prod_data.csv (docs/history.md).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import time
 import uuid
@@ -36,16 +39,22 @@ from reporting.metrics import (
     MacroPrecision,
     MacroRecall,
 )
+from reporting.retention import Retention
 from reporting.settings import ReportingSettings
 from reporting.snapshots import (
     drop_duplicate_widgets,
     evidently_timestamp,
     headline_values,
-    prune_runs,
     quiet_numerics,
     write_html_report,
 )
-from reporting.window import WindowFigures, window_figures, window_metrics, window_versions
+from reporting.window import (
+    FeedbackRows,
+    WindowFigures,
+    window_figures,
+    window_metrics,
+    window_versions,
+)
 
 # Target and prediction are class labels: chi-square against the reference class counts.
 LABEL_DRIFT_METHOD = "chisquare"
@@ -63,7 +72,8 @@ class UpdateResult:
     outcome: str  # "snapshot", "waiting" (too few production rows) or "no-reference"
     project_id: uuid.UUID
     snapshot_id: uuid.UUID | None = None
-    feedback_rows: int = 0
+    feedback_rows: int = 0  # every row received so far
+    snapshot_rows: int = 0  # the newest ones, which the snapshot covers
     html_report: Path | None = None
     seconds: float = 0.0
     values: dict[str, float] = field(default_factory=dict)
@@ -75,9 +85,12 @@ def update(settings: ReportingSettings) -> UpdateResult:
     """Add one snapshot of reference vs production to the project, then set the dashboard."""
     started = time.perf_counter()
     with open_project(settings) as (workspace, project):
-        # 1. Load the two CSVs (same columns: PCA_1..PCA_n, target, prediction).
+        # 1. Load the reference and the newest production rows (same columns: PCA_1..PCA_n,
+        #    target, prediction); at least the window, so that its figures are whole.
         try:
-            data = load_monitoring_data(settings.ref_data_path, settings.prod_data_path)
+            data = load_monitoring_data(
+                settings.ref_data_path, settings.prod_data_path, settings.rows_per_snapshot
+            )
         except ReferenceMissingError as error:
             status = status_text(settings, reference_missing=str(error))
             workspace.save_dashboard(project.id, dashboard_model(project.id, settings, status))
@@ -98,13 +111,18 @@ def update(settings: ReportingSettings) -> UpdateResult:
         ready = rows >= settings.min_rows
         versions = window_versions(data.production, settings.window_rows) if ready else []
         columns = data.embedding_columns
-        metrics = monitoring_metrics(settings, columns, versions) if ready else [RowCount()]
+        metrics = (
+            monitoring_metrics(settings, columns, versions)
+            if ready
+            else [FeedbackRows(), RowCount()]
+        )
         timestamp = evidently_timestamp()
         report = Report(
             metrics,
             tags=["complete" if ready else "waiting-for-feedback"],
             metadata={
-                "feedback_rows": str(rows),
+                "feedback_rows": str(data.total_rows),
+                "snapshot_rows": str(rows),
                 "reference_rows": str(len(data.reference)),
                 "dropped_rows": str(data.dropped_rows),
                 "model_versions": " ".join(data.model_versions),
@@ -112,7 +130,10 @@ def update(settings: ReportingSettings) -> UpdateResult:
         )
         with quiet_numerics():
             snapshot = report.run(
-                current, reference, timestamp=timestamp, name=f"{rows} feedback rows"
+                current,
+                reference,
+                timestamp=timestamp,
+                name=snapshot_name(rows, data.total_rows),
             )
 
         # 4. Add the run; the same snapshot as a standalone HTML file for people who want one.
@@ -123,7 +144,7 @@ def update(settings: ReportingSettings) -> UpdateResult:
         window = window_figures(snapshot) if ready else None
         drop_duplicate_widgets(snapshot)
         run = workspace.add_run(project.id, snapshot)
-        prune_runs(workspace, project.id, settings.keep_snapshots)
+        retention(settings).apply(workspace, project.id, time.time())
 
         # 5. Dashboard: saved whole with fixed panel ids, so re-running never duplicates panels.
         status = status_text(settings, data, timestamp, ready, values, window)
@@ -135,7 +156,8 @@ def update(settings: ReportingSettings) -> UpdateResult:
         "snapshot" if ready else "waiting",
         project.id,
         snapshot_id=run.id,
-        feedback_rows=rows,
+        feedback_rows=data.total_rows,
+        snapshot_rows=rows,
         html_report=html_report,
         seconds=time.perf_counter() - started,
         values=values,
@@ -150,6 +172,7 @@ def monitoring_metrics(
     """The report's metrics; their configuration never changes between runs (one series each),
     except the per-version windowed ones: one series per model version in the window."""
     return [
+        FeedbackRows(),
         RowCount(),
         MacroF1(),
         MacroPrecision(),
@@ -163,11 +186,32 @@ def monitoring_metrics(
     ]
 
 
+def snapshot_name(rows: int, total: int) -> str:
+    """How the UI lists a snapshot: the rows it covers, and of how many when not all."""
+    return f"{rows} feedback rows" if rows >= total else f"latest {rows} of {total} feedback rows"
+
+
+def retention(settings: ReportingSettings) -> Retention:
+    """The workspace's retention, one per process and workspace (it remembers what it thinned)."""
+    return _retention(
+        settings.workspace_dir,
+        settings.keep_snapshots,
+        settings.history_step_seconds,
+        settings.history_days,
+    )
+
+
+@functools.cache
+def _retention(workspace_dir: Path, keep: int, step: float, days: float) -> Retention:
+    return Retention(workspace_dir, keep, step, days)
+
+
 @contextlib.contextmanager
 def open_project(settings: ReportingSettings) -> Iterator[tuple[Workspace, Project]]:
     """The workspace and its project, under a lock: the service and a manual run may overlap."""
     settings.workspace_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(settings.workspace_dir / ".update.lock"):
+        retention(settings).heal()  # opening the workspace reads every snapshot file
         workspace = Workspace(str(settings.workspace_dir))
         yield workspace, ensure_project(workspace, settings)
 

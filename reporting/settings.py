@@ -38,13 +38,38 @@ class ReportingSettings(DataSettings, SecretsSettings, MonitoringSettings):
         section=DASHBOARD,
         ge=1,
     )
+    snapshot_rows: int = setting(
+        1000,
+        "Each snapshot covers the newest N feedback rows (drift, label drift, quality; the "
+        "windowed figures are the newest W of them), whatever the history: its cost is flat in "
+        "the rows ever received. The feedback row count it shows is the file's total",
+        env="REPORTING_SNAPSHOT_ROWS",
+        section=DASHBOARD,
+        ge=1,
+    )
     keep_snapshots: int = setting(
-        100,
-        "Snapshots kept in the workspace, the newest (0: all); `evidently ui` holds every one in "
-        "memory, about 5 MB each with 32 embedding columns",
+        24,
+        "Newest snapshots kept whole: figures and their report (per-column plots, about 5 MB each "
+        "in `evidently ui`'s memory with 32 embedding columns); older ones keep their figures only",
         env="REPORTING_KEEP_SNAPSHOTS",
         section=DASHBOARD,
-        ge=0,
+        ge=1,
+    )
+    history_step_seconds: int = setting(
+        3600,
+        "Past the newest REPORTING_KEEP_SNAPSHOTS, one snapshot is kept per step of this length "
+        "(the newest of each), with its figures only (about 0.1 MB each)",
+        env="REPORTING_HISTORY_STEP_SECONDS",
+        section=DASHBOARD,
+        ge=60,
+    )
+    history_days: float = setting(
+        35.0,
+        "Snapshots older than this are deleted: the dashboard's plots over time cover this many "
+        "days",
+        env="REPORTING_HISTORY_DAYS",
+        section=DASHBOARD,
+        gt=0,
     )
     refresh_seconds: float = setting(
         30.0,
@@ -107,6 +132,11 @@ class ReportingSettings(DataSettings, SecretsSettings, MonitoringSettings):
     @property
     def prod_data_path(self) -> Path:
         return CoreSettings.model_construct(data_dir=self.data_dir).prod_data_path
+
+    @property
+    def rows_per_snapshot(self) -> int:
+        """How many of the newest production rows a snapshot reads: at least the window."""
+        return max(self.snapshot_rows, self.window_rows)
 
     @property
     def workspace_dir(self) -> Path:

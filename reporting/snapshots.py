@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import uuid
 import warnings
 from collections.abc import Iterator
 from datetime import datetime
@@ -12,7 +11,6 @@ from typing import Any
 
 import numpy as np
 from evidently.core.report import Snapshot
-from evidently.ui.workspace import Workspace
 
 from ctloop.tables import PREDICTION, TARGET
 from ctloop.util import utc_now, write_atomic
@@ -22,7 +20,8 @@ REPORT_PREFIX = "report-"
 
 # Metric type (the `type` of its config, without the "evidently:metric_v2:" prefix) -> log key.
 HEADLINE = {
-    "RowCount": "feedback_rows",
+    "FeedbackRows": "feedback_rows",
+    "RowCount": "snapshot_rows",
     "MacroF1": "f1",
     "MacroPrecision": "precision",
     "MacroRecall": "recall",
@@ -67,17 +66,6 @@ def drop_duplicate_widgets(snapshot: Snapshot) -> None:
     """
     for result in snapshot.metric_results.values():
         result.widget = []
-
-
-def prune_runs(workspace: Workspace, project_id: uuid.UUID, keep: int) -> list[uuid.UUID]:
-    """Delete all but the newest `keep` snapshots of the project (0 keeps all); the deleted ids."""
-    if keep <= 0:
-        return []
-    # Snapshot ids are UUIDv7: they sort by creation time.
-    old = sorted(workspace.list_runs(project_id))[:-keep]
-    for snapshot_id in old:
-        workspace.delete_run(project_id, snapshot_id)
-    return old
 
 
 def metric_values(snapshot: Snapshot) -> list[tuple[str, dict, Any]]:

@@ -1,11 +1,11 @@
 """Quality and drift over the latest W feedback rows, overall and per model version.
 
-The cumulative figures of the dashboard mix every model version since the first feedback and
-react slowly. These Evidently metrics look at the newest `window_rows` labelled production rows
+The snapshot's figures cover its REPORTING_SNAPSHOT_ROWS newest rows, which mix model versions
+and react slowly. These Evidently metrics look at the newest `window_rows` labelled production rows
 only (prod_data.csv order), and the per-version ones at the rows of that window a given version
-answered (its `model_version` column). They run inside the same report as the cumulative ones, so
-one snapshot holds both and `evidently ui` stores and plots them like any other metric; the
-Prometheus exporter (reporting.exporter) reads them back from the snapshot.
+answered (its `model_version` column). They run inside the same report as the snapshot's other
+figures, so one snapshot holds both and `evidently ui` stores and plots them like any other
+metric; the Prometheus exporter (reporting.exporter) reads them back from the snapshot.
 
 - WindowQuality(measure): accuracy, F1, precision, recall or balanced accuracy of the window;
 - VersionWindowQuality(measure, model_version): the same on the rows one version answered;
@@ -37,7 +37,7 @@ from evidently.core.report import Context, Snapshot
 
 from ctloop.drift import DriftTest, drifted_columns
 from ctloop.evaluate import METRICS, SCORERS
-from reporting.data import VERSION
+from reporting.data import ROW, VERSION
 from reporting.settings import ReportingSettings
 from reporting.snapshots import metric_values
 
@@ -157,6 +157,23 @@ class WindowRowsCalculation(_RowsCalculation[WindowRows]):
 
 class VersionWindowRowsCalculation(_RowsCalculation[VersionWindowRows]):
     pass
+
+
+class FeedbackRows(SingleValueMetric):
+    """Feedback rows received so far: the newest row's number in prod_data.csv. A snapshot reads
+    only the newest rows; their numbers say how many came before."""
+
+
+class FeedbackRowsCalculation(SingleValueCalculation[FeedbackRows]):
+    def calculate(
+        self, context: Context, current_data: Dataset, reference_data: Dataset | None
+    ) -> SingleValue:
+        frame = current_data.as_dataframe()
+        numbers = frame[ROW] if ROW in frame else pd.Series(range(1, len(frame) + 1))
+        return self.result(int(numbers.max()) if len(numbers) else 0)
+
+    def display_name(self) -> str:
+        return "feedback rows received"
 
 
 class WindowDriftedColumns(CountMetric):

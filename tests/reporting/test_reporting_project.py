@@ -1,10 +1,12 @@
-"""reporting/project.py: idempotent runs, bad or missing data, retention, the refresher."""
+"""reporting/project.py: idempotent runs, bad or missing data, bounded reads, retention, the
+refresher."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from harness.processes import child_environment
 from harness.reporting import reporting_settings
 from reporting.project import update
 from reporting.refresher import Refresher
+from reporting.retention import Retention, plan, snapshot_seconds
 from reporting.settings import ReportingSettings
 from reporting.snapshots import metric_values
 
@@ -100,9 +103,12 @@ def test_too_little_feedback_waits_without_crashing(data_dir: Path, feedback, pr
 
     rows = 5 if prod == "5 rows" else 0
     assert result.outcome == "waiting"
-    assert result.values == {"feedback_rows": rows}
+    assert result.values == {"feedback_rows": rows, "snapshot_rows": rows}
     (snapshot,) = snapshots(settings)
-    assert [(kind, value) for kind, _, value in metric_values(snapshot)] == [("RowCount", rows)]
+    assert [(kind, value) for kind, _, value in metric_values(snapshot)] == [
+        ("FeedbackRows", rows),
+        ("RowCount", rows),
+    ]
     assert status(settings).startswith(f"Waiting for feedback: {rows} of the 30 production rows")
     assert result.html_report.exists()
 
@@ -148,16 +154,81 @@ def test_runs_as_a_script(data_dir: Path, feedback, command: list[str]) -> None:
     assert len(snapshots(settings)) == 1
 
 
-def test_old_snapshots_and_reports_are_pruned(data_dir: Path, feedback) -> None:
-    settings = reporting_settings(data_dir, min_rows=1000, keep_snapshots=2, keep_reports=1)
-    write_prod(settings.prod_data_path, *(column[:10] for column in feedback))
+def test_a_snapshot_reads_the_newest_rows_and_counts_them_all(data_dir: Path, feedback) -> None:
+    settings = reporting_settings(data_dir, min_rows=1000, snapshot_rows=40, window_rows=25)
+    write_prod(settings.prod_data_path, *(column[:100] for column in feedback))
+
+    result = update(settings)
+
+    assert result.values == {"feedback_rows": 100, "snapshot_rows": 40}
+    (stored,) = settings.workspace_dir.glob("*/snapshots/*.json")
+    assert json.loads(stored.read_bytes())["name"] == "latest 40 of 100 feedback rows"
+    # Never fewer than the window: its figures must be whole.
+    small = reporting_settings(data_dir, min_rows=1000, snapshot_rows=10, window_rows=25)
+    assert update(small).values == {"feedback_rows": 100, "snapshot_rows": 25}
+
+
+def test_old_snapshots_are_thinned_then_deleted_and_reports_pruned(
+    data_dir: Path, feedback
+) -> None:
+    settings = reporting_settings(data_dir, min_rows=10, keep_snapshots=1, keep_reports=1)
+    write_prod(settings.prod_data_path, *(column[:30] for column in feedback))
 
     results = [update(settings) for _ in range(3)]
 
     workspace = Workspace(str(settings.workspace_dir))
     kept = sorted(workspace.list_runs(results[0].project_id))
+    # The newest whole; of the older two (the same hour), the newer with its figures only.
     assert kept == [results[1].snapshot_id, results[2].snapshot_id]
+    folder = settings.workspace_dir / str(results[0].project_id) / "snapshots"
+    thinned = json.loads((folder / f"{results[1].snapshot_id}.json").read_bytes())
+    whole = json.loads((folder / f"{results[2].snapshot_id}.json").read_bytes())
+    assert thinned["widgets"] == [] and whole["widgets"]
+    assert thinned["metric_results"].keys() == whole["metric_results"].keys()
     assert list(settings.reports_path.glob("report-*.html")) == [results[2].html_report]
+    assert not list(data_dir.glob(".*.thin")), "no scratch file left"
+
+
+def test_retention_plan_keeps_one_per_step_for_the_days_set() -> None:
+    hour, day = 3600.0, 86400.0
+    now = 40 * day
+
+    def at(seconds: float) -> uuid.UUID:  # a UUIDv7 of that time, as Evidently's ids are
+        return uuid.UUID(int=(int(seconds * 1000) << 80) | (0x7 << 76) | (2 << 62) | 1)
+
+    # Every 10 minutes for 40 days: 5,760 snapshots.
+    ids = [at(now - minutes * 60) for minutes in range(0, 40 * 24 * 60, 10)]
+    decided = plan(ids, now, keep=24, step_seconds=hour, days=35)
+
+    assert sorted(decided.whole, key=snapshot_seconds) == sorted(ids, key=snapshot_seconds)[-24:]
+    assert len(decided.whole) + len(decided.thin) + len(decided.delete) == len(ids)
+    assert all(snapshot_seconds(i) >= now - 35 * day for i in decided.thin)
+    steps = [int(snapshot_seconds(i) // hour) for i in decided.thin]
+    assert len(steps) == len(set(steps))  # one per hour
+    assert 35 * 24 - 5 <= len(decided.thin) <= 35 * 24  # the hours the whole ones do not cover
+    assert plan(ids[:3], now, keep=24, step_seconds=hour, days=35).whole == sorted(
+        ids[:3], key=snapshot_seconds
+    )
+
+
+def test_an_unreadable_snapshot_file_is_removed_so_the_ui_can_start(
+    data_dir: Path, feedback
+) -> None:
+    settings = reporting_settings(data_dir, min_rows=1000)
+    write_prod(settings.prod_data_path, *(column[:10] for column in feedback))
+    first = update(settings)
+    folder = settings.workspace_dir / str(first.project_id) / "snapshots"
+    torn = folder / f"{first.snapshot_id}.json"
+    torn.write_bytes(torn.read_bytes()[:100])  # a crash while Evidently wrote it
+
+    with pytest.raises(json.JSONDecodeError):
+        Workspace(str(settings.workspace_dir))  # what `evidently ui` would do at its start
+
+    Retention(settings.workspace_dir, 5, 3600, 35).heal()  # done by a new refresher first
+
+    assert not torn.exists()
+    Workspace(str(settings.workspace_dir))
+    assert update(settings).outcome == "waiting"
 
 
 def test_the_refresher_follows_the_file_and_survives_bad_data(data_dir: Path, feedback) -> None:
@@ -165,16 +236,17 @@ def test_the_refresher_follows_the_file_and_survives_bad_data(data_dir: Path, fe
     write_prod(settings.prod_data_path, *(column[:10] for column in feedback))
     refresher = Refresher(settings)
 
-    assert refresher.tick().values == {"feedback_rows": 10}
+    assert refresher.tick().values == {"feedback_rows": 10, "snapshot_rows": 10}
     assert refresher.tick() is None  # nothing changed: no new snapshot
 
     write_prod(settings.prod_data_path, *(column[10:12] for column in feedback))
-    assert refresher.tick().values == {"feedback_rows": 12}
+    assert refresher.tick().values == {"feedback_rows": 12, "snapshot_rows": 12}
 
     with settings.prod_data_path.open("ab") as handle:  # a line that is not a row: skipped
         handle.write(b"1.0,2.0,not,a,row\n")
     write_prod(settings.prod_data_path, *(column[12:13] for column in feedback))
-    assert refresher.tick().values == {"feedback_rows": 13}
+    # The line keeps its row number: 14 rows in the file, 13 of them feedback.
+    assert refresher.tick().values == {"feedback_rows": 14, "snapshot_rows": 13}
 
     damaged = settings.prod_data_path.read_bytes()
     settings.prod_data_path.write_bytes(damaged.split(b"\n", 1)[1])  # the header deleted
@@ -186,6 +258,7 @@ def test_the_refresher_follows_the_file_and_survives_bad_data(data_dir: Path, fe
 
     settings.prod_data_path.unlink()  # the file repaired: replaced by a good one
     write_prod(settings.prod_data_path, *feedback)
-    assert refresher.tick().values == {"feedback_rows": len(feedback[0])}
+    rows = len(feedback[0])
+    assert refresher.tick().values == {"feedback_rows": rows, "snapshot_rows": rows}
     assert len(snapshots(settings)) == 4
     assert status(settings).startswith("Waiting for feedback")

@@ -68,6 +68,7 @@ def service(tmp_path: Path, built: CoreSettings, rows: int):
         "REPORTING_METRICS_PORT": str(free_port()),
         "REPORTING_REFRESH_SECONDS": "1",
         "MONITORING_MIN_ROWS": "30",
+        "REPORTING_KEEP_SNAPSHOTS": "1",  # older ones keep their figures only
     }
     return data_dir, port, environment, (embeddings, targets, predictions)
 
@@ -119,6 +120,13 @@ def test_the_service_follows_production_and_stops_cleanly(
         # The figures the dashboard's plots read, first and last snapshot.
         rows = series(port, project_id, "RowCount")
         assert rows[0] == 50 and rows[-1] == 80 and rows == sorted(rows), rows
+        assert series(port, project_id, "FeedbackRows") == rows
+        # The first snapshot left the newest one kept whole: its report is gone, not its figures.
+        newest = next(s for s in listed if s["name"] == "80 feedback rows")
+        report = api(port, f"/api/projects/{project_id}/{newest['id']}/data")
+        assert report["widgets"]
+        thinned = f"/api/projects/{project_id}/{first['id']}/data"
+        wait_for(lambda: not api(port, thinned)["widgets"], 30, what="the first one thinned")
         window = {"window_rows": str(window_rows)}
         plotted = {
             "BalancedAccuracy": series(port, project_id, "BalancedAccuracy"),
