@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ctloop.prod_data import ProductionData
+from ctloop.prod_data import open_production
 from ctloop.reference import read_reference
 from ctloop.tables import PREDICTION, TARGET, embedding_columns
+from reporting.settings import ReportingSettings
 
 VERSION = "model_version"  # the prod_data.csv column naming the version that answered a row
 ROW = "row_number"  # not a CSV column: the row's number in prod_data.csv (1 = the first row)
@@ -36,14 +37,16 @@ class MonitoringData:
     model_versions: list[str]  # the model versions that answered the production rows
 
 
-def load_monitoring_data(ref_path: Path, prod_path: Path, rows: int) -> MonitoringData:
-    """The reference and the newest `rows` production rows, through their owner modules; a
-    missing or header-only prod is empty."""
-    reference = read_reference(ref_path)  # ReferenceMissingError: the dashboard waits for it
+def load_monitoring_data(settings: ReportingSettings, rows: int) -> MonitoringData:
+    """The reference and the newest `rows` production rows, through their owner modules (the
+    file or PostgreSQL, ctloop.prod_data.open_production); no production rows yet is empty."""
+    reference = read_reference(
+        settings.ref_data_path
+    )  # ReferenceMissingError: the dashboard waits for it
     n_components = reference.embeddings.shape[1]
     columns = embedding_columns(n_components)
     # Same n as the reference, or reading raises: the two files must share one vector space.
-    production = ProductionData(prod_path, n_components).tail(rows)
+    production = open_production(settings, n_components).tail(rows)
     numbers = production.row_numbers
 
     reference_frame = pd.DataFrame(reference.embeddings.astype("float64"), columns=columns)
@@ -77,6 +80,12 @@ def load_monitoring_data(ref_path: Path, prod_path: Path, rows: int) -> Monitori
         dropped_rows=int((~labelled).sum()),
         model_versions=sorted(set(versions.tolist())) if versions is not None else [],
     )
+
+
+def production_signature(settings: ReportingSettings) -> object:
+    """What identifies the production rows now, without reading them (the refresher's check)."""
+    # Any embedding width: a signature reads no row.
+    return open_production(settings, 1).signature()
 
 
 def file_signature(path: Path) -> tuple[int, int, int] | None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from evidently import DataDefinition, Dataset, MulticlassClassification, Report
 from evidently.metrics import RowCount, ValueDrift
-from evidently.ui.workspace import Project, Workspace
+from evidently.sdk.models import ProjectModel
 from filelock import FileLock
 
 from ctloop.reference import ReferenceMissingError
@@ -55,6 +55,7 @@ from reporting.window import (
     window_metrics,
     window_versions,
 )
+from reporting.workspace import WorkspaceFiles
 
 # Target and prediction are class labels: chi-square against the reference class counts.
 LABEL_DRIFT_METHOD = "chisquare"
@@ -88,9 +89,7 @@ def update(settings: ReportingSettings) -> UpdateResult:
         # 1. Load the reference and the newest production rows (same columns: PCA_1..PCA_n,
         #    target, prediction); at least the window, so that its figures are whole.
         try:
-            data = load_monitoring_data(
-                settings.ref_data_path, settings.prod_data_path, settings.rows_per_snapshot
-            )
+            data = load_monitoring_data(settings, settings.rows_per_snapshot)
         except ReferenceMissingError as error:
             status = status_text(settings, reference_missing=str(error))
             workspace.save_dashboard(project.id, dashboard_model(project.id, settings, status))
@@ -143,7 +142,7 @@ def update(settings: ReportingSettings) -> UpdateResult:
         values = headline_values(snapshot)
         window = window_figures(snapshot) if ready else None
         drop_duplicate_widgets(snapshot)
-        run = workspace.add_run(project.id, snapshot)
+        snapshot_id = workspace.add_run(project.id, snapshot)
         retention(settings).apply(workspace, project.id, time.time())
 
         # 5. Dashboard: saved whole with fixed panel ids, so re-running never duplicates panels.
@@ -155,7 +154,7 @@ def update(settings: ReportingSettings) -> UpdateResult:
     return UpdateResult(
         "snapshot" if ready else "waiting",
         project.id,
-        snapshot_id=run.id,
+        snapshot_id=snapshot_id,
         feedback_rows=data.total_rows,
         snapshot_rows=rows,
         html_report=html_report,
@@ -207,18 +206,18 @@ def _retention(workspace_dir: Path, keep: int, step: float, days: float) -> Rete
 
 
 @contextlib.contextmanager
-def open_project(settings: ReportingSettings) -> Iterator[tuple[Workspace, Project]]:
+def open_project(settings: ReportingSettings) -> Iterator[tuple[WorkspaceFiles, ProjectModel]]:
     """The workspace and its project, under a lock: the service and a manual run may overlap."""
     settings.workspace_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(settings.workspace_dir / ".update.lock"):
-        retention(settings).heal()  # opening the workspace reads every snapshot file
-        workspace = Workspace(str(settings.workspace_dir))
+        retention(settings).heal()  # `evidently ui` cannot start with a torn snapshot file
+        workspace = WorkspaceFiles(settings.workspace_dir)
         yield workspace, ensure_project(workspace, settings)
 
 
-def ensure_project(workspace: Workspace, settings: ReportingSettings) -> Project:
+def ensure_project(workspace: WorkspaceFiles, settings: ReportingSettings) -> ProjectModel:
     """The project named settings.project, created on the first run only."""
-    found = sorted(workspace.search_project(settings.project), key=lambda project: project.id)
+    found = workspace.find_projects(settings.project)
     if len(found) > 1:
         log.warning(
             "several projects share the name; using the oldest", extra={"count": len(found)}
@@ -227,7 +226,7 @@ def ensure_project(workspace: Workspace, settings: ReportingSettings) -> Project
         # Never re-saved: `evidently ui` reloads a project whose metadata.json changes, and a
         # half-written file there stops its file watcher.
         return found[0]
-    project = workspace.create_project(settings.project, description=PROJECT_DESCRIPTION)
+    project = workspace.create_project(settings.project, PROJECT_DESCRIPTION)
     log.info("project created", extra={"project_id": str(project.id), "project": settings.project})
     return project
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from reporting.data import file_signature
+from reporting.data import file_signature, production_signature
 from reporting.logs import log
 from reporting.project import UpdateResult, save_status, update
 from reporting.settings import ReportingSettings
@@ -44,7 +44,7 @@ class Refresher:
         """What identifies the current contents of both CSVs, without reading them."""
         return (
             file_signature(self.settings.ref_data_path),
-            file_signature(self.settings.prod_data_path),
+            production_signature(self.settings),
         )
 
     def tick(self) -> UpdateResult | None:

@@ -21,19 +21,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evidently.ui.workspace import Workspace
-
-from ctloop.util import fsync_dir
+from reporting.workspace import SNAPSHOTS, WorkspaceFiles, write_renamed_in
 
 log = logging.getLogger("reporting.retention")
 
-SNAPSHOTS = "snapshots"  # the folder of a project's snapshots in the workspace
 HEAVY = ("widgets", "tests_widgets")  # a snapshot's rendered report: what thinning empties
 
 
@@ -98,9 +94,9 @@ class Retention:
                 path.unlink(missing_ok=True)
         self._checked = True
 
-    def apply(self, workspace: Workspace, project_id: uuid.UUID, now: float) -> Plan:
+    def apply(self, workspace: WorkspaceFiles, project_id: uuid.UUID, now: float) -> Plan:
         """Thin and delete as planned; returns the plan."""
-        folder = self.workspace_dir / str(project_id) / SNAPSHOTS
+        folder = workspace.snapshot_folder(project_id)
         runs = workspace.list_runs(project_id)
         decided = plan(runs, now, self.keep, self.step_seconds, self.days)
         for snapshot_id in decided.delete:
@@ -124,14 +120,5 @@ def thin_snapshot(path: Path, scratch: Path) -> bool:
     for key in HEAVY:
         snapshot[key] = []
     # Written outside the watched workspace, then renamed in: the watcher sees one created file.
-    temporary = scratch / f".{path.name}.thin"
-    try:
-        with temporary.open("wb") as handle:
-            handle.write(json.dumps(snapshot).encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    fsync_dir(path.parent)
+    write_renamed_in(path, json.dumps(snapshot).encode("utf-8"), scratch)
     return True

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ctloop.credentials import resolve
 from ctloop.embed import EmbeddingError, load_embedding
-from ctloop.prod_data import ProductionData, ProductionDataError
+from ctloop.prod_data import ProductionDataError, open_production
 from ctloop.registry import ModelRegistry
 from ctloop.retrain_log import RetrainLog
 from serving.delivery import CanaryHealth, StageCollector
@@ -41,7 +41,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: ServingSettings = app.state.settings
     models = ModelStore(ModelRegistry(settings.artifacts_dir), settings.model_poll_seconds)
     await run_in_threadpool(models.load_current)
-    prod_data = ProductionData(settings.prod_data_path, _n_components(settings))
+    prod_data = open_production(settings, _n_components(settings))
     with contextlib.suppress(ProductionDataError):  # logged and kept: /feedback answers 503
         await run_in_threadpool(prod_data.repair)
     retraining = Retraining(

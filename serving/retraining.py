@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from starlette.concurrency import run_in_threadpool
 
 from ctloop.config import CoreSettings
-from ctloop.prod_data import ProductionData
+from ctloop.prod_data import FeedbackStore
 from ctloop.retrain_log import RetrainLog
 from ctloop.schedule import RetrainStatus, retrain_status
 from ctloop.trainer import SERVER_PID, trainer_is_running
@@ -96,7 +96,7 @@ class Retraining:
     """What a worker knows of the feedback rows and the retrains, read from their owner modules."""
 
     settings: CoreSettings
-    prod_data: ProductionData
+    prod_data: FeedbackStore
     ledger: RetrainLog
     # The worker serves nothing, or not what the pointer names: the trainer repairs the registry
     # (`ctloop.recovery`) even with no retrain due.

@@ -193,6 +193,17 @@ class DataSettings(Settings):
         compose="no",
     )
 
+    database_url: str | None = setting(
+        None,
+        "PostgreSQL URL (postgresql://user:password@host:5432/database) of the feedback store: "
+        "feedback rows and the single-trainer lock live there instead of DATA_DIR/prod_data.csv "
+        "and a file lock, so API replicas on several machines share no file system for them "
+        "(docs/history.md says when to switch); empty: the file",
+        env="DATABASE_URL",
+        section="Secrets",
+        secret=True,
+    )
+
 
 class SecretsSettings(Settings):
     secrets_dir: Path = setting(

@@ -10,9 +10,11 @@ drawn digits use.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from ctloop.config import CoreSettings
 from ctloop.reference import build_reference
 from ctloop.registry import ModelRegistry
 from harness.data import make_settings, plain_settings, typical_samples
+from harness.processes import postgres_database
 
 TEST_SIZED = {
     "HEAD_MEMBERS": "1",
@@ -152,3 +155,28 @@ def pytest_runtest_makereport(item, call):
         report.outcome = "failed"
         report.longrepr = f"skipped, and CTLOOP_FAIL_ON_SKIP=1 forbids skips: {report.longrepr}"
     return report
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server from Debian's packages for the session (started on first use, in a
+    temporary folder on a free loopback port): its URL, as DATABASE_URL takes it."""
+    stack = contextlib.ExitStack()
+    log = tmp_path_factory.mktemp("postgres") / "postgres.log"
+    try:
+        url = stack.enter_context(postgres_database(log))
+    except FileNotFoundError as exc:
+        pytest.skip(f"PostgreSQL is not installed ({exc}); .ci/run installs it")
+    with stack:
+        yield url.replace("postgresql+psycopg://", "postgresql://")
+
+
+@pytest.fixture
+def database_url(postgres_server: str) -> str:
+    """A new, empty database on the session's server, for one test."""
+    import psycopg
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return f"{postgres_server.rsplit('/', 1)[0]}/{name}"

@@ -6,6 +6,7 @@ init              build-reference and train, each only if its output is missing
 init --explain    measure which preprocessing and embedding size fit the dataset (ctloop.choose)
 registry          list, show, verify, promote, rollback, prune
 secrets           generate the stack's missing secrets (API token, dashboard secret, ...)
+export prod-data  the feedback rows as prod_data.csv, from the store in use (file or PostgreSQL)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ctloop.config import CoreSettings
@@ -73,13 +75,13 @@ def cmd_build_reference(settings: CoreSettings, args: argparse.Namespace) -> int
 def cmd_train(settings: CoreSettings, args: argparse.Namespace) -> int:
     from ctloop.candidate import train_candidate
     from ctloop.embed import load_embedding
-    from ctloop.prod_data import ProductionData
+    from ctloop.prod_data import open_production
 
     registry = ModelRegistry(settings.artifacts_dir)
     prod_rows = 0
     if args.with_prod:
         n_components = int(load_embedding(settings.embedding_dir).info["n_components"])
-        prod_rows = ProductionData(settings.prod_data_path, n_components).count_rows_on_disk()
+        prod_rows = open_production(settings, n_components).count_rows_on_disk()
     _print_candidate(
         train_candidate(
             settings,
@@ -234,6 +236,44 @@ def _print_candidate(candidate: Candidate) -> None:
     )
 
 
+def cmd_export(settings: CoreSettings, args: argparse.Namespace) -> int:
+    """The feedback rows in prod_data.csv's format, header first, from the configured store:
+    streamed (bounded memory), to standard output or atomically to a file."""
+    from ctloop.embed import load_embedding
+    from ctloop.prod_data import ProductionDataError, open_production
+    from ctloop.util import fsync_dir
+
+    n_components = int(load_embedding(settings.embedding_dir).info["n_components"])
+    store = open_production(settings, n_components)
+    output: Path | None = args.output
+    temporary = output.with_name(f".{output.name}.exporting") if output else None
+    lines = -1  # the header is not a row
+    try:
+        if output is None or temporary is None:
+            for line in store.lines():
+                sys.stdout.buffer.write(line)
+                lines += 1
+            sys.stdout.buffer.flush()
+        else:
+            # Whole or not at all: a failed export leaves no half file under the name asked for.
+            with temporary.open("wb") as handle:
+                for line in store.lines():
+                    handle.write(line)
+                    lines += 1
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, output)
+            fsync_dir(temporary.parent)
+    except (ProductionDataError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
+    print(f"{lines} rows -> {output or 'standard output'}", file=sys.stderr)
+    return 0
+
+
 def _shared_options(parser: argparse.ArgumentParser, default: object = None) -> None:
     """--dataset and --components, accepted before the command and after it."""
     parser.add_argument(
@@ -279,6 +319,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     command("retrain", cmd_retrain, "decide the retrains due, champion/challenger gated")
     command("secrets", cmd_secrets, "generate the secrets that are missing (API token, ...)")
+    export = command("export", cmd_export, "write the feedback rows as prod_data.csv")
+    export.add_argument("what", choices=["prod-data"])
+    export.add_argument(
+        "--output", type=Path, help="file to write (atomically); standard output when absent"
+    )
     registry = command("registry", cmd_registry, "inspect and move the served version")
     registry.add_argument(
         "action", choices=["list", "show", "verify", "promote", "rollback", "prune"]

@@ -15,6 +15,8 @@ repairs and reads it (the serving workers append, the trainer and the dashboard 
   reason and first bytes) with one log line; appends go on after it. Only a damaged header
   (every column's meaning) refuses appends, with the reason.
 - Reads take what they need from the end of the file (`read_rows`, `tail`), in bounded memory.
+- With DATABASE_URL set, the rows live in PostgreSQL instead (ctloop.prod_db, same answers):
+  `open_production` gives the configured store, and every reader and writer goes through it.
 - A process starting on a long file does not check it all again: prod_data.checked.json says how
   far the file was checked (its inode, bytes, lines, skipped lines, and a digest of the bytes
   just before that point), written every CHECKPOINT_BYTES of checking. A process starts from it
@@ -34,8 +36,10 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
+from collections.abc import Iterator as Lines
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, Union
 
 import numpy as np
 from filelock import FileLock
@@ -60,6 +64,9 @@ from ctloop.util import (
     utc_iso,
     write_atomic,
 )
+
+if TYPE_CHECKING:
+    from ctloop.prod_db import PostgresProductionData
 
 log = logging.getLogger("ctloop.prod_data")
 
@@ -202,6 +209,37 @@ class ProductionData:
                 return 0
             end = _complete_size(descriptor, os.fstat(descriptor).st_size)
             return max(self._lines_to(descriptor, end) - 1, 0)
+
+    def lines(self) -> Lines[bytes]:
+        """The header line, then every valid row's line in order (for the export)."""
+        yield self.header_line
+        with self._reading() as descriptor:
+            if descriptor is None:
+                return
+            end = _complete_size(descriptor, os.fstat(descriptor).st_size)
+            position, rest = 0, b""
+            first = True
+            while position < end:
+                chunk = os.pread(descriptor, min(CHUNK, end - position), position)
+                position += len(chunk)
+                *complete, rest = (rest + chunk).split(b"\n")
+                for line in complete:
+                    if first:  # the header, written above
+                        first = False
+                        continue
+                    try:
+                        check_line(line, len(self.header), self.n_components)
+                    except ValueError:  # skipped by every reader
+                        continue
+                    yield line + b"\n"
+
+    def signature(self) -> tuple[int, int, int] | None:
+        """What identifies the rows now, without reading them: size, mtime and inode."""
+        try:
+            status = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (status.st_size, status.st_mtime_ns, status.st_ino)
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -415,6 +453,28 @@ class ProductionData:
         self.problem = f"{where}: {reason}"
         log.error("prod_data.csv refuses appends: %s", self.problem)
         return ProductionDataError(self.problem)
+
+
+class StoreSettings(Protocol):
+    """What names the feedback store: the file, or a PostgreSQL URL that replaces it."""
+
+    @property
+    def prod_data_path(self) -> Path: ...
+
+    @property
+    def database_url(self) -> str | None: ...
+
+
+FeedbackStore = Union[ProductionData, "PostgresProductionData"]
+
+
+def open_production(settings: StoreSettings, n_components: int) -> FeedbackStore:
+    """The configured feedback store: PostgreSQL when DATABASE_URL is set, the file otherwise."""
+    if settings.database_url:
+        from ctloop.prod_db import PostgresProductionData
+
+        return PostgresProductionData(settings.database_url, n_components)
+    return ProductionData(settings.prod_data_path, n_components)
 
 
 def _complete_size(descriptor: int, size: int) -> int:

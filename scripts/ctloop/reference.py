@@ -24,7 +24,7 @@ from ctloop.embed import EmbeddingError, fit_embedding, load_embedding, save_emb
 from ctloop.encoder import BATCH, components, embedding_graph, encode, features_graph, load_encoder
 from ctloop.predict import Embedding
 from ctloop.preprocess import ImageError, PreprocessSpec, preprocess
-from ctloop.prod_data import ProductionData
+from ctloop.prod_data import open_production
 from ctloop.tables import Table, TableError, embedding_row, format_row, parse_table, ref_header
 from ctloop.util import sha256_hex, write_atomic
 
@@ -197,7 +197,7 @@ def _refuse_space_change(
     changes = _differences(stored.info, spec, embedding_sha=embedding_sha)
     if not changes or force:
         return
-    production = ProductionData(settings.prod_data_path, int(stored.info["n_components"]))
+    production = open_production(settings, int(stored.info["n_components"]))
     if production.count_rows_on_disk() > 0:
         raise ReferenceConflictError(
             f"{settings.prod_data_path} holds rows embedded with the stored embedding "
@@ -254,9 +254,7 @@ def check_reference(settings: CoreSettings) -> ReferenceCheck:
     if not changes:
         return ReferenceCheck("unchanged", "reference data present and up to date")
     what = "; ".join(changes)
-    rows = ProductionData(
-        settings.prod_data_path, int(stored.info["n_components"])
-    ).count_rows_on_disk()
+    rows = open_production(settings, int(stored.info["n_components"])).count_rows_on_disk()
     if rows == 0:
         build_reference(settings, force=True)
         return ReferenceCheck(

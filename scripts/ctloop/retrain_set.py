@@ -27,7 +27,7 @@ import numpy as np
 
 from ctloop.config import CoreSettings
 from ctloop.head import HEAD_FILE
-from ctloop.prod_data import ProductionData
+from ctloop.prod_data import open_production
 from ctloop.reference import embedding_mismatch, read_reference
 from ctloop.registry import ModelRegistry, RegistryError
 from ctloop.training_set import (
@@ -135,9 +135,7 @@ def read_training_set(
     reference = read_reference(settings.ref_data_path)
     n_components = reference.embeddings.shape[1]
     first = max(production_rows - settings.retrain_read_rows + 1, 1)
-    production = ProductionData(settings.prod_data_path, n_components).read_rows(
-        first, production_rows
-    )
+    production = open_production(settings, n_components).read_rows(first, production_rows)
     known = np.isin(production.targets, reference.targets)
     if not known.all():  # only a hand edit writes one (/feedback checks the class)
         log.warning(

@@ -29,7 +29,7 @@ from ctloop.delivery import LiveComparison, compare_live, decide_stage
 from ctloop.embed import load_embedding
 from ctloop.pointer import StageMovedError
 from ctloop.predict import Classifier, load_model
-from ctloop.prod_data import ProductionData
+from ctloop.prod_data import FeedbackStore, open_production
 from ctloop.registry import CorruptPointerError, ModelRegistry
 from ctloop.tables import Table
 
@@ -157,9 +157,9 @@ def shadow_classifier(
     return model.classifier if model.manifest["embedding"]["sha256"] == stored else None
 
 
-def production_data(settings: CoreSettings) -> ProductionData:
+def production_data(settings: CoreSettings) -> FeedbackStore:
     n_components = int(load_embedding(settings.embedding_dir).info["n_components"])
-    return ProductionData(settings.prod_data_path, n_components)
+    return open_production(settings, n_components)
 
 
 def agreement(champion_labels: np.ndarray, challenger_labels: np.ndarray) -> float | None:

@@ -27,7 +27,8 @@ from collections.abc import Callable
 from filelock import FileLock, Timeout
 
 from ctloop.config import CoreSettings
-from ctloop.prod_data import ProductionData
+from ctloop.prod_data import open_production
+from ctloop.prod_db import TrainerLock
 from ctloop.recovery import heal
 from ctloop.registry import ModelRegistry, RegistryError
 from ctloop.retrain_log import RetrainLog
@@ -85,8 +86,11 @@ def _server_gone(pid: int) -> None:
     os._exit(1)
 
 
-def trainer_lock(settings: CoreSettings) -> FileLock:
-    """The lock that makes a trainer the only one (per artifacts folder)."""
+def trainer_lock(settings: CoreSettings) -> FileLock | TrainerLock:
+    """The lock that makes a trainer the only one: per artifacts folder, or per database when
+    the feedback rows are in PostgreSQL (DATABASE_URL)."""
+    if settings.database_url:
+        return TrainerLock(settings.database_url)
     return FileLock(str(settings.artifacts_dir / ".trainer.lock"))
 
 
@@ -145,7 +149,7 @@ class TrainerState:
 
         self.settings, self.ledger = settings, ledger
         n_components = int(load_embedding(settings.embedding_dir).info["n_components"])
-        self.production = ProductionData(settings.prod_data_path, n_components)
+        self.production = open_production(settings, n_components)
 
     def status(self) -> RetrainStatus:
         rows = self.production.count_rows_on_disk()
@@ -301,7 +305,7 @@ def rows_piling_up(settings: CoreSettings, trigger_rows: int) -> Callable[[], No
     from ctloop.embed import load_embedding
 
     n_components = int(load_embedding(settings.embedding_dir).info["n_components"])
-    production = ProductionData(settings.prod_data_path, n_components)
+    production = open_production(settings, n_components)
     limit = max(settings.retrain_every, settings.finetune_window_rows)
 
     def checkpoint() -> None:

@@ -23,7 +23,7 @@ PORTS = {
     "grafana": 3000,
     "mlflow": 5000,
 }
-# What production adds: PostgreSQL, for MLflow alone.
+# What production adds: PostgreSQL, for MLflow and the feedback rows.
 PRODUCTION_PODS = (*PODS, "postgres")
 PRODUCTION_PORTS = {**PORTS, "postgres": 5432}
 
@@ -114,7 +114,9 @@ NEEDED = [
     ("mlflow-mirror", "mlflow", 5000),
     ("mlflow-mirror", "reporting", 8083),
 ]
-PRODUCTION_NEEDED = [*NEEDED, ("mlflow", "postgres", 5432)]
+# In production PostgreSQL holds MLflow's store and the feedback rows (DATABASE_URL).
+POSTGRES_CLIENTS = ("mlflow", "serving-api", "reporting", "reporting-snapshot", "init")
+PRODUCTION_NEEDED = [*NEEDED, *((client, "postgres", 5432) for client in POSTGRES_CLIENTS)]
 RESOLVING = ("webapp", "prometheus", "grafana", "mlflow-mirror")
 
 
@@ -133,11 +135,10 @@ def test_dns_for_those_that_resolve_names(policies, production_policies) -> None
         assert allowed(policies, pod(name), DNS, 53), name
     for name in ("serving-api", "reporting", "init", "mlflow"):
         assert not allowed(policies, pod(name), DNS, 53), name
-    # In production MLflow resolves `postgres`; PostgreSQL resolves nothing.
-    for name in (*RESOLVING, "mlflow"):
+    # In production PostgreSQL's clients resolve `postgres`; PostgreSQL resolves nothing.
+    for name in (*RESOLVING, *POSTGRES_CLIENTS):
         assert allowed(production_policies, pod(name), DNS, 53), name
-    for name in ("serving-api", "reporting", "init", "postgres"):
-        assert not allowed(production_policies, pod(name), DNS, 53), name
+    assert not allowed(production_policies, pod("postgres"), DNS, 53)
 
 
 def check_nothing_else(policies, pods, ports, needed_flows) -> None:
@@ -161,24 +162,24 @@ def test_nothing_else(policies) -> None:
 
 
 def test_nothing_else_in_production(production_policies) -> None:
-    """Everything above, and PostgreSQL reached by MLflow alone (no pod of the stack, no other
-    namespace), reaching nothing."""
+    """Everything above, and PostgreSQL reached by its clients alone (no other pod of the stack,
+    no other namespace), reaching nothing."""
     check_nothing_else(production_policies, PRODUCTION_PODS, PRODUCTION_PORTS, PRODUCTION_NEEDED)
     for destination, port in PRODUCTION_PORTS.items():
         assert not allowed(production_policies, pod("postgres"), pod(destination), port)
 
 
-def test_mlflow_and_postgres_admit_their_one_client_whatever_the_others_egress(
+def test_mlflow_and_postgres_admit_their_clients_alone_whatever_the_others_egress(
     production_policies,
 ) -> None:
     """Their own ingress rules hold alone, not only because every other pod's egress is denied:
     a pod whose egress some later policy opened still could not reach them."""
-    for destination, port, client in (
-        ("mlflow", 5000, "mlflow-mirror"),
-        ("postgres", 5432, "mlflow"),
+    for destination, port, clients in (
+        ("mlflow", 5000, ("mlflow-mirror",)),
+        ("postgres", 5432, POSTGRES_CLIENTS),
     ):
         for source in PRODUCTION_PODS:
             admitted = admits(production_policies, "Ingress", pod(destination), pod(source), port)
-            assert admitted is (source == client), (source, destination)
+            assert admitted is (source in clients), (source, destination)
         unnamed = ({"app": "debug-shell"}, NAMESPACE)
         assert not admits(production_policies, "Ingress", pod(destination), unnamed, port)

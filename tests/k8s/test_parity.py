@@ -13,13 +13,15 @@ from k8s.generate import Generator
 from tests.k8s import parity
 
 POSTGRES_URL = "postgresql+psycopg://mlflow:$(POSTGRES_PASSWORD)@postgres:5432/mlflow"
+FEEDBACK_URL = "postgresql://mlflow@postgres:5432/mlflow"  # its password: PGPASSWORD
 
 
 @pytest.mark.parametrize("overlay", ["local", "production"])
 def test_every_container_runs_what_compose_runs(rendered, overlay: str) -> None:
     docs = rendered[overlay][1]
     if overlay == "production":
-        # The project's images at a version, and MLflow's store in PostgreSQL; nothing else differs.
+        # The project's images at a version, MLflow's store and the feedback rows in PostgreSQL;
+        # nothing else differs.
         docs = copy.deepcopy(docs)
         for doc in docs:
             if doc["kind"] in ("Deployment", "Job", "CronJob"):
@@ -35,6 +37,19 @@ def test_every_container_runs_what_compose_runs(rendered, overlay: str) -> None:
         assert store == {"name": store["name"], "value": POSTGRES_URL}, store
         store["value"] = ""  # Compose's default: SQLite in MLFLOW_HOME
         mlflow["env"] = others
+        # The feedback rows in PostgreSQL: the URL in the settings, its password from the Secret.
+        settings = parity.generated_name(docs, "ConfigMap", "ctloop-settings")["data"]
+        assert settings["DATABASE_URL"] == FEEDBACK_URL
+        settings["DATABASE_URL"] = ""  # Compose's default: prod_data.csv
+        for doc in docs:
+            if doc["kind"] not in ("Deployment", "Job", "CronJob"):
+                continue
+            for item in parity.pod_spec(doc)["containers"]:
+                passwords = [e for e in item.get("env") or [] if e["name"] == "PGPASSWORD"]
+                assert all(
+                    e["valueFrom"]["secretKeyRef"]["key"] == "postgres_password" for e in passwords
+                )
+                item["env"] = [e for e in item.get("env") or [] if e["name"] != "PGPASSWORD"]
     found = parity.problems(load_compose(), read_env_file(), docs)
     assert not found, "\n".join(found)
 

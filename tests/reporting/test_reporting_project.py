@@ -15,6 +15,8 @@ from evidently.core.report import Snapshot
 from evidently.ui.workspace import Workspace
 
 from ctloop.config import CoreSettings
+from ctloop.prod_data import ProductionRow
+from ctloop.prod_db import PostgresProductionData
 from ctloop.tables import TableError, format_row, prod_header
 from harness.data import REPO, copy_reference, served_feedback, write_prod
 from harness.processes import child_environment
@@ -168,6 +170,26 @@ def test_a_snapshot_reads_the_newest_rows_and_counts_them_all(data_dir: Path, fe
     assert update(small).values == {"feedback_rows": 100, "snapshot_rows": 25}
 
 
+def test_a_snapshot_reads_the_rows_from_postgresql_when_configured(
+    data_dir: Path, feedback, database_url: str
+) -> None:
+    """The dashboard reads either store through ctloop.prod_data; a change is seen by the
+    refresher without a file."""
+    embeddings, targets, predictions = (column[:60] for column in feedback)
+    database = PostgresProductionData(database_url, embeddings.shape[1])
+    for index in range(50):
+        row = ProductionRow(embeddings[index], targets[index], predictions[index], "v0001", "r")
+        database.append(row)
+    settings = reporting_settings(data_dir, min_rows=1000, database_url=database_url)
+    refresher = Refresher(settings)
+
+    assert refresher.tick().values == {"feedback_rows": 50, "snapshot_rows": 50}
+    assert refresher.tick() is None  # nothing changed
+    database.append(ProductionRow(embeddings[50], targets[50], predictions[50], "v0001", "r"))
+    assert refresher.tick().values == {"feedback_rows": 51, "snapshot_rows": 51}
+    assert not settings.prod_data_path.exists()
+
+
 def test_old_snapshots_are_thinned_then_deleted_and_reports_pruned(
     data_dir: Path, feedback
 ) -> None:
@@ -186,7 +208,7 @@ def test_old_snapshots_are_thinned_then_deleted_and_reports_pruned(
     assert thinned["widgets"] == [] and whole["widgets"]
     assert thinned["metric_results"].keys() == whole["metric_results"].keys()
     assert list(settings.reports_path.glob("report-*.html")) == [results[2].html_report]
-    assert not list(data_dir.glob(".*.thin")), "no scratch file left"
+    assert not list(data_dir.glob(".*.json.*")), "no scratch file left"
 
 
 def test_retention_plan_keeps_one_per_step_for_the_days_set() -> None:

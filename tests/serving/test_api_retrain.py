@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import hashlib
+import io
 import os
 import re
 import signal
@@ -15,6 +16,8 @@ import httpx
 import pytest
 
 from ctloop.dataset import load_samples
+from ctloop.embed import load_embedding
+from ctloop.prod_db import PostgresProductionData
 from ctloop.registry import ModelRegistry
 from ctloop.retrain_log import RetrainLog
 from ctloop.trainer import trainer_is_running
@@ -93,9 +96,17 @@ def tree_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def test_200_concurrent_feedbacks_on_2_workers_give_10_retrains(built, tmp_path, samples) -> None:
+@pytest.mark.parametrize("store", ["file", "postgresql"])
+def test_200_concurrent_feedbacks_on_2_workers_give_10_retrains(
+    built, tmp_path, samples, store, request
+) -> None:
+    """The same with the rows in prod_data.csv and in PostgreSQL (DATABASE_URL): the row
+    numbers, the every-k rule and the single trainer do not depend on the store."""
     settings = copy_workspace(built, tmp_path)
-    with LiveServer(settings, tmp_path / "server.log", workers=2, RETRAIN_EVERY="20") as server:
+    env = {"RETRAIN_EVERY": "20"}
+    if store == "postgresql":
+        env["DATABASE_URL"] = request.getfixturevalue("database_url")
+    with LiveServer(settings, tmp_path / "server.log", workers=2, **env) as server:
 
         async def scenario():
             stop = asyncio.Event()
@@ -119,8 +130,14 @@ def test_200_concurrent_feedbacks_on_2_workers_give_10_retrains(built, tmp_path,
         assert numbers == list(range(1, 201))
         assert sum(reply.json()["retrain_triggered"] for reply in replies) == 10
 
-        with settings.prod_data_path.open(newline="") as handle:
-            rows = list(csv.reader(handle))
+        if store == "postgresql":
+            assert not settings.prod_data_path.exists(), "no file: the rows are in the database"
+            n = int(load_embedding(settings.embedding_dir).info["n_components"])
+            exported = b"".join(PostgresProductionData(env["DATABASE_URL"], n).lines()).decode()
+            rows = list(csv.reader(io.StringIO(exported)))
+        else:
+            with settings.prod_data_path.open(newline="") as handle:
+                rows = list(csv.reader(handle))
         assert len(rows) == 201 and all(len(row) == len(rows[0]) for row in rows)
         assert {row[-2] for row in rows[1:]} == {reply.json()["request_id"] for reply in replies}
 
