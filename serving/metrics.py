@@ -9,7 +9,6 @@ files at scrape time, so they count every retrain, whoever ran it and across res
 from __future__ import annotations
 
 import os
-from collections import Counter as Tally
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
 
-from ctloop.prod_data import ProductionData
+from ctloop.prod_data import FeedbackStore
 from ctloop.retrain_log import DECISIONS, RetrainLog
 from ctloop.schedule import RetrainStatus
 from serving_client.records import Stage
@@ -130,7 +129,7 @@ class RetrainCollector:
         self.status = status
 
     def collect(self) -> Iterator[Metric]:
-        decisions = Tally(entry["decision"] for entry in self.ledger.decisions())
+        decisions = self.ledger.decision_counts()
         retrains = CounterMetricFamily(
             "ctloop_retrains", "Retrain decisions, by decision", labels=["decision"]
         )
@@ -160,7 +159,7 @@ class StorageCollector:
     """Whether feedback can be saved, skipped lines of prod_data.csv and the room left, as this
     worker sees them at scrape (statvfs: cheap)."""
 
-    def __init__(self, prod_data: ProductionData, folders: dict[str, Path]) -> None:
+    def __init__(self, prod_data: FeedbackStore, folders: dict[str, Path]) -> None:
         self.prod_data = prod_data
         self.folders = folders
 

@@ -10,7 +10,20 @@ client gets) and, during progressive delivery, the one challenger on stage:
 It is replaced whole and atomically (temporary file, fsync, rename), so every worker reads one
 consistent state: never a half-moved pointer, never an unknown mix. Each move appends one line to
 history.jsonl, with the version's new stage (`champion`, `shadow`, `canary`, `retired`,
-`rolled_back`) and the reason: a version's whole story is in that file.
+`rolled_back`) and the reason: the whole story of every version still registered is in that file.
+
+    {"version": "v0009", "stage": "canary", "since": ..., "reason": ..., "percent": 5.0}
+
+history.jsonl stays bounded (`ctloop.journal`): a move that finds it at HISTORY_ROTATE_BYTES
+(256 KiB) or more, under the registry's lock, first replaces it by a new file whose first line
+carries what the answers need from the moves before:
+
+    {"event": "carry", "at": ..., "last_champion": "v0007", "moves": [every move so far of each
+     version still registered (`ModelRegistry.version_ids`), oldest first]}
+
+the old one kept as `history.<UTC time>.jsonl` beside it (the newest HISTORY_KEEP_ARCHIVES, 3; no
+answer reads them). `history()`, `stages_of()` and `last_champion()` read that file alone, so they
+are bounded, and give the same answers as the whole story for every version still registered.
 """
 
 from __future__ import annotations
@@ -18,23 +31,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from filelock import FileLock
 
-from ctloop.util import (
-    append_json_line,
-    json_bytes,
-    read_json,
-    read_json_lines,
-    utc_iso,
-    write_atomic,
-)
+from ctloop.journal import Journal, since_carry
+from ctloop.util import json_bytes, read_json, utc_iso, write_atomic
 
 log = logging.getLogger("ctloop.pointer")
 
 VERSION = re.compile(r"^v(\d{4,})$")
 STAGES = ("shadow", "canary")
+HISTORY_ROTATE_BYTES = 256 * 1024  # history.jsonl's size at which the next move rotates it
+HISTORY_KEEP_ARCHIVES = 3  # rotated histories kept beside it, newest first
 
 
 class RegistryError(RuntimeError):
@@ -54,10 +64,22 @@ class CorruptPointerError(PointerError):
 
 
 class ServingPointer:
-    def __init__(self, root: Path, lock: FileLock) -> None:
+    """`registered` names the versions still registered: a rotation of the history carries their
+    moves only (every version's, without it)."""
+
+    def __init__(
+        self,
+        root: Path,
+        lock: FileLock,
+        registered: Callable[[], Iterable[str]] | None = None,
+        rotate_bytes: int | None = None,
+    ) -> None:
         self.path = Path(root) / "current.json"
         self.history_path = Path(root) / "history.jsonl"
         self._lock = lock
+        self._registered = registered
+        bound = HISTORY_ROTATE_BYTES if rotate_bytes is None else rotate_bytes
+        self._journal = Journal(self.history_path, lock, bound, HISTORY_KEEP_ARCHIVES)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -90,8 +112,10 @@ class ServingPointer:
         return pointer.get("stage") if pointer else None
 
     def history(self) -> list[dict]:
-        """Every move, oldest first."""
-        return read_json_lines(self.history_path)[0]
+        """Every move, oldest first: since the history was last rotated, after the moves before
+        that of the versions then still registered (a bounded read)."""
+        carry, moves = since_carry(self._journal.read_all())
+        return carried_moves(carry) + moves
 
     def stages_of(self, version: str) -> list[dict]:
         """The stages one version went through, oldest first: {"stage", "since", "reason"}."""
@@ -107,12 +131,8 @@ class ServingPointer:
 
     def last_champion(self) -> str | None:
         """The last version the history made champion (the fallback when current.json is lost)."""
-        for move in reversed(self.history()):
-            if move.get("stage", "champion") == "champion" and VERSION.match(
-                str(move.get("version"))
-            ):
-                return move["version"]
-        return None
+        carry, moves = since_carry(self._journal.read_all())
+        return last_champion_in(moves) or carried_champion(carry)
 
     # -- moving ----------------------------------------------------------------------------------
 
@@ -198,7 +218,7 @@ class ServingPointer:
         write_atomic(self.path, json_bytes(pointer))
         try:
             for move in moves:
-                append_json_line(self.history_path, move)
+                self._journal.append(move, self._carry)
         except OSError:
             log.error(
                 "the pointer move to %s is undone: its history line cannot be written",
@@ -210,3 +230,31 @@ class ServingPointer:
                 else:
                     write_atomic(self.path, before)
             raise
+
+    def _carry(self) -> dict:
+        """What a rotation of the history keeps (under the lock): the last champion, and every
+        move of the versions still registered."""
+        carry, moves = since_carry(self._journal.read_all())
+        last = last_champion_in(moves) or carried_champion(carry)
+        every = carried_moves(carry) + moves
+        if self._registered is not None:
+            kept = {*self._registered(), *([last] if last else [])}
+            every = [move for move in every if str(move.get("version")) in kept]
+        return {"last_champion": last, "moves": every}
+
+
+def last_champion_in(moves: list[dict]) -> str | None:
+    for move in reversed(moves):
+        if move.get("stage", "champion") == "champion" and VERSION.match(str(move.get("version"))):
+            return str(move["version"])
+    return None
+
+
+def carried_champion(carry: dict | None) -> str | None:
+    last = (carry or {}).get("last_champion")
+    return last if isinstance(last, str) and VERSION.match(last) else None
+
+
+def carried_moves(carry: dict | None) -> list[dict]:
+    moves = (carry or {}).get("moves")
+    return [move for move in moves if isinstance(move, dict)] if isinstance(moves, list) else []

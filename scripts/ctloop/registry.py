@@ -5,7 +5,8 @@
       versions/v0002/...
       current.json        {"version": "v0002", ..., "stage": ...}: the served version (and the
                           challenger on stage, during progressive delivery): ctloop.pointer
-      history.jsonl       one line per move of the pointer: ctloop.pointer
+      history.jsonl       one line per move of the pointer, rotated past 256 KiB (the moves of
+                          the versions still registered carried over): ctloop.pointer
       .staging/           versions being written
 
 A version is written in .staging/ (every file fsynced) and renamed into versions/ in one step, so
@@ -73,7 +74,7 @@ class ModelRegistry:
         self.staging_dir = self.root / ".staging"
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(self.root / ".registry.lock"), timeout=60)
-        self.pointer = ServingPointer(self.root, self._lock)
+        self.pointer = ServingPointer(self.root, self._lock, registered=self.version_ids)
         self.current_path = self.pointer.path
         self.history_path = self.pointer.history_path
 
@@ -226,7 +227,8 @@ class ModelRegistry:
         return [version for version in dict.fromkeys(order) if version != wanted]
 
     def history(self) -> list[dict]:
-        """Every move of the pointer, oldest first."""
+        """Every move of the pointer, oldest first (of the versions still registered, before the
+        history's last rotation: `ServingPointer.history`)."""
         return self.pointer.history()
 
     def version_ids(self) -> list[str]:

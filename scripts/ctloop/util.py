@@ -192,6 +192,14 @@ def read_json_lines(path: Path, start: int = 0) -> tuple[list[dict], int]:
             data = handle.read()
     except FileNotFoundError:
         return [], 0
+    entries, end = parse_json_lines(data, path)
+    return entries, start + end
+
+
+def parse_json_lines(data: bytes, name: object = "a file") -> tuple[list[dict], int]:
+    """The complete, valid JSON objects in bytes read from a JSON-lines file, and the length of
+    the complete lines (what follows the last newline is torn, or being written, and left out).
+    A complete line that is not a JSON object is logged (with `name`) and skipped."""
     end = data.rfind(b"\n") + 1
     entries = []
     for line in data[:end].splitlines():
@@ -204,8 +212,8 @@ def read_json_lines(path: Path, start: int = 0) -> tuple[list[dict], int]:
         if isinstance(value, dict):
             entries.append(value)
         else:
-            log.error("skipping an unreadable line of %s: %r", path, line[:120])
-    return entries, start + end
+            log.error("skipping an unreadable line of %s: %r", name, line[:120])
+    return entries, end
 
 
 def last_json_line(path: Path, window: int = 8192) -> dict | None:
