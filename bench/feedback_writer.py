@@ -2,6 +2,7 @@
 
     python bench/feedback_writer.py [--folder DIR] [--seconds 5] [--writers 1 2 4]
     python -m bench.feedback_writer --smoke DIR    # 1 and 2 writers, one round of 0.5 s, in DIR
+    python bench/feedback_writer.py --database-url postgresql://...   # the PostgreSQL store
 
 Every API replica (and every worker in it) appends to the same data/prod_data.csv through
 `ctloop.prod_data.ProductionData.append`: the file lock, the checks, one write, one fsync. This
@@ -11,6 +12,7 @@ count reached, the median of --rounds rounds. Whatever the number of writers, th
 append at a time: the total is the ceiling of the feedback rate on that storage, before HTTP and
 embedding costs (for those, see the /feedback rows of docs/benchmarks.md). Run it on a mounted
 NFS or CephFS folder to measure a ReadWriteMany class (docs/kubernetes.md, "Scaling on Kubernetes").
+With --database-url, the same through `ctloop.prod_db` (one transaction per row, DATABASE_URL).
 """
 
 from __future__ import annotations
@@ -26,13 +28,22 @@ from pathlib import Path
 import numpy as np
 
 from bench import smoke
-from ctloop.prod_data import ProductionData, ProductionRow
+from ctloop.prod_data import FeedbackStore, ProductionData, ProductionRow
 
 COMPONENTS = 32
 
 
-def writer(path: str, seconds: float, start: float, counts) -> None:
-    data = ProductionData(Path(path), COMPONENTS)
+def store(target: str) -> FeedbackStore:
+    """The file at that path, or the PostgreSQL database at that URL."""
+    if target.startswith("postgresql://"):
+        from ctloop.prod_db import PostgresProductionData
+
+        return PostgresProductionData(target, COMPONENTS)
+    return ProductionData(Path(target), COMPONENTS)
+
+
+def writer(target: str, seconds: float, start: float, counts) -> None:
+    data = store(target)
     embedding = np.random.default_rng().normal(size=COMPONENTS).astype(np.float32)
     while time.time() < start:
         time.sleep(0.001)
@@ -43,14 +54,16 @@ def writer(path: str, seconds: float, start: float, counts) -> None:
     counts.put(written)
 
 
-def measure(folder: Path, writers: int, seconds: float) -> tuple[float, int]:
-    """Rows per second all writers reached together, and the rows the file holds."""
-    path = folder / f"prod_data-{writers}-{uuid.uuid4().hex[:6]}.csv"
-    ProductionData(path, COMPONENTS).repair()  # header written, as the API does at start
+def measure(target: str, writers: int, seconds: float) -> tuple[float, int]:
+    """Rows per second all writers reached together, and the rows the store holds."""
+    if not target.startswith("postgresql://"):
+        target = str(Path(target) / f"prod_data-{writers}-{uuid.uuid4().hex[:6]}.csv")
+    store(target).repair()  # header or schema written, as the API does at start
+    before = store(target).count_rows_on_disk()
     counts = multiprocessing.Queue()
     start = time.time() + 0.5
     processes = [
-        multiprocessing.Process(target=writer, args=(str(path), seconds, start, counts))
+        multiprocessing.Process(target=writer, args=(target, seconds, start, counts))
         for _ in range(writers)
     ]
     for process in processes:
@@ -58,14 +71,15 @@ def measure(folder: Path, writers: int, seconds: float) -> tuple[float, int]:
     total = sum(counts.get() for _ in processes)
     for process in processes:
         process.join()
-    on_disk = ProductionData(path, COMPONENTS).count_rows_on_disk()
-    assert on_disk == total, f"{total} rows acknowledged, {on_disk} on disk"
+    on_disk = store(target).count_rows_on_disk() - before
+    assert on_disk == total, f"{total} rows acknowledged, {on_disk} saved"
     return total / seconds, on_disk
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--folder", type=Path, help="where prod_data.csv goes")
+    parser.add_argument("--database-url", help="a PostgreSQL URL instead of a folder")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--writers", type=int, nargs="+", default=[1, 2, 4])
@@ -73,9 +87,11 @@ def main() -> int:
     if args.smoke:
         args.folder = args.smoke
     with tempfile.TemporaryDirectory(dir=args.folder) as folder:
-        print(f"prod_data.csv appends on {folder}, {args.seconds:g} s x {args.rounds} rounds")
+        target = args.database_url or folder
+        where = "PostgreSQL" if args.database_url else folder
+        print(f"feedback appends on {where}, {args.seconds:g} s x {args.rounds} rounds")
         for writers in args.writers:
-            rates = [measure(Path(folder), writers, args.seconds)[0] for _ in range(args.rounds)]
+            rates = [measure(target, writers, args.seconds)[0] for _ in range(args.rounds)]
             print(
                 f"{writers} writer(s): median {statistics.median(rates):,.0f} durable rows/s "
                 f"(rounds: {', '.join(f'{rate:,.0f}' for rate in rates)})"

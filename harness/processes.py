@@ -213,10 +213,12 @@ class MlflowServer(ServerProcess):
 
 
 @contextlib.contextmanager
-def postgres_database(log_path: Path) -> Iterator[str]:
+def postgres_database(log_path: Path, durable: bool = False) -> Iterator[str]:
     """A PostgreSQL server from Debian's packages, in a temporary folder on a free loopback port,
     with a database `mlflow` owned by the user `mlflow` (password authentication); yields its
-    SQLAlchemy URL (psycopg 3). FileNotFoundError when PostgreSQL is not installed."""
+    SQLAlchemy URL (psycopg 3). FileNotFoundError when PostgreSQL is not installed. Without
+    `durable` it does not fsync (tests: a killed client never needs it); benchmarks of durable
+    writes ask for it."""
     import psycopg
 
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
@@ -241,7 +243,8 @@ def postgres_database(log_path: Path) -> Iterator[str]:
     )
     server = spawn(
         [*as_user, str(programs / "postgres"), "-D", str(data), "-p", str(port),
-         "-k", str(folder), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+         "-k", str(folder), "-c", "listen_addresses=127.0.0.1",
+         "-c", f"fsync={'on' if durable else 'off'}"],
         child_environment(),
         log_path,
     )  # fmt: skip

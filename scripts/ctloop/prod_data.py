@@ -37,18 +37,19 @@ import os
 import threading
 from collections.abc import Iterator
 from collections.abc import Iterator as Lines
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, Union
 
 import numpy as np
 from filelock import FileLock
 
+# Re-exported: every caller imports a row and the errors from the owner of the file.
+from ctloop.feedback import NoRoomError as NoRoomError
+from ctloop.feedback import ProductionDataError as ProductionDataError
+from ctloop.feedback import ProductionRow as ProductionRow
 from ctloop.tables import (
     Table,
-    TableError,
     check_line,
-    embedding_row,
     empty_table,
     format_row,
     parse_table,
@@ -74,41 +75,6 @@ CHUNK = 1 << 20
 CHECKPOINT_BYTES = 8 << 20  # checked between two checkpoints (about 23,000 rows of 32 columns)
 CHECKPOINT_TAIL = 4096  # bytes before a checkpoint's point that must be unchanged to resume
 SKIPPED_TEXT_BYTES = 200  # of a skipped line, kept in the side file
-
-
-class ProductionDataError(TableError):
-    """prod_data.csv cannot take appends: its header is damaged or it cannot be written."""
-
-
-class NoRoomError(ProductionDataError):
-    """A row could not be written whole: the disk, a quota or the file-size limit is full. Nothing
-    was kept; the next append tries again."""
-
-
-@dataclass(frozen=True)
-class ProductionRow:
-    """One feedback row: the image's embedding, its true class and the served answer."""
-
-    embedding: np.ndarray
-    target: str
-    prediction: str
-    model_version: str
-    request_id: str
-    client_prediction: str = ""
-    timestamp: str = field(default_factory=utc_iso)
-
-    def to_line(self) -> bytes:
-        return embedding_row(
-            self.embedding,
-            [
-                self.target,
-                self.prediction,
-                self.model_version,
-                self.timestamp,
-                self.request_id,
-                self.client_prediction,
-            ],
-        )
 
 
 class ProductionData:

@@ -26,12 +26,11 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from ctloop.feedback import ProductionDataError, ProductionRow
 from ctloop.tables import Table, check_line, empty_table, format_row, parse_table, prod_header
 
 if TYPE_CHECKING:
     import psycopg
-
-    from ctloop.prod_data import ProductionRow
 
 log = logging.getLogger("ctloop.prod_db")
 
@@ -208,9 +207,7 @@ class PostgresProductionData:
                 self._connection.close()
         self._connection = None
 
-    def _fault(self, reason: str) -> Exception:
-        from ctloop.prod_data import ProductionDataError
-
+    def _fault(self, reason: str) -> ProductionDataError:
         self.problem = f"{self.url_for_messages}: {reason}"
         log.error("the feedback store refuses appends: %s", self.problem)
         return ProductionDataError(self.problem)
