@@ -18,7 +18,7 @@ from ctloop.credentials import resolve
 from ctloop.embed import EmbeddingError, load_embedding
 from ctloop.prod_data import ProductionDataError, open_production
 from ctloop.registry import ModelRegistry
-from ctloop.retrain_log import RetrainLog
+from ctloop.retrain_log import open_ledger
 from serving.delivery import CanaryHealth, StageCollector
 from serving.docs import install_docs
 from serving.errors import install_error_handlers
@@ -47,7 +47,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     retraining = Retraining(
         settings,
         prod_data,
-        RetrainLog(settings.retrain_log_path),
+        open_ledger(settings),
         registry_damaged=lambda: models.model is None or models.fallback is not None,
     )
     launcher = TrainerLauncher(retraining.needs_trainer, settings.trainer_check_seconds)

@@ -13,6 +13,8 @@ prod_data.csv, for API replicas on several machines that share no file system.
   they return, whatever the history.
 - One trainer at a time: `TrainerLock`, a session advisory lock (pg_try_advisory_lock), which
   PostgreSQL releases when the holder's connection ends, a dead trainer included.
+- The retrain ledger: `PostgresJournal`, the same lines and rotation as retrains.jsonl
+  (ctloop.journal), for ctloop.retrain_log.
 
 The connection is opened on first use and again after a failure; a failure is reported like the
 file's (`ProductionDataError`, `problem`), and the next call tries again.
@@ -21,9 +23,11 @@ file's (`ProductionDataError`, `problem`), and the next call tries again.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctloop.feedback import ProductionDataError, ProductionRow
@@ -259,3 +263,123 @@ def redact(url: str) -> str:
     credentials, _, host = rest.rpartition("@")
     user = credentials.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}"
+
+
+LEDGER_LOCK_KEY = 0x6374_6C6F_6F71  # the retrain ledger's appends and rotations, one at a time
+LEDGER_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ctloop_retrain_log (
+    id bigserial PRIMARY KEY,
+    entry text NOT NULL,
+    is_carry boolean NOT NULL DEFAULT false,
+    saved_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS ctloop_retrain_log_carries ON ctloop_retrain_log (id) WHERE is_carry;
+"""
+LATEST_CARRY = "SELECT coalesce(max(id), 0) FROM ctloop_retrain_log WHERE is_carry"
+ROTATE_ROWS = 4000  # lines since the last carry at which an append rotates (about 1 MiB)
+KEEP_ROTATIONS = 3  # rotations' worth of older lines kept, as the file keeps 3 archives
+
+
+class PostgresJournal:
+    """The retrain ledger's lines in PostgreSQL, with ctloop.journal.Journal's interface: the
+    same carry lines and rotation, so RetrainLog's answers are the same from either store.
+
+    An append is one transaction under an advisory lock: when ROTATE_ROWS lines follow the last
+    carry, it first adds a carry line (RetrainLog's state, read inside the same transaction) and
+    deletes the lines before the KEEP_ROTATIONS-th newest carry. Every read starts at the newest
+    carry line: at most ROTATE_ROWS lines, whatever the history. Lines are stored as the file
+    holds them (JSON text, NaN included)."""
+
+    def __init__(
+        self, url: str, rotate_rows: int = ROTATE_ROWS, keep_rotations: int = KEEP_ROTATIONS
+    ) -> None:
+        self.url = url
+        self.rotate_rows = rotate_rows
+        self.keep_rotations = keep_rotations
+        self._connection: psycopg.Connection | None = None
+        self._lock = threading.RLock()  # re-entered: an append reads the state it carries
+        self._last: int | None = None  # the newest id this reader has seen
+
+    @contextlib.contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        import psycopg
+
+        with self._lock:
+            try:
+                if self._connection is None or self._connection.closed:
+                    self._connection = _connect(self.url)
+                    self._connection.autocommit = True
+                    with self._connection.transaction():
+                        self._connection.execute(LEDGER_SCHEMA)
+                with self._connection.transaction(), self._connection.cursor() as cursor:
+                    yield cursor
+            except psycopg.Error as exc:
+                if self._connection is not None:
+                    with contextlib.suppress(Exception):
+                        self._connection.close()
+                self._connection = None
+                raise OSError(f"{redact(self.url)}: {type(exc).__name__}: {exc}") from exc
+
+    def _entries(self, cursor: Any, after: int) -> tuple[list[dict], int]:
+        cursor.execute(
+            "SELECT id, entry FROM ctloop_retrain_log WHERE id > %s ORDER BY id", (after,)
+        )
+        found = cursor.fetchall()
+        entries = []
+        for _, text in found:
+            try:
+                entry = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                entries.append(entry)
+        return entries, (int(found[-1][0]) if found else after)
+
+    def read_all(self) -> list[dict]:
+        """The newest carry line and every line after it."""
+        with self._cursor() as cursor:
+            cursor.execute(LATEST_CARRY)
+            carry = int(cursor.fetchone()[0])
+            return self._entries(cursor, carry - 1 if carry else 0)[0]
+
+    def read_new(self) -> tuple[list[dict], bool]:
+        """The lines since the last call, and whether to start again from them (the first call,
+        and after a rotation: the lines then start at the newest carry)."""
+        with self._cursor() as cursor:
+            cursor.execute(LATEST_CARRY)
+            carry = int(cursor.fetchone()[0])
+            restart = self._last is None or self._last < carry
+            after = (carry - 1 if carry else 0) if restart else (self._last or 0)
+            entries, self._last = self._entries(cursor, after)
+            return entries, restart
+
+    def archives(self) -> list[Path]:
+        return []  # older lines are rows of the table, not files
+
+    def append(self, entry: dict, carry: Callable[[], dict]) -> None:
+        """One line in its own transaction, after a rotation when one is due; OSError when the
+        database cannot take it."""
+        from ctloop.journal import CARRY
+        from ctloop.util import utc_iso
+
+        with self._cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (LEDGER_LOCK_KEY,))
+            cursor.execute(LATEST_CARRY)
+            latest = int(cursor.fetchone()[0])
+            cursor.execute("SELECT count(*) FROM ctloop_retrain_log WHERE id > %s", (latest,))
+            if int(cursor.fetchone()[0]) >= self.rotate_rows:
+                state = {"event": CARRY, "at": utc_iso(), **carry()}
+                cursor.execute(
+                    "INSERT INTO ctloop_retrain_log (entry, is_carry) VALUES (%s, true)",
+                    (json.dumps(state, separators=(",", ":")),),
+                )
+                cursor.execute(
+                    "DELETE FROM ctloop_retrain_log WHERE id < ("
+                    "SELECT coalesce(min(id), 0) FROM (SELECT id FROM ctloop_retrain_log "
+                    "WHERE is_carry ORDER BY id DESC LIMIT %s) AS kept)",
+                    (self.keep_rotations,),
+                )
+            cursor.execute(
+                "INSERT INTO ctloop_retrain_log (entry) VALUES (%s)",
+                (json.dumps(entry, separators=(",", ":")),),
+            )

@@ -21,6 +21,9 @@ KEEP_ARCHIVES (3) of them, for people: no answer reads them. So a new process (t
 serving worker) reads at most ROTATE_BYTES and one line, whatever the history, and gets the same
 answers as from every line ever written.
 
+With DATABASE_URL set, the same lines and rotation live in PostgreSQL (`open_ledger`,
+ctloop.prod_db.PostgresJournal), and the file is not used.
+
 Light on purpose (no scikit-learn): the serving workers read it for /model and /metrics.
 """
 
@@ -29,11 +32,14 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from filelock import FileLock
 
 from ctloop.journal import CARRY, Journal, since_carry
+
+if TYPE_CHECKING:
+    from ctloop.prod_db import PostgresJournal
 
 DECISIONS = ("promoted", "rejected", "failed", "superseded")
 TRAINED = ("promoted", "rejected")  # decisions of a retrain that trained (a fine-tune, a rebuild)
@@ -132,11 +138,15 @@ class RetrainLog:
     (the whole file again, bounded, after a rotation). Safe to share between threads."""
 
     def __init__(
-        self, path: Path, rotate_bytes: int | None = None, keep_archives: int | None = None
+        self,
+        path: Path,
+        rotate_bytes: int | None = None,
+        keep_archives: int | None = None,
+        journal: Journal | PostgresJournal | None = None,
     ) -> None:
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
-        self._journal = Journal(
+        self._journal = journal or Journal(
             self.path,
             FileLock(str(self.lock_path), timeout=60),
             ROTATE_BYTES if rotate_bytes is None else rotate_bytes,
@@ -232,3 +242,21 @@ class RetrainLog:
         with self._guard:
             self.refresh()
             return self._state.finetunes_since_scratch
+
+
+class LedgerSettings(Protocol):
+    @property
+    def retrain_log_path(self) -> Path: ...
+
+    @property
+    def database_url(self) -> str | None: ...
+
+
+def open_ledger(settings: LedgerSettings) -> RetrainLog:
+    """The configured ledger: in PostgreSQL when DATABASE_URL is set (ctloop.prod_db), else
+    artifacts/retrains.jsonl; the same lines and answers either way."""
+    if settings.database_url:
+        from ctloop.prod_db import PostgresJournal
+
+        return RetrainLog(settings.retrain_log_path, journal=PostgresJournal(settings.database_url))
+    return RetrainLog(settings.retrain_log_path)

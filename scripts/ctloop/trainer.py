@@ -31,7 +31,7 @@ from ctloop.prod_data import open_production
 from ctloop.prod_db import TrainerLock
 from ctloop.recovery import heal
 from ctloop.registry import ModelRegistry, RegistryError
-from ctloop.retrain_log import RetrainLog
+from ctloop.retrain_log import RetrainLog, open_ledger
 from ctloop.schedule import RebuildYieldedError, RetrainStatus, retrain_status
 from ctloop.stage import release, review_stage_safely
 from ctloop.triggers import RetrainPlan, TriggerCheck, check_due, check_window, plan_retrain
@@ -108,7 +108,7 @@ def trainer_is_running(settings: CoreSettings) -> bool:
 def run_pending(settings: CoreSettings) -> list[dict]:
     """Decide every retrain due unless another trainer is doing it; return the decisions."""
     lock = trainer_lock(settings)
-    ledger = RetrainLog(settings.retrain_log_path)
+    ledger = open_ledger(settings)
     outcomes: list[dict] = []
     while True:
         try:

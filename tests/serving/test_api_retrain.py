@@ -19,7 +19,7 @@ from ctloop.dataset import load_samples
 from ctloop.embed import load_embedding
 from ctloop.prod_db import PostgresProductionData
 from ctloop.registry import ModelRegistry
-from ctloop.retrain_log import RetrainLog
+from ctloop.retrain_log import open_ledger
 from ctloop.trainer import trainer_is_running
 from harness import loopback
 from harness.data import copy_workspace
@@ -30,8 +30,8 @@ pytestmark = pytest.mark.slow
 
 
 def decisions(settings) -> list[dict]:
-    """The retrain decisions logged so far (attempt lines left out)."""
-    return RetrainLog(settings.retrain_log_path).decisions()
+    """The retrain decisions logged so far (attempt lines left out), from either store."""
+    return open_ledger(settings).decisions()
 
 
 def feedback_items(settings, count: int) -> list[tuple[bytes, str]]:
@@ -106,6 +106,7 @@ def test_200_concurrent_feedbacks_on_2_workers_give_10_retrains(
     env = {"RETRAIN_EVERY": "20"}
     if store == "postgresql":
         env["DATABASE_URL"] = request.getfixturevalue("database_url")
+        settings = settings.model_copy(update={"database_url": env["DATABASE_URL"]})
     with LiveServer(settings, tmp_path / "server.log", workers=2, **env) as server:
 
         async def scenario():
@@ -132,6 +133,7 @@ def test_200_concurrent_feedbacks_on_2_workers_give_10_retrains(
 
         if store == "postgresql":
             assert not settings.prod_data_path.exists(), "no file: the rows are in the database"
+            assert not settings.retrain_log_path.exists(), "the ledger is in the database too"
             n = int(load_embedding(settings.embedding_dir).info["n_components"])
             exported = b"".join(PostgresProductionData(env["DATABASE_URL"], n).lines()).decode()
             rows = list(csv.reader(io.StringIO(exported)))
