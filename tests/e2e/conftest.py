@@ -6,9 +6,9 @@ import os
 
 import pytest
 
+from harness.compose import Stack, compose_command, copy_repository, write_figures
 from harness.data import typical_samples
 from harness.processes import free_port
-from tests.e2e.stack import Stack, compose_command, copy_repository, write_figures
 
 K = 10  # RETRAIN_EVERY for this run: k feedbacks start one retrain
 FIGURES: dict = {}

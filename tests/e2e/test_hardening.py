@@ -15,9 +15,9 @@ import zlib
 import pytest
 
 from harness import loopback
+from harness.compose import Stack
 from harness.processes import wait_for
 from tests.e2e.conftest import FIGURES
-from tests.e2e.stack import Stack
 
 pytestmark = pytest.mark.docker
 

@@ -17,11 +17,11 @@ import pytest
 
 from harness import loopback
 from harness.browser import CHROMIUM_ARGS, find_chromium
+from harness.compose import REPO, Stack, compose_command, copy_repository, write_figures
 from harness.processes import free_port, wait_for
 from monitoring.alerts import main as generate_rules
 from monitoring.alerts import rules as alert_rules
 from monitoring.dashboards import as_promql, committed_dashboards, panel_queries
-from tests.e2e.stack import REPO, Stack, compose_command, copy_repository, write_figures
 
 pytestmark = pytest.mark.docker
 

@@ -16,8 +16,8 @@ import pytest
 
 from harness import loopback
 from harness.browser import CHROMIUM_ARGS, find_chromium
+from harness.compose import Stack, copy_repository
 from tests.e2e.conftest import FIGURES, K, free_port
-from tests.e2e.stack import Stack, copy_repository
 
 pytestmark = pytest.mark.docker
 

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from harness import loopback
-from tests.e2e.stack import image_available
+from harness.compose import image_available
 from tests.k8s.docker_pods import (
     HELPER_IMAGE,
     Pods,

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from harness import loopback
+from harness.compose import image_available, write_figures
 from pictures import encode, render_grid
-from tests.e2e.stack import image_available, write_figures
 from tests.k8s.docker_pods import Pods, build_images, docker, require_docker, wait_probe
 from tests.k8s.manifests import find, one, pod_spec
 

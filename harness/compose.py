@@ -1,4 +1,5 @@
-"""A copy of the repository brought up with Docker Compose on free ports, for end-to-end tests."""
+"""A copy of the repository brought up with Docker Compose on free ports: the end-to-end tests
+and the soak benchmark (bench/soak.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import httpx
 
 from harness import loopback
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 GRAFANA = "grafana"
 
 
