@@ -57,6 +57,7 @@ INSERT INTO ctloop_prod_data (row_number, line, n_components)
 SELECT value, %s, %s FROM next RETURNING row_number
 """
 READ_CHUNK = 10_000  # rows fetched at once by the export
+NEWEST = 2**62  # no row number is larger: "up to the newest"
 
 
 def _connect(url: str) -> psycopg.Connection:
@@ -122,18 +123,11 @@ class PostgresProductionData:
         """Rows `first`..`last` (1-based, inclusive; `last` defaults to the newest)."""
         first = max(first, 1)
         with self._cursor() as cursor:
-            if last is None:
-                cursor.execute(
-                    "SELECT row_number, line FROM ctloop_prod_data WHERE row_number >= %s "
-                    "ORDER BY row_number",
-                    (first,),
-                )
-            else:
-                cursor.execute(
-                    "SELECT row_number, line FROM ctloop_prod_data "
-                    "WHERE row_number BETWEEN %s AND %s ORDER BY row_number",
-                    (first, last),
-                )
+            cursor.execute(
+                "SELECT row_number, line FROM ctloop_prod_data "
+                "WHERE row_number BETWEEN %s AND %s ORDER BY row_number",
+                (first, NEWEST if last is None else last),
+            )
             found = cursor.fetchall()
         if not found:
             return empty_table(self.n_components, self.header[self.n_components :])
