@@ -1,7 +1,9 @@
-"""The production overlay's PostgreSQL and MLflow started with Docker exactly as their specs say
-(tests/k8s/docker_pods): PostgreSQL initialises its database on its claim as the image's user
-with a read-only root, MLflow reaches it by the Service's name with the URL Kubernetes completes
-from the Secret, keeps its runs there (not in SQLite), and the data outlives a restart.
+"""The production overlay's PostgreSQL, MLflow, init Job and API started with Docker exactly as
+their specs say (tests/k8s/docker_pods): PostgreSQL initialises its database on its claim as the
+image's user with a read-only root, MLflow reaches it by the Service's name with the URL
+Kubernetes completes from the Secret, keeps its runs there (not in SQLite), and the data outlives
+a restart; two API replicas keep their feedback rows in it (DATABASE_URL, PGPASSWORD), not in a
+file.
 
 The upstream `postgres` image is pulled where a registry answers; CI builds a stand-in from
 Debian's packages first (.ci/postgres-image.sh). The project's images are the ones Compose builds,
@@ -9,6 +11,7 @@ as in test_docker_run.py (the overlay's `:0.1.0` tags dropped)."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import time
 
@@ -16,6 +19,7 @@ import pytest
 
 from harness import loopback
 from harness.compose import image_available
+from pictures import encode, render_grid
 from tests.k8s.docker_pods import (
     HELPER_IMAGE,
     Pods,
@@ -42,7 +46,8 @@ def pods(rendered, tmp_path_factory):
     database = container(one(docs, "StatefulSet", "postgres"), "postgres")["image"]
     if not image_available(database):
         pytest.skip(f"{database} cannot be pulled here: run .ci/postgres-image.sh")
-    build_images({"ctloop-tracking", HELPER_IMAGE})  # the helper gives claims to their fsGroup
+    # The helper gives claims to their fsGroup.
+    build_images({"ctloop-tracking", "ctloop-serving", HELPER_IMAGE})
     running = Pods(docs, tmp_path_factory.mktemp("production-pods"))
     try:
         yield running
@@ -69,6 +74,44 @@ def postgres(pods) -> str:
 @pytest.fixture(scope="module")
 def mlflow(pods, postgres) -> str:
     return started(pods, "Deployment", "mlflow")
+
+
+@pytest.fixture(scope="module")
+def api_replicas(pods, postgres) -> list[str]:
+    """The init Job run to completion, then two API replicas answering their probes."""
+    code, logs = pods.run_to_completion(one(pods.docs, "Job", "init"))
+    assert code == 0, logs
+    deployment = one(pods.docs, "Deployment", "serving-api")
+    (spec,) = pod_spec(deployment)["containers"]
+    names = [pods.start(deployment, replica) for replica in range(2)]
+    for name in names:
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            if probe in spec:
+                wait_probe(pods, name, spec, spec[probe], SLACK)
+    return names
+
+
+def test_the_api_replicas_keep_feedback_in_postgres(pods, postgres, api_replicas) -> None:
+    """Feedback through either replica: one count, the rows in PostgreSQL, no prod_data.csv."""
+    token = pods.object_data("Secret", secret_name(pods))["api_token"].strip()
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    image = base64.b64encode(encode(render_grid(digits.images[3] / 16.0, scale=4))).decode()
+    rows = []
+    for name in api_replicas * 2:  # alternately, two each
+        reply = loopback.post(
+            pods.url(name, 8080) + "/feedback",
+            json={"image": image, "target": str(digits.target[3])},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        assert reply.status_code == 200, reply.text
+        rows.append(reply.json()["rows"])
+    assert rows == [1, 2, 3, 4]  # one count, whichever replica wrote
+    assert sql(pods, postgres, "SELECT count(*) FROM ctloop_prod_data") == "4"
+    listing = docker("exec", api_replicas[0], "ls", "/app/data").stdout.split()
+    assert "prod_data.csv" not in listing, listing
 
 
 def sql(pods: Pods, name: str, query: str) -> str:
