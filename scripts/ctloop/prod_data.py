@@ -36,7 +36,6 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
-from collections.abc import Iterator as Lines
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, Union
 
@@ -176,7 +175,7 @@ class ProductionData:
             end = _complete_size(descriptor, os.fstat(descriptor).st_size)
             return max(self._lines_to(descriptor, end) - 1, 0)
 
-    def lines(self) -> Lines[bytes]:
+    def lines(self) -> Iterator[bytes]:
         """The header line, then every valid row's line in order (for the export)."""
         yield self.header_line
         with self._reading() as descriptor:
