@@ -1,0 +1,231 @@
+"""Audio bytes -> the log-mel grid the embedding expects: the preprocessing of sound.
+
+The only place a sound is decoded, mixed down, resampled, trimmed and turned into a spectrogram,
+as ctloop.preprocess is for pictures. Its output has the same form as a picture's: a float32
+vector of values in [0, 1] (an `n_mels` x `frames` grid, low frequencies first, time along a
+row), so the embedding, ref_data.csv, training and serving take it as they take a picture.
+
+1. decode (WAV, FLAC, OGG/Vorbis, MP3: libsndfile, through `soundfile`), refusing empty, unknown,
+   corrupt or too long input (MAX_SECONDS of sound, checked on the header before decoding);
+2. mix the channels down to mono, resample to `sample_rate` (a polyphase filter, scipy);
+3. trim leading and trailing silence (frames more than `top_db` below the loudest), refusing
+   a sound that is silence throughout;
+4. normalise the loudness (RMS to `target_rms`), then pad with silence or cut, centred, to
+   `seconds`;
+5. power spectrogram (Hann window, `n_fft`, scipy), a mel filter bank of `n_mels` bands (Slaney's
+   formula, librosa's default), decibels relative to the loudest cell, floored at -`top_db`,
+   scaled to [0, 1], and averaged down to `frames` columns.
+
+Libraries: `soundfile` (libsndfile, a C library with 20 years of use) decodes; scipy (already a
+dependency) resamples and computes the short-time Fourier transform; the mel filter bank is its
+formula, a few lines (librosa would bring numba and llvmlite, about 150 MB per image and a JIT
+at start, for these three functions).
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from math import gcd
+
+import numpy as np
+
+MAX_SECONDS = 30.0  # of sound in one request or file, checked before decoding
+MAX_CHANNELS = 8
+
+
+class AudioError(ValueError):
+    """Base class of every reason a sound is refused; `code` is a short machine-readable tag."""
+
+    code = "invalid_audio"
+
+
+class EmptyAudioError(AudioError):
+    code = "empty_audio"
+
+
+class NotAudioError(AudioError):
+    code = "not_audio"
+
+
+class CorruptAudioError(AudioError):
+    code = "corrupt_audio"
+
+
+class AudioTooLongError(AudioError):
+    code = "audio_too_long"
+
+
+class SilentAudioError(AudioError):
+    code = "silent_audio"
+
+
+@dataclass(frozen=True)
+class AudioSpec:
+    """Parameters of the audio preprocessing; stored in every model manifest."""
+
+    sample_rate: int = 16_000
+    seconds: float = 1.0  # every sound is brought to this duration
+    n_mels: int = 32
+    frames: int = 32  # columns of the grid: n_mels x frames values
+    n_fft: int = 512
+    top_db: float = 40.0  # trimming and the spectrogram's floor, below the loudest
+    target_rms: float = 0.1
+
+    @property
+    def n_values(self) -> int:
+        return self.n_mels * self.frames
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> AudioSpec:
+        return cls(**{key: values[key] for key in cls.__dataclass_fields__ if key in values})
+
+
+def preprocess_audio(
+    data: bytes, spec: AudioSpec | None = None, max_seconds: float = MAX_SECONDS
+) -> np.ndarray:
+    """Decode audio bytes into a float32 vector of n_mels x frames values in [0, 1]."""
+    spec = spec or AudioSpec()
+    samples, rate = decode_audio(data, max_seconds)
+    return log_mel_grid(prepare(samples, rate, spec), spec)
+
+
+def preprocess_audio_many(
+    sounds: list[bytes], spec: AudioSpec | None = None, max_seconds: float = MAX_SECONDS
+) -> np.ndarray:
+    spec = spec or AudioSpec()
+    out = np.empty((len(sounds), spec.n_values), dtype=np.float32)
+    for row, data in enumerate(sounds):
+        out[row] = preprocess_audio(data, spec, max_seconds)
+    return out
+
+
+def decode_audio(data: bytes, max_seconds: float = MAX_SECONDS) -> tuple[np.ndarray, int]:
+    """Mono float32 samples in [-1, 1] and their sample rate; AudioError when refused."""
+    import soundfile
+
+    if not data:
+        raise EmptyAudioError("the audio file is empty")
+    try:
+        with soundfile.SoundFile(io.BytesIO(data)) as sound:
+            rate, channels, frames = sound.samplerate, sound.channels, sound.frames
+            if rate <= 0 or not 0 < channels <= MAX_CHANNELS:
+                raise CorruptAudioError(f"{channels} channels at {rate} Hz: not a sound to hear")
+            if frames > max_seconds * rate:
+                raise AudioTooLongError(
+                    f"{frames / rate:.1f} s of sound: at most {max_seconds:g} s are accepted"
+                )
+            samples = sound.read(dtype="float32", always_2d=True)
+    except soundfile.LibsndfileError as exc:
+        text = str(exc).lower()
+        if "format" in text or "recognised" in text or "recognized" in text:
+            raise NotAudioError(
+                "not a sound file this server reads (WAV, FLAC, OGG/Vorbis or MP3)"
+            ) from exc
+        raise CorruptAudioError(f"the audio cannot be decoded ({exc})") from exc
+    except (RuntimeError, EOFError, ValueError) as exc:
+        if isinstance(exc, AudioError):
+            raise
+        raise CorruptAudioError(f"the audio cannot be decoded ({exc})") from exc
+    if len(samples) == 0:
+        raise EmptyAudioError("the audio file holds no sound")
+    mono = samples.mean(axis=1)
+    if not np.all(np.isfinite(mono)):
+        raise CorruptAudioError("the audio holds samples that are not numbers")
+    return mono.astype(np.float32), int(rate)
+
+
+def prepare(samples: np.ndarray, rate: int, spec: AudioSpec) -> np.ndarray:
+    """Resampled, trimmed, normalised and brought to `spec.seconds` (steps 2 to 4)."""
+    from scipy.signal import resample_poly
+
+    if rate != spec.sample_rate:
+        common = gcd(rate, spec.sample_rate)
+        samples = resample_poly(samples, spec.sample_rate // common, rate // common)
+    samples = trim_silence(np.asarray(samples, dtype=np.float32), spec)
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    samples = samples * np.float32(spec.target_rms / rms)
+    wanted = round(spec.seconds * spec.sample_rate)
+    if len(samples) >= wanted:
+        start = (len(samples) - wanted) // 2
+        return samples[start : start + wanted]
+    before = (wanted - len(samples)) // 2
+    return np.pad(samples, (before, wanted - len(samples) - before))
+
+
+def trim_silence(samples: np.ndarray, spec: AudioSpec) -> np.ndarray:
+    """Leading and trailing frames more than `top_db` below the loudest frame cut off."""
+    hop = spec.n_fft // 4
+    if len(samples) < spec.n_fft:
+        frames = samples[None, :]
+    else:
+        count = 1 + (len(samples) - spec.n_fft) // hop
+        index = np.arange(spec.n_fft)[None, :] + hop * np.arange(count)[:, None]
+        frames = samples[index]
+    energy = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
+    peak = float(energy.max()) if len(energy) else 0.0
+    if peak <= 1e-6:
+        raise SilentAudioError("the sound is silence throughout")
+    loud = np.flatnonzero(energy >= peak * 10 ** (-spec.top_db / 20))
+    start, stop = int(loud[0]) * hop, int(loud[-1]) * hop + spec.n_fft
+    return samples[start:stop]
+
+
+def log_mel_grid(samples: np.ndarray, spec: AudioSpec) -> np.ndarray:
+    """The n_mels x frames grid in [0, 1] of a prepared sound (step 5), low bands first."""
+    from scipy.signal import stft
+
+    _, _, spectrum = stft(
+        samples,
+        fs=spec.sample_rate,
+        window="hann",
+        nperseg=spec.n_fft,
+        noverlap=spec.n_fft - spec.n_fft // 4,
+        boundary="even",
+        padded=True,
+    )
+    power = np.abs(spectrum) ** 2
+    mel = mel_filters(spec.sample_rate, spec.n_fft, spec.n_mels) @ power
+    db = 10 * np.log10(np.maximum(mel, 1e-12))
+    db = np.maximum(db, db.max() - spec.top_db)
+    scaled = (db - (db.max() - spec.top_db)) / spec.top_db
+    # Average the time axis down to `frames` columns (box filter, as pictures are).
+    edges = np.linspace(0, scaled.shape[1], spec.frames + 1)
+    columns = [
+        scaled[:, int(a) : max(int(b), int(a) + 1)].mean(axis=1)
+        for a, b in itertools.pairwise(edges)
+    ]
+    return np.clip(np.stack(columns, axis=1), 0.0, 1.0).astype(np.float32).reshape(-1)
+
+
+@lru_cache(maxsize=8)
+def mel_filters(rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """Triangular mel filters, (n_mels, n_fft // 2 + 1), Slaney's scale and area normalisation."""
+    frequencies = np.linspace(0, rate / 2, n_fft // 2 + 1)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(rate / 2), n_mels + 2))
+    widths = np.diff(edges)
+    ramps = edges[:, None] - frequencies[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return weights
+
+
+def _hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    """Slaney: linear below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz / (200.0 / 3)
+    log_part = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(hz >= 1000.0, log_part, linear)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    linear = mel * (200.0 / 3)
+    log_part = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0))
+    return np.where(mel >= 15.0, log_part, linear)
