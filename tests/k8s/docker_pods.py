@@ -328,3 +328,25 @@ def wait_probe(pods: Pods, name: str, spec: dict, probe: dict, slack: float) -> 
         time.sleep(1)
     what = probe["httpGet"]["path"] if "httpGet" in probe else " ".join(probe["exec"]["command"])
     raise AssertionError(f"{name}: {what} did not succeed in {budget * slack} s")
+
+
+def feedback_through(pods: Pods, replicas: list[str], token: str) -> list[int]:
+    """One digit sent as feedback twice through each API replica, alternately: the row numbers
+    the replicas answered."""
+    from sklearn.datasets import load_digits
+
+    from pictures import encode, render_grid
+
+    digits = load_digits()
+    image = base64.b64encode(encode(render_grid(digits.images[3] / 16.0, scale=4))).decode()
+    rows = []
+    for name in replicas * 2:
+        reply = loopback.post(
+            pods.url(name, 8080) + "/feedback",
+            json={"image": image, "target": str(digits.target[3])},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        assert reply.status_code == 200, reply.text
+        rows.append(reply.json()["rows"])
+    return rows

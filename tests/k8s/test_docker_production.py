@@ -11,7 +11,6 @@ as in test_docker_run.py (the overlay's `:0.1.0` tags dropped)."""
 
 from __future__ import annotations
 
-import base64
 import copy
 import time
 
@@ -19,12 +18,12 @@ import pytest
 
 from harness import loopback
 from harness.compose import image_available
-from pictures import encode, render_grid
 from tests.k8s.docker_pods import (
     HELPER_IMAGE,
     Pods,
     build_images,
     docker,
+    feedback_through,
     require_docker,
     wait_probe,
 )
@@ -94,20 +93,7 @@ def api_replicas(pods, postgres) -> list[str]:
 def test_the_api_replicas_keep_feedback_in_postgres(pods, postgres, api_replicas) -> None:
     """Feedback through either replica: one count, the rows in PostgreSQL, no prod_data.csv."""
     token = pods.object_data("Secret", secret_name(pods))["api_token"].strip()
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    image = base64.b64encode(encode(render_grid(digits.images[3] / 16.0, scale=4))).decode()
-    rows = []
-    for name in api_replicas * 2:  # alternately, two each
-        reply = loopback.post(
-            pods.url(name, 8080) + "/feedback",
-            json={"image": image, "target": str(digits.target[3])},
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
-        )
-        assert reply.status_code == 200, reply.text
-        rows.append(reply.json()["rows"])
+    rows = feedback_through(pods, api_replicas, token)
     assert rows == [1, 2, 3, 4]  # one count, whichever replica wrote
     assert sql(pods, postgres, "SELECT count(*) FROM ctloop_prod_data") == "4"
     listing = docker("exec", api_replicas[0], "ls", "/app/data").stdout.split()

@@ -7,15 +7,20 @@ Images are built from the Compose file's Dockerfiles."""
 
 from __future__ import annotations
 
-import base64
 import time
 
 import pytest
 
 from harness import loopback
 from harness.compose import image_available, write_figures
-from pictures import encode, render_grid
-from tests.k8s.docker_pods import Pods, build_images, docker, require_docker, wait_probe
+from tests.k8s.docker_pods import (
+    Pods,
+    build_images,
+    docker,
+    feedback_through,
+    require_docker,
+    wait_probe,
+)
 from tests.k8s.manifests import find, one, pod_spec
 
 pytestmark = pytest.mark.docker
@@ -190,21 +195,7 @@ def test_the_mirror_logs_the_first_model_to_mlflow(pods, deployments) -> None:
 
 def test_the_api_replicas_share_one_feedback_file(pods, deployments) -> None:
     token = pods.object_data("Secret", pod_secret_name(pods))["api_token"].strip()
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    cells = digits.images[3] / 16.0  # the dataset's 0..16 levels as 0..1
-    image = base64.b64encode(encode(render_grid(cells, scale=4))).decode()
-    rows = []
-    for name in deployments["serving-api"] * 2:  # alternately, two each
-        reply = loopback.post(
-            pods.url(name, 8080) + "/feedback",
-            json={"image": image, "target": str(digits.target[3])},
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
-        )
-        assert reply.status_code == 200, reply.text
-        rows.append(reply.json()["rows"])
+    rows = feedback_through(pods, deployments["serving-api"], token)
     assert rows == [1, 2, 3, 4]  # one file, one count, whichever replica wrote
 
 
