@@ -35,10 +35,11 @@ from pathlib import Path
 
 import httpx
 
-from bench.history import write_history
+from bench.history import nothing_due, write_history
 from ctloop.retrain_log import RetrainLog
 from harness import loopback
 from harness.compose import Stack, compose_command, copy_repository
+from harness.data import make_settings
 from harness.images import b64
 from harness.processes import free_port
 
@@ -175,12 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             stack.run("stop", "serving-api", "reporting", timeout=300)
             started = time.perf_counter()
             per_row = write_history(root / "data", root / "artifacts", args.rows)
-            ledger = RetrainLog(root / "artifacts" / "retrains.jsonl")
-            decided_before = len(ledger.decisions())
-            ledger.append(
-                {"trigger_rows": args.rows - args.rows % 20, "decision": "rejected",
-                 "version": None, "reasons": [], "reason": "bench.soak: history written"}
-            )  # fmt: skip
+            decided_before = len(RetrainLog(root / "artifacts" / "retrains.jsonl").decisions())
+            nothing_due(make_settings(root), args.rows)  # one decision line, one check line
             give_to(root / "data", root / "data")
             give_to(root / "artifacts", root / "artifacts")
             figures["history_written_seconds"] = round(time.perf_counter() - started, 1)

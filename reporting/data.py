@@ -40,9 +40,8 @@ class MonitoringData:
 def load_monitoring_data(settings: ReportingSettings, rows: int) -> MonitoringData:
     """The reference and the newest `rows` production rows, through their owner modules (the
     file or PostgreSQL, ctloop.prod_data.open_production); no production rows yet is empty."""
-    reference = read_reference(
-        settings.ref_data_path
-    )  # ReferenceMissingError: the dashboard waits for it
+    # ReferenceMissingError: the dashboard waits for it.
+    reference = read_reference(settings.ref_data_path)
     n_components = reference.embeddings.shape[1]
     columns = embedding_columns(n_components)
     # Same n as the reference, or reading raises: the two files must share one vector space.

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import json
 import logging
@@ -436,10 +437,17 @@ FeedbackStore = Union[ProductionData, "PostgresProductionData"]
 def open_production(settings: StoreSettings, n_components: int) -> FeedbackStore:
     """The configured feedback store: PostgreSQL when DATABASE_URL is set, the file otherwise."""
     if settings.database_url:
-        from ctloop.prod_db import PostgresProductionData
-
-        return PostgresProductionData(settings.database_url, n_components)
+        return _postgres_store(settings.database_url, n_components)
     return ProductionData(settings.prod_data_path, n_components)
+
+
+@functools.lru_cache(maxsize=8)
+def _postgres_store(url: str, n_components: int) -> PostgresProductionData:
+    """One store, so one connection, per process and database: the refresher and the trainer's
+    checks open it again and again."""
+    from ctloop.prod_db import PostgresProductionData
+
+    return PostgresProductionData(url, n_components)
 
 
 def _complete_size(descriptor: int, size: int) -> int:

@@ -66,18 +66,56 @@ def _connect(url: str) -> psycopg.Connection:
     return psycopg.connect(url, connect_timeout=10)
 
 
+class _Session:
+    """One connection to `url`, opened on first use (creating `schema`'s tables), and again
+    after a failure; each block one transaction, committed at its end, one block at a time
+    (re-entrant: a block may read through the same session)."""
+
+    def __init__(self, url: str, schema: str) -> None:
+        self.url = url
+        self.schema = schema
+        self._connection: psycopg.Connection | None = None
+        self._lock = threading.RLock()
+
+    @contextlib.contextmanager
+    def cursor(self) -> Iterator[Any]:
+        """A cursor in a transaction; psycopg.Error propagates, the connection dropped first."""
+        import psycopg
+
+        with self._lock:
+            try:
+                if self._connection is None or self._connection.closed:
+                    self._connection = _connect(self.url)
+                    self._connection.autocommit = True  # each block its own transaction
+                    with self._connection.transaction():
+                        self._connection.execute(self.schema)
+                with self._connection.transaction(), self._connection.cursor() as cursor:
+                    yield cursor
+            except psycopg.Error:
+                if self._connection is not None:
+                    with contextlib.suppress(Exception):
+                        self._connection.close()
+                self._connection = None
+                raise
+
+
 class PostgresProductionData:
     """The feedback rows of an embedding of `n_components` columns, in PostgreSQL."""
 
     def __init__(self, url: str, n_components: int) -> None:
-        self.url = url
+        self._session = _Session(url, SCHEMA)
         self.n_components = n_components
         self.header = prod_header(n_components)
         self.skipped_lines = 0  # rows are checked before they are written
         self.problem: str | None = None
-        self._connection: psycopg.Connection | None = None
-        self._lock = threading.Lock()  # one connection per store, one statement at a time
-        self._ready = False
+
+    @property
+    def url(self) -> str:
+        return self._session.url
+
+    @url.setter
+    def url(self, url: str) -> None:
+        self._session.url = url
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -175,44 +213,20 @@ class PostgresProductionData:
     @contextlib.contextmanager
     def _cursor(self) -> Iterator[Any]:
         """A cursor in a transaction committed at the end of the block; a failure is reported
-        as ProductionDataError and drops the connection (the next call connects again)."""
+        as ProductionDataError (the next call connects again)."""
         import psycopg
 
-        with self._lock:
-            try:
-                connection = self._connection_now()
-                with connection.transaction(), connection.cursor() as cursor:
-                    yield cursor
-            except psycopg.Error as exc:
-                self._drop()
-                raise self._fault(f"{type(exc).__name__}: {str(exc).strip()}") from exc
+        try:
+            with self._session.cursor() as cursor:
+                yield cursor
+        except psycopg.Error as exc:
+            raise self._fault(f"{type(exc).__name__}: {str(exc).strip()}") from exc
         self.problem = None
-
-    def _connection_now(self) -> psycopg.Connection:
-        if self._connection is None or self._connection.closed:
-            self._connection = _connect(self.url)
-            self._connection.autocommit = True  # each block is its own explicit transaction
-            self._ready = False
-        if not self._ready:
-            with self._connection.transaction():
-                self._connection.execute(SCHEMA)
-            self._ready = True
-        return self._connection
-
-    def _drop(self) -> None:
-        if self._connection is not None:
-            with contextlib.suppress(Exception):
-                self._connection.close()
-        self._connection = None
 
     def _fault(self, reason: str) -> ProductionDataError:
         self.problem = f"{self.url_for_messages}: {reason}"
         log.error("the feedback store refuses appends: %s", self.problem)
         return ProductionDataError(self.problem)
-
-    def close(self) -> None:
-        with self._lock:
-            self._drop()
 
 
 class TrainerLock:
@@ -290,29 +304,20 @@ class PostgresJournal:
         self.url = url
         self.rotate_rows = rotate_rows
         self.keep_rotations = keep_rotations
-        self._connection: psycopg.Connection | None = None
-        self._lock = threading.RLock()  # re-entered: an append reads the state it carries
+        # Re-entered: an append reads, in its own transaction, the state it carries.
+        self._session = _Session(url, LEDGER_SCHEMA)
         self._last: int | None = None  # the newest id this reader has seen
 
     @contextlib.contextmanager
     def _cursor(self) -> Iterator[Any]:
+        """A cursor in a transaction; a failure is an OSError, as the file's would be."""
         import psycopg
 
-        with self._lock:
-            try:
-                if self._connection is None or self._connection.closed:
-                    self._connection = _connect(self.url)
-                    self._connection.autocommit = True
-                    with self._connection.transaction():
-                        self._connection.execute(LEDGER_SCHEMA)
-                with self._connection.transaction(), self._connection.cursor() as cursor:
-                    yield cursor
-            except psycopg.Error as exc:
-                if self._connection is not None:
-                    with contextlib.suppress(Exception):
-                        self._connection.close()
-                self._connection = None
-                raise OSError(f"{redact(self.url)}: {type(exc).__name__}: {exc}") from exc
+        try:
+            with self._session.cursor() as cursor:
+                yield cursor
+        except psycopg.Error as exc:
+            raise OSError(f"{redact(self.url)}: {type(exc).__name__}: {exc}") from exc
 
     def _entries(self, cursor: Any, after: int) -> tuple[list[dict], int]:
         cursor.execute(
