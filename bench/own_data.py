@@ -47,7 +47,7 @@ def raw_pixels(source: str) -> tuple[np.ndarray, list[str]]:
     three channels; values in [0, 1], one row per image."""
     dataset = load_dataset(source)
     rows = []
-    for data in dataset.images:
+    for data in dataset.inputs:
         image = Image.open(io.BytesIO(data))
         mode = "L" if image.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
         rows.append(np.asarray(image.convert(mode), dtype=np.float32).ravel() / 255.0)

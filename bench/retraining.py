@@ -24,7 +24,7 @@ class FeedbackRows:
     def __init__(self, data: Path, artifacts: Path) -> None:
         model = load_model(ModelRegistry(artifacts).load())
         samples = load_samples(data / "samples")
-        pixels = preprocess_many(samples.images, model.spec)  # the served model's preprocessing
+        pixels = preprocess_many(samples.inputs, model.spec)  # the served model's preprocessing
         self.embeddings, self.served, _ = model.predict_pixels(pixels)
         self.labels, self.version = samples.labels, model.version
         self.store = ProductionData(data / "prod_data.csv", self.embeddings.shape[1])

@@ -117,7 +117,7 @@ def feedback_items(root: Path, count: int) -> list[tuple[bytes, str]]:
     from ctloop.dataset import load_samples
 
     samples = load_samples(root / "data" / "samples")
-    pairs = list(zip(samples.images, samples.labels, strict=True))
+    pairs = list(zip(samples.inputs, samples.labels, strict=True))
     return [pairs[n % len(pairs)] for n in range(count)]
 
 

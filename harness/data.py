@@ -70,14 +70,14 @@ def copy_reference(built: CoreSettings, data_dir: Path) -> Path:
 def typical_samples(samples_dir: Path) -> dict[str, bytes]:
     """For each class, the unseen sample image nearest to its class's mean image."""
     samples = load_samples(samples_dir)
-    pixels = preprocess_many(samples.images)
+    pixels = preprocess_many(samples.inputs)
     labels = np.array(samples.labels)
     chosen = {}
     for label in sorted(set(samples.labels)):
         members = np.flatnonzero(labels == label)
         centre = pixels[members].mean(axis=0)
         best = members[np.linalg.norm(pixels[members] - centre, axis=1).argmin()]
-        chosen[label] = samples.images[best]
+        chosen[label] = samples.inputs[best]
     return chosen
 
 
@@ -85,7 +85,7 @@ def served_feedback(built: CoreSettings) -> tuple[np.ndarray, np.ndarray, np.nda
     """(embeddings, true labels, served labels) of the unseen images, through the served model."""
     samples = load_samples(built.samples_dir)
     model = load_model(ModelRegistry(built.artifacts_dir).load())
-    pixels = np.stack([preprocess(image, model.spec) for image in samples.images])
+    pixels = np.stack([preprocess(image, model.spec) for image in samples.inputs])
     embeddings, labels, _ = model.predict_pixels(pixels)
     return embeddings, np.array(samples.labels), np.asarray(labels).astype(str)
 

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from ctloop.preprocess import ImageError, ImageTooLargeError
+from ctloop.util import InputError
 from serving.middleware import BodyTooLargeError
 from serving_client.records import FieldError
 
@@ -115,9 +115,9 @@ def install_error_handlers(app: FastAPI) -> None:
             response.headers.update(exc.headers)
         return response
 
-    @app.exception_handler(ImageError)
-    async def image_error(request: Request, exc: ImageError) -> JSONResponse:
-        status = 413 if isinstance(exc, ImageTooLargeError) else 422
+    @app.exception_handler(InputError)
+    async def input_error(request: Request, exc: InputError) -> JSONResponse:
+        status = 413 if exc.too_large else 422
         return _response(request, status, exc.code, str(exc))
 
     @app.exception_handler(RequestValidationError)

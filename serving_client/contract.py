@@ -232,21 +232,46 @@ class RetrainOutcome(BaseModel):
 
 
 class Preprocessing(BaseModel):
-    """What a model reads: how an image becomes the cells it sees (the preprocessing recorded
-    in the version's manifest). A client words its page, and draws the cells, after it."""
+    """What a model reads: how an input (an image, a sound) becomes the cells it sees (the
+    preprocessing recorded in the version's manifest). A client words its page, and draws the
+    cells, after it."""
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"framing": "strokes", "size": 8, "channels": 1}]}
+        json_schema_extra={
+            "examples": [
+                {"medium": "image", "framing": "strokes", "size": 8, "channels": 1},
+                {
+                    "medium": "audio",
+                    "framing": "log-mel",
+                    "size": 32,
+                    "columns": 32,
+                    "channels": 1,
+                    "sample_rate": 16000,
+                    "seconds": 1.0,
+                },
+            ]
+        }
     )
 
+    medium: str = Field(
+        "image",
+        description="'image': the model reads pictures; 'audio': sounds (WAV, FLAC, OGG, MP3), "
+        "sent in the same fields as pictures",
+    )
     framing: str = Field(
         description="'strokes': ink on a plain background (handwriting, sketches), framed on "
         "its ink; a grey cell is the ink (1) or the background (0). 'whole': a picture "
         "(photograph, texture) averaged down as it is; a grey cell is its brightness "
-        "(black 0, white 1)"
+        "(black 0, white 1). 'log-mel': a sound's spectrogram, rows are mel bands (low "
+        "first), columns time; a cell is loudness (0: 40 dB below the loudest, 1: the loudest)"
     )
-    size: int = Field(description="The grid's side: the model sees size x size cells")
+    size: int = Field(description="The grid's rows (a picture's side: size x size cells)")
     channels: int = Field(description="Values per cell: 1 (grey), 3 (red, green, blue)")
+    columns: int | None = Field(None, description="The grid's columns, if not `size`")
+    sample_rate: int | None = Field(None, description="Sounds: resampled to this rate (Hz)")
+    seconds: float | None = Field(
+        None, description="Sounds: the silence trimmed, centred in this many seconds"
+    )
 
 
 class ModelInfo(BaseModel):

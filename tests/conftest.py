@@ -26,6 +26,7 @@ from ctloop.reference import build_reference
 from ctloop.registry import ModelRegistry
 from harness.data import make_settings, plain_settings, typical_samples
 from harness.processes import postgres_database
+from harness.speech import write_spoken_digits
 
 TEST_SIZED = {
     "HEAD_MEMBERS": "1",
@@ -127,6 +128,25 @@ def plain_built(tmp_path_factory: pytest.TempPathFactory) -> CoreSettings:
     """Reference data and v0001 built with harness.data.PLAIN_ENV (no augmentation, an
     SVC): serve it with those variables too. Tests must not modify it."""
     return built_once(tmp_path_factory, "plain", plain_settings)
+
+
+@pytest.fixture(scope="session")
+def built_audio(tmp_path_factory: pytest.TempPathFactory) -> CoreSettings:
+    """Reference data and v0001 for a spoken-digit dataset (harness.speech: 6 voices, 3
+    pitches, with and without noise: 360 sounds), at the test sizes. Tests must not modify it."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed: apt-get install espeak-ng (.ci/run does it)")
+
+    def audio_settings(root: Path) -> CoreSettings:
+        folder = root.with_name(f"{root.name}-sounds")
+        with FileLock(f"{folder}.lock"):
+            if not (folder / ".written").exists():
+                shutil.rmtree(folder, ignore_errors=True)
+                write_spoken_digits(folder, speeds=(160,))
+                (folder / ".written").touch()
+        return make_settings(root, dataset=str(folder))
+
+    return built_once(tmp_path_factory, "built_audio", audio_settings)
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ settings = CoreSettings(
 )
 dataset = load_dataset(settings.dataset)
 reference, _ = split_reference_unseen(dataset.labels, settings.unseen_fraction, settings.split_seed)
-pixels = preprocess_many([dataset.images[i] for i in reference])
+pixels = preprocess_many([dataset.inputs[i] for i in reference])
 pca, _ = fit_embedding(pixels, 32)  # the workshop's embedding size
 labels = np.array([str(dataset.labels[i]) for i in reference])
 head = fit_head(pca.transform(pixels).astype(np.float32), labels)

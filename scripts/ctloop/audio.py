@@ -24,20 +24,25 @@ at start, for these three functions).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from math import gcd
+from typing import Any, ClassVar
 
 import numpy as np
+
+from ctloop.util import InputError
 
 MAX_SECONDS = 30.0  # of sound in one request or file, checked before decoding
 MAX_CHANNELS = 8
 
 
-class AudioError(ValueError):
-    """Base class of every reason a sound is refused; `code` is a short machine-readable tag."""
+class AudioError(InputError):
+    """Base class of every reason a sound is refused."""
 
     code = "invalid_audio"
 
@@ -56,6 +61,7 @@ class CorruptAudioError(AudioError):
 
 class AudioTooLongError(AudioError):
     code = "audio_too_long"
+    too_large = True
 
 
 class SilentAudioError(AudioError):
@@ -74,16 +80,24 @@ class AudioSpec:
     top_db: float = 40.0  # trimming and the spectrogram's floor, below the loudest
     target_rms: float = 0.1
 
+    medium: ClassVar[str] = "audio"
+
     @property
-    def n_values(self) -> int:
+    def n_pixels(self) -> int:
+        """Values per sound (as a picture's pixels): n_mels x frames."""
         return self.n_mels * self.frames
 
+    @property
+    def grid_shape(self) -> tuple[int, int, int]:
+        """(rows, columns, channels): mel bands, low first, by time frames."""
+        return self.n_mels, self.frames, 1
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"medium": self.medium, **asdict(self)}
 
     @classmethod
     def from_dict(cls, values: dict) -> AudioSpec:
-        return cls(**{key: values[key] for key in cls.__dataclass_fields__ if key in values})
+        return cls(**{key: values[key] for key in _names(cls) if key in values})
 
 
 def preprocess_audio(
@@ -99,28 +113,56 @@ def preprocess_audio_many(
     sounds: list[bytes], spec: AudioSpec | None = None, max_seconds: float = MAX_SECONDS
 ) -> np.ndarray:
     spec = spec or AudioSpec()
-    out = np.empty((len(sounds), spec.n_values), dtype=np.float32)
+    out = np.empty((len(sounds), spec.n_pixels), dtype=np.float32)
     for row, data in enumerate(sounds):
         out[row] = preprocess_audio(data, spec, max_seconds)
     return out
 
 
+@dataclass(frozen=True)
+class AudioHeader:
+    """What a sound file's header says, read before any sample is decoded."""
+
+    rate: int
+    channels: int
+    frames: int
+
+    @property
+    def samples(self) -> int:
+        """Values decoding it makes (float32 each): frames x channels."""
+        return self.frames * self.channels
+
+
+def read_header(data: bytes, max_seconds: float = MAX_SECONDS) -> AudioHeader:
+    """The header, checked (a sound, at most `max_seconds`); nothing decoded. AudioError."""
+    with _opened(data, max_seconds) as (_, header):
+        return header
+
+
 def decode_audio(data: bytes, max_seconds: float = MAX_SECONDS) -> tuple[np.ndarray, int]:
     """Mono float32 samples in [-1, 1] and their sample rate; AudioError when refused."""
+    with _opened(data, max_seconds) as (sound, header):
+        try:
+            samples = sound.read(dtype="float32", always_2d=True)
+        except (RuntimeError, EOFError, ValueError) as exc:
+            raise CorruptAudioError(f"the audio cannot be decoded ({exc})") from exc
+    if len(samples) == 0:
+        raise EmptyAudioError("the audio file holds no sound")
+    mono = samples.mean(axis=1)
+    if not np.all(np.isfinite(mono)):
+        raise CorruptAudioError("the audio holds samples that are not numbers")
+    return mono.astype(np.float32), header.rate
+
+
+@contextlib.contextmanager
+def _opened(data: bytes, max_seconds: float) -> Iterator[tuple[Any, AudioHeader]]:
+    """The open file and its checked header; libsndfile's refusals as AudioError."""
     import soundfile
 
     if not data:
         raise EmptyAudioError("the audio file is empty")
     try:
-        with soundfile.SoundFile(io.BytesIO(data)) as sound:
-            rate, channels, frames = sound.samplerate, sound.channels, sound.frames
-            if rate <= 0 or not 0 < channels <= MAX_CHANNELS:
-                raise CorruptAudioError(f"{channels} channels at {rate} Hz: not a sound to hear")
-            if frames > max_seconds * rate:
-                raise AudioTooLongError(
-                    f"{frames / rate:.1f} s of sound: at most {max_seconds:g} s are accepted"
-                )
-            samples = sound.read(dtype="float32", always_2d=True)
+        sound = soundfile.SoundFile(io.BytesIO(data))
     except soundfile.LibsndfileError as exc:
         text = str(exc).lower()
         if "format" in text or "recognised" in text or "recognized" in text:
@@ -129,15 +171,19 @@ def decode_audio(data: bytes, max_seconds: float = MAX_SECONDS) -> tuple[np.ndar
             ) from exc
         raise CorruptAudioError(f"the audio cannot be decoded ({exc})") from exc
     except (RuntimeError, EOFError, ValueError) as exc:
-        if isinstance(exc, AudioError):
-            raise
         raise CorruptAudioError(f"the audio cannot be decoded ({exc})") from exc
-    if len(samples) == 0:
-        raise EmptyAudioError("the audio file holds no sound")
-    mono = samples.mean(axis=1)
-    if not np.all(np.isfinite(mono)):
-        raise CorruptAudioError("the audio holds samples that are not numbers")
-    return mono.astype(np.float32), int(rate)
+    with sound:
+        header = AudioHeader(sound.samplerate, sound.channels, sound.frames)
+        if header.rate <= 0 or not 0 < header.channels <= MAX_CHANNELS:
+            raise CorruptAudioError(
+                f"{header.channels} channels at {header.rate} Hz: not a sound to hear"
+            )
+        if header.frames > max_seconds * header.rate:
+            raise AudioTooLongError(
+                f"{header.frames / header.rate:.1f} s of sound: at most {max_seconds:g} s are "
+                "accepted"
+            )
+        yield sound, header
 
 
 def prepare(samples: np.ndarray, rate: int, spec: AudioSpec) -> np.ndarray:
@@ -229,3 +275,8 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
     linear = mel * (200.0 / 3)
     log_part = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0))
     return np.where(mel >= 15.0, log_part, linear)
+
+
+def _names(cls: type) -> list[str]:
+    """The dataclass's fields (its ClassVar `medium` is not one)."""
+    return [field.name for field in fields(cls)]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageFilter
 
+from ctloop.media import spec_from_dict
 from ctloop.preprocess import BlankImageError, PreprocessSpec, preprocess_image
 from pictures import moved_sideways, render_grid
 
@@ -123,9 +124,9 @@ class Augmentation:
         """None when the settings turn augmentation off. The preprocessing is the embedding's
         own (recorded when the reference was built), so copies are made like its rows."""
         config = AugmentConfig.from_settings(settings)
-        spec = PreprocessSpec.from_dict(embedding.info["preprocessing"])
-        if not config.enabled or spec.framing != "strokes":  # rotated, slanted, other pens
-            return None
+        spec = spec_from_dict(embedding.info["preprocessing"])
+        if not (config.enabled and isinstance(spec, PreprocessSpec) and spec.framing == "strokes"):
+            return None  # rotated, slanted, other pens: a pen's strokes only
         return cls(embedding.model, config, seed, spec)
 
 

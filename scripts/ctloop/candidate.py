@@ -20,6 +20,7 @@ from ctloop.embed import StoredEmbedding, load_embedding
 from ctloop.export import pipeline_to_onnx
 from ctloop.gate import RULE, GateSet, decide, gate_score, gate_set
 from ctloop.head import HeadConfig
+from ctloop.media import IMAGE
 from ctloop.predict import (
     EMBEDDING_INPUT,
     EMBEDDING_OUTPUT,
@@ -219,6 +220,7 @@ def build_manifest(head: TrainedHead, embedding_info: dict, gate: dict | None = 
         "classes": head.classes,
         "metrics": head.metrics,
         "training": head.training,
+        "medium": embedding_info.get("medium", IMAGE),
         "preprocessing": embedding_info["preprocessing"],
         "embedding": {
             "sha256": embedding_info["sha256"],

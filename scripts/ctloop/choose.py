@@ -40,7 +40,8 @@ import numpy as np
 from PIL import Image
 
 from ctloop.config import AUTO, CoreSettings
-from ctloop.dataset import ImageDataset, load_dataset, split_reference_unseen
+from ctloop.dataset import Dataset, load_dataset, split_reference_unseen
+from ctloop.media import AUDIO
 from ctloop.preprocess import ImageError, PreprocessSpec, preprocess_many
 from ctloop.training_set import reference_holdout_mask
 
@@ -90,13 +91,36 @@ def requested(settings: CoreSettings) -> dict[str, Any]:
     return {name: getattr(settings, field) for name, field in FIELDS.items()}
 
 
-def resolve(settings: CoreSettings, dataset: ImageDataset | None = None) -> dict:
+def resolve(settings: CoreSettings, dataset: Dataset | None = None) -> dict:
     """The preprocessing and embedding size to build with: the settings' own where set, the
     sweep's choice where `auto`. A JSON-ready record: requested, chosen, why (and the sweep)."""
     asked = requested(settings)
     if AUTO not in asked.values():
         return {"requested": asked, "chosen": asked, "why": "every one set"}
+    dataset = dataset or load_dataset(settings.dataset)
+    if dataset.medium == AUDIO:
+        return audio_choice(settings)
     return {"requested": asked, **sweep(settings, dataset)}
+
+
+# The embedding size of a sound's spectrogram when PCA_COMPONENTS is `auto`: 32 components of
+# the 32 x 32 log-mel grid read held-out spoken digits at 1.00 (tests/code/test_audio.py); the
+# sweep above measures pictures' framings and is not run on sound.
+AUDIO_COMPONENTS = 32
+
+
+def audio_choice(settings: CoreSettings) -> dict:
+    """`resolve` for a dataset of sounds: only the embedding size is chosen, and not measured."""
+    asked = requested(settings)
+    auto = asked["components"] == AUTO
+    components = AUDIO_COMPONENTS if auto else int(asked["components"])
+    why = (
+        f"sound: PCA_COMPONENTS=auto takes {AUDIO_COMPONENTS} for a log-mel grid; the IMAGE_* "
+        "settings do not apply"
+        if auto
+        else "sound: PCA_COMPONENTS as set; the IMAGE_* settings do not apply"
+    )
+    return {"requested": asked, "chosen": {"components": components}, "why": why}
 
 
 def chosen_settings(settings: CoreSettings, record: dict) -> CoreSettings:
@@ -104,15 +128,15 @@ def chosen_settings(settings: CoreSettings, record: dict) -> CoreSettings:
     return settings.model_copy(update=Candidate(**record["chosen"]).values())
 
 
-def native_side(dataset: ImageDataset) -> int:
+def native_side(dataset: Dataset) -> int:
     """The median of the images' longer sides."""
-    sides = [max(Image.open(io.BytesIO(data)).size) for data in dataset.images[:200]]
+    sides = [max(Image.open(io.BytesIO(data)).size) for data in dataset.inputs[:200]]
     return int(np.median(sides))
 
 
-def has_colour(dataset: ImageDataset, sample: int = 200) -> bool:
+def has_colour(dataset: Dataset, sample: int = 200) -> bool:
     """Some image holds a pixel whose channels differ (not a grey picture stored as RGB)."""
-    for data in dataset.images[:sample]:
+    for data in dataset.inputs[:sample]:
         image = Image.open(io.BytesIO(data))
         if image.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr"):
             rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
@@ -121,7 +145,7 @@ def has_colour(dataset: ImageDataset, sample: int = 200) -> bool:
     return False
 
 
-def candidates(dataset: ImageDataset, asked: dict[str, Any] | None = None) -> list[Candidate]:
+def candidates(dataset: Dataset, asked: dict[str, Any] | None = None) -> list[Candidate]:
     """Strokes on grids up to the images' own side; the whole picture on those grids, in grey
     and, when the images hold colour, in colour; two embedding sizes each. A value the settings
     fix (`asked`) is the only one tried."""
@@ -147,7 +171,7 @@ def candidates(dataset: ImageDataset, asked: dict[str, Any] | None = None) -> li
     return found
 
 
-def _rows(settings: CoreSettings, dataset: ImageDataset) -> tuple[np.ndarray, np.ndarray]:
+def _rows(settings: CoreSettings, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """Dataset indices of the training rows (reference, not held out), at most MAX_ROWS, and a
     validation mask over them."""
     from sklearn.model_selection import train_test_split
@@ -284,7 +308,7 @@ def _trained(
     return float(head.metrics["holdout"]["accuracy"])
 
 
-def sweep(settings: CoreSettings, dataset: ImageDataset | None = None) -> dict:
+def sweep(settings: CoreSettings, dataset: Dataset | None = None) -> dict:
     """Every candidate's proxy score, the trial if one was needed, the one chosen and why
     (JSON-ready)."""
     started = time.perf_counter()
@@ -376,17 +400,19 @@ def pick(found: list[Candidate], scores: list[float | None]) -> tuple[Candidate,
 
 
 def _preprocessed(
-    dataset: ImageDataset, rows: np.ndarray, spec: PreprocessSpec, max_pixels: int
+    dataset: Dataset, rows: np.ndarray, spec: PreprocessSpec, max_pixels: int
 ) -> np.ndarray | None:
     """The rows' pixels, or None when the preprocessing refuses one of the images."""
     try:
-        return preprocess_many([dataset.images[i] for i in rows], spec, max_pixels)
+        return preprocess_many([dataset.inputs[i] for i in rows], spec, max_pixels)
     except ImageError:
         return None
 
 
 def explain(record: dict) -> str:
     """The sweep as a table (proxy, then trial), the choice last."""
+    if "candidates" not in record and set(record["chosen"]) == {"components"}:
+        return f"sound: PCA_COMPONENTS={record['chosen']['components']} ({record['why']})"
     if "candidates" not in record:
         return (
             f"nothing to choose: {Candidate(**record['chosen']).settings()} are all set "

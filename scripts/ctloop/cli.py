@@ -63,7 +63,7 @@ def cmd_build_reference(settings: CoreSettings, args: argparse.Namespace) -> int
         f"reference built from {info['dataset']} in {time.perf_counter() - started:.2f} s: "
         f"{info['reference_rows']} rows -> {settings.ref_data_path} "
         f"(PCA {info['n_components']}, {info['explained_variance']:.1%} of variance), "
-        f"{info['unseen_rows']} unseen images -> {settings.samples_dir}/<class>/"
+        f"{info['unseen_rows']} unseen {info['medium']} files -> {settings.samples_dir}/<class>/"
     )
     choice = info["choice"]
     if "candidates" in choice:

@@ -149,6 +149,23 @@ class CoreSettings(DataSettings, SecretsSettings, MonitoringSettings):
         section=LIMITS,
         ge=1,
     )
+    max_audio_seconds: float = setting(
+        30.0,
+        "Longer sounds are refused, on their header, before decoding",
+        env="MAX_AUDIO_SECONDS",
+        section=LIMITS,
+        gt=0,
+        le=600,
+    )
+    audio_seconds: float = setting(
+        1.0,
+        "Audio datasets: each sound, its silence trimmed, is centred in this many seconds "
+        "(padded or cut) before its spectrogram",
+        env="AUDIO_SECONDS",
+        section=DATA,
+        gt=0,
+        le=30,
+    )
     retrain_every: int = setting(
         20,
         "k: a retrain each time prod_data.csv reaches a multiple of k rows",

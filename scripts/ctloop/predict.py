@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnxruntime as ort
 
+from ctloop.media import Spec, spec_from_dict
 from ctloop.preprocess import PreprocessSpec
 from ctloop.registry import VersionFiles
 
@@ -86,7 +87,7 @@ class Model:
     manifest: dict
     image_graph: ImageGraph  # preprocessed images: what the API runs
     classifier: Classifier  # embedding rows: what the gate scores
-    spec: PreprocessSpec = field(default_factory=PreprocessSpec)
+    spec: Spec = field(default_factory=PreprocessSpec)
 
     @property
     def classes(self) -> list[str]:
@@ -110,5 +111,5 @@ def load_model(files: VersionFiles, threads: int = 1) -> Model:
         manifest=manifest,
         image_graph=ImageGraph(files.files["pipeline.onnx"], manifest["classes"], threads),
         classifier=Classifier(files.files["classifier.onnx"], manifest["classes"], threads),
-        spec=PreprocessSpec.from_dict(manifest["preprocessing"]),
+        spec=spec_from_dict(manifest["preprocessing"]),
     )

@@ -27,17 +27,20 @@ averaged down to the grid as it is, in grey or in colour (IMAGE_CHANNELS=3).
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ctloop.util import InputError
+
 ACCEPTED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
 
 
-class ImageError(ValueError):
-    """Base class of every reason an image is refused; `code` is a short machine-readable tag."""
+class ImageError(InputError):
+    """Base class of every reason an image is refused."""
 
     code = "invalid_image"
 
@@ -56,6 +59,7 @@ class CorruptImageError(ImageError):
 
 class ImageTooLargeError(ImageError):
     code = "image_too_large"
+    too_large = True
 
 
 class BlankImageError(ImageError):
@@ -106,6 +110,8 @@ class PreprocessSpec:
     framing: str = "strokes"
     channels: int = 1
 
+    medium: ClassVar[str] = "image"
+
     def __post_init__(self) -> None:
         if self.framing not in FRAMINGS:
             raise ValueError(f"framing {self.framing!r}: one of {', '.join(FRAMINGS)}")
@@ -117,14 +123,19 @@ class PreprocessSpec:
         """Values per image: size x size cells of `channels` values each."""
         return self.size * self.size * self.channels
 
+    @property
+    def grid_shape(self) -> tuple[int, int, int]:
+        """(rows, columns, channels) of the grid the model sees."""
+        return self.size, self.size, self.channels
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"medium": self.medium, **asdict(self)}
 
     @classmethod
     def from_dict(cls, values: dict) -> PreprocessSpec:
         """A spec from a manifest; a field the manifest predates takes its value from before
         that field existed (LEGACY), so an old model keeps the preprocessing it was trained with."""
-        known = {key: values[key] for key in cls.__dataclass_fields__ if key in values}
+        known = {key: values[key] for key in _names(cls) if key in values}
         return cls(**{**LEGACY, **known})
 
 
@@ -516,3 +527,8 @@ def _compute_box_weights(start: float, side: float, size: int, extent: int) -> n
     inside = np.ascontiguousarray(inside)
     inside.flags.writeable = False
     return inside
+
+
+def _names(cls: type) -> list[str]:
+    """The dataclass's fields (its ClassVar `medium` is not one)."""
+    return [field.name for field in fields(cls)]

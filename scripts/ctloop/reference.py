@@ -16,17 +16,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ctloop.audio import AudioSpec
 from ctloop.augment import embedding_fit, embedding_fit_pixels
-from ctloop.choose import FIELDS, chosen_settings, requested, resolve
+from ctloop.choose import FIELDS, audio_choice, chosen_settings, requested, resolve
 from ctloop.config import AUTO, CoreSettings
-from ctloop.dataset import ImageDataset, load_dataset, split_reference_unseen, write_samples
+from ctloop.dataset import Dataset, load_dataset, split_reference_unseen, write_samples
 from ctloop.embed import EmbeddingError, fit_embedding, load_embedding, save_embedding
 from ctloop.encoder import BATCH, components, embedding_graph, encode, features_graph, load_encoder
+from ctloop.media import AUDIO, IMAGE, Limits, Spec, preprocess_input, spec_from_dict
 from ctloop.predict import Embedding
-from ctloop.preprocess import ImageError, PreprocessSpec, preprocess
+from ctloop.preprocess import PreprocessSpec
 from ctloop.prod_data import open_production
 from ctloop.tables import Table, TableError, embedding_row, format_row, parse_table, ref_header
-from ctloop.util import sha256_hex, write_atomic
+from ctloop.util import InputError, sha256_hex, write_atomic
 
 if TYPE_CHECKING:
     from sklearn.decomposition import PCA
@@ -50,6 +52,11 @@ def build_reference(settings: CoreSettings, force: bool = False) -> dict:
         dataset.labels, settings.unseen_fraction, settings.split_seed
     )
     labels = [dataset.labels[i] for i in reference_idx]
+    if settings.embedding_model and dataset.medium != IMAGE:
+        raise ValueError(
+            f"EMBEDDING_MODEL reads pictures; {dataset.name} holds {dataset.medium}: leave "
+            "EMBEDDING_MODEL empty"
+        )
     if settings.embedding_model:
         built = _encoder_embedding(settings, dataset, reference_idx)
     else:
@@ -61,6 +68,7 @@ def build_reference(settings: CoreSettings, force: bool = False) -> dict:
     info = {
         "dataset": dataset.name,
         "dataset_fingerprint": dataset.fingerprint(),
+        "medium": dataset.medium,
         "classes": dataset.classes,
         "split": {"seed": settings.split_seed, "unseen_fraction": settings.unseen_fraction},
         "reference_rows": len(reference_idx),
@@ -88,7 +96,7 @@ def build_reference(settings: CoreSettings, force: bool = False) -> dict:
 class _Built:
     """An embedding fitted on the reference, and the reference's rows through it."""
 
-    spec: PreprocessSpec
+    spec: Spec
     model: bytes
     pca: PCA
     embeddings: np.ndarray
@@ -98,23 +106,31 @@ class _Built:
 
 
 def _pca_embedding(
-    settings: CoreSettings, dataset: ImageDataset, indices: np.ndarray, labels: list[str]
+    settings: CoreSettings, dataset: Dataset, indices: np.ndarray, labels: list[str]
 ) -> _Built:
-    """A PCA of the pixels, the preprocessing and its size chosen where they are `auto`."""
-    choice = resolve(settings, dataset)
-    settings = chosen_settings(settings, choice)
-    spec = preprocess_spec(settings)
-    pixels = _preprocess_dataset(dataset, indices, spec, settings.max_image_pixels)
-    fit = embedding_fit(settings)
-    pca, model = fit_embedding(
-        embedding_fit_pixels(pixels, labels, fit, spec), int(settings.pca_components)
+    """A PCA of the pixels (of a picture, or of a sound's spectrogram), the preprocessing and
+    its size chosen where they are `auto`."""
+    fit: dict
+    if dataset.medium == AUDIO:
+        choice = audio_choice(settings)
+        components = int(choice["chosen"]["components"])
+        spec: Spec = audio_spec(settings)
+        fit = {"augmented_copies": 0}  # the transformations are a pen's
+    else:
+        choice = resolve(settings, dataset)
+        settings = chosen_settings(settings, choice)
+        components = int(settings.pca_components)
+        spec = preprocess_spec(settings)
+        fit = embedding_fit(settings)
+    pixels = _preprocess_dataset(dataset, indices, spec, Limits.from_settings(settings))
+    fit_rows = (
+        pixels if isinstance(spec, AudioSpec) else embedding_fit_pixels(pixels, labels, fit, spec)
     )
+    pca, model = fit_embedding(fit_rows, components)
     return _Built(spec, model, pca, Embedding(model, threads=0)(pixels), choice, fit)
 
 
-def _encoder_embedding(
-    settings: CoreSettings, dataset: ImageDataset, indices: np.ndarray
-) -> _Built:
+def _encoder_embedding(settings: CoreSettings, dataset: Dataset, indices: np.ndarray) -> _Built:
     """EMBEDDING_MODEL's pooled features, a PCA fitted on top; images encoded a batch at a time
     (a 224 x 224 colour image is 600 kB of floats)."""
     from sklearn.decomposition import PCA
@@ -137,7 +153,7 @@ def _encoder_embedding(
                 "at auto"
             )
     features_model = features_graph(encoder)
-    limit = settings.max_image_pixels
+    limit = Limits.from_settings(settings)
     batches = (
         _preprocess_dataset(dataset, indices[start : start + BATCH], spec, limit)
         for start in range(0, len(indices), BATCH)
@@ -171,22 +187,32 @@ def preprocess_spec(settings: CoreSettings) -> PreprocessSpec:
         raise ValueError(f"IMAGE_FRAMING / IMAGE_CHANNELS: {exc}") from None
 
 
+def audio_spec(settings: CoreSettings) -> AudioSpec:
+    """The audio preprocessing these settings ask for (AUDIO_SECONDS)."""
+    return AudioSpec(seconds=settings.audio_seconds)
+
+
+def build_spec(settings: CoreSettings, medium: str) -> Spec:
+    """What this code would build a dataset of `medium` with, `auto` resolved."""
+    return audio_spec(settings) if medium == AUDIO else preprocess_spec(settings)
+
+
 def _preprocess_dataset(
-    dataset: ImageDataset, indices: np.ndarray, spec: PreprocessSpec, max_pixels: int
+    dataset: Dataset, indices: np.ndarray, spec: Spec, limits: Limits
 ) -> np.ndarray:
     pixels = np.empty((len(indices), spec.n_pixels), dtype=np.float32)
     for row, index in enumerate(indices):
         try:
-            pixels[row] = preprocess(dataset.images[index], spec, max_pixels)
-        except ImageError as exc:
-            raise ImageError(
-                f"dataset image {dataset.labels[index]}/{dataset.filenames[index]}: {exc}"
+            pixels[row] = preprocess_input(dataset.inputs[index], spec, limits)
+        except InputError as exc:
+            raise type(exc)(
+                f"dataset file {dataset.labels[index]}/{dataset.filenames[index]}: {exc}"
             ) from exc
     return pixels
 
 
 def _refuse_space_change(
-    settings: CoreSettings, embedding_sha: str, spec: PreprocessSpec, force: bool
+    settings: CoreSettings, embedding_sha: str, spec: Spec, force: bool
 ) -> None:
     """Production rows were embedded by the stored embedding after the stored preprocessing;
     another embedding or preprocessing would put new rows in another space than theirs."""
@@ -218,8 +244,8 @@ def embedding_mismatch(manifest: dict, embedding_info: dict) -> str | None:
             f"embedding {str(trained_sha)[:12]} (model) != {str(embedding_info.get('sha256'))[:12]}"
             " (rows)"
         )
-    trained = PreprocessSpec.from_dict(manifest.get("preprocessing") or {})
-    rows = PreprocessSpec.from_dict(embedding_info.get("preprocessing") or {})
+    trained = spec_from_dict(manifest.get("preprocessing") or {})
+    rows = spec_from_dict(embedding_info.get("preprocessing") or {})
     reasons += _spec_changes(trained, rows)
     return "; ".join(reasons) or None
 
@@ -250,7 +276,8 @@ def check_reference(settings: CoreSettings) -> ReferenceCheck:
     """
     stored = load_embedding(settings.embedding_dir)
     settings = as_stored(settings, stored.info)
-    changes = _differences(stored.info, preprocess_spec(settings), settings=settings)
+    medium = stored.info.get("medium", IMAGE)
+    changes = _differences(stored.info, build_spec(settings, medium), settings=settings)
     if not changes:
         return ReferenceCheck("unchanged", "reference data present and up to date")
     what = "; ".join(changes)
@@ -276,13 +303,14 @@ def as_stored(settings: CoreSettings, info: dict) -> CoreSettings:
     """The settings with `auto` replaced by what the stored reference was built with: an
     automatic choice stands until the reference is built again (another dataset, or a setting
     fixed to another value)."""
-    stored = PreprocessSpec.from_dict(info.get("preprocessing") or {})
-    built = {
-        "image_framing": stored.framing,
-        "image_size": stored.size,
-        "image_channels": stored.channels,
-        "pca_components": info.get("n_components"),
-    }
+    stored = spec_from_dict(info.get("preprocessing") or {})
+    built = {"pca_components": info.get("n_components")}
+    if isinstance(stored, PreprocessSpec):
+        built |= {
+            "image_framing": stored.framing,
+            "image_size": stored.size,
+            "image_channels": stored.channels,
+        }
     return settings.model_copy(
         update={key: value for key, value in built.items() if getattr(settings, key) == AUTO}
     )
@@ -290,12 +318,12 @@ def as_stored(settings: CoreSettings, info: dict) -> CoreSettings:
 
 def _differences(
     info: dict,
-    spec: PreprocessSpec,
+    spec: Spec,
     settings: CoreSettings | None = None,
     embedding_sha: str | None = None,
 ) -> list[str]:
     """What differs between a stored reference description and a new build."""
-    changes = _spec_changes(PreprocessSpec.from_dict(info.get("preprocessing") or {}), spec)
+    changes = _spec_changes(spec_from_dict(info.get("preprocessing") or {}), spec)
     if embedding_sha is not None and embedding_sha != info.get("sha256"):
         changes.append(f"embedding {str(info.get('sha256'))[:12]} -> {embedding_sha[:12]}")
     if settings is not None:
@@ -316,12 +344,14 @@ def _differences(
             changes.append(f"encoder {str(stored_encoder)[:12]} -> {str(encoder)[:12]}")
         dataset = load_dataset(settings.dataset)
         if info.get("dataset_fingerprint") != dataset.fingerprint():
-            changes.append(f"dataset {info.get('dataset')} -> {dataset.name} (other images)")
+            changes.append(f"dataset {info.get('dataset')} -> {dataset.name} (other files)")
     return changes
 
 
-def _spec_changes(old: PreprocessSpec, new: PreprocessSpec) -> list[str]:
+def _spec_changes(old: Spec, new: Spec) -> list[str]:
     before, after = old.to_dict(), new.to_dict()
+    if before["medium"] != after["medium"]:
+        return [f"preprocessing medium {before['medium']} -> {after['medium']}"]
     return [
         f"preprocessing {key} {before[key]} -> {after[key]}"
         for key in after

@@ -233,3 +233,14 @@ def last_json_line(path: Path, window: int = 8192) -> dict | None:
             continue
         return value if isinstance(value, dict) else None
     return None
+
+
+# -- refused inputs ------------------------------------------------------------------------------
+
+
+class InputError(ValueError):
+    """Base class of every reason an input (a picture, a sound) is refused: `code` is a short
+    machine-readable tag; `too_large` inputs are answered 413, the others 422."""
+
+    code = "invalid_input"
+    too_large = False

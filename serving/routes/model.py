@@ -8,6 +8,7 @@ from typing import cast
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
+from ctloop.audio import AudioSpec
 from ctloop.gate import RULE
 from ctloop.predict import Model
 from ctloop.registry import RegistryError
@@ -89,6 +90,16 @@ def dataset_name(manifest: dict) -> str | None:
 def model_preprocessing(model: Model) -> Preprocessing:
     """What the model reads, from the spec its manifest recorded (loaded with the model)."""
     spec = model.spec
+    if isinstance(spec, AudioSpec):
+        return Preprocessing(
+            medium=spec.medium,
+            framing="log-mel",
+            size=spec.n_mels,
+            columns=spec.frames,
+            channels=1,
+            sample_rate=spec.sample_rate,
+            seconds=spec.seconds,
+        )
     return Preprocessing(framing=spec.framing, size=spec.size, channels=spec.channels)
 
 

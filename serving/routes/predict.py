@@ -130,7 +130,7 @@ def _with_grid(
     batch: bool,
     request_id: str,
 ) -> Response:
-    grids = [_shown(row, model.spec.size, model.spec.channels) for row in pixels]
+    grids = [_shown(row, model.spec.grid_shape) for row in pixels]
     rows = zip(labels, probabilities, grids, strict=True)
     if batch:
         predictions = [
@@ -151,15 +151,16 @@ def _with_grid(
     )
 
 
-def _shown(row: np.ndarray, side: int, channels: int) -> list:
+def _shown(row: np.ndarray, shape: tuple[int, int, int]) -> list:
     """The cells as rows (of cells, or of [r, g, b] cells), averaged over blocks down to at most
     GRID_MAX_SIDE a side: an encoder's 224 x 224 colour input would be 150,528 numbers."""
-    cells = row.reshape(side, side, channels)
-    factor = -(-side // GRID_MAX_SIDE)
+    height, width, channels = shape
+    cells = row.reshape(height, width, channels)
+    factor = -(-max(height, width) // GRID_MAX_SIDE)
     if factor > 1:
-        shown = side // factor
-        blocks = cells[: shown * factor, : shown * factor].reshape(
-            shown, factor, shown, factor, channels
+        rows, columns = height // factor, width // factor
+        blocks = cells[: rows * factor, : columns * factor].reshape(
+            rows, factor, columns, factor, channels
         )
         cells = blocks.mean(axis=(1, 3))
     return np.round(cells if channels == 3 else cells[..., 0], 4).tolist()

@@ -25,7 +25,7 @@ from serving_client.contract import ErrorResponse, SampleClass, SampleFile, Samp
 
 router = APIRouter(tags=["samples"])
 
-# The suffixes `ctloop.dataset` reads images from, and what each is.
+# The suffixes `ctloop.dataset` reads inputs from (ctloop.media), and what each is.
 MEDIA_TYPES = {
     ".png": "image/png",
     ".jpg": "image/jpeg",
@@ -33,6 +33,11 @@ MEDIA_TYPES = {
     ".bmp": "image/bmp",
     ".gif": "image/gif",
     ".webp": "image/webp",
+    ".wav": "audio/wav",
+    ".flac": "audio/flac",
+    ".ogg": "audio/ogg",
+    ".oga": "audio/ogg",
+    ".mp3": "audio/mpeg",
 }
 MAX_CLASSES = 200
 MAX_PER_CLASS = 8

@@ -91,7 +91,7 @@ def test_a_cut_file_is_refused_or_read_as_far_as_it_goes() -> None:
         grid = preprocess_audio(whole[: len(whole) // 3])
     except (CorruptAudioError, NotAudioError, SilentAudioError):
         return
-    assert grid.shape == (AudioSpec().n_values,)
+    assert grid.shape == (AudioSpec().n_pixels,)
 
 
 def test_silence_and_too_long_a_sound_are_refused() -> None:

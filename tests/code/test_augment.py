@@ -28,7 +28,7 @@ IDENTITY = AugmentConfig(max_rotation=0, max_shear=0, max_shift=0, pen_widths=(0
 def reference(built: CoreSettings) -> tuple[np.ndarray, np.ndarray]:
     dataset = load_dataset("digits")
     indices, _ = split_reference_unseen(dataset.labels, built.unseen_fraction, built.split_seed)
-    pixels = preprocess_many([dataset.images[i] for i in indices[:200]])
+    pixels = preprocess_many([dataset.inputs[i] for i in indices[:200]])
     return pixels, np.array([dataset.labels[i] for i in indices[:200]])
 
 

@@ -118,7 +118,7 @@ def test_init_takes_a_dataset_folder_after_its_name(run, tmp_path: Path) -> None
 
     digits = load_digits_dataset()
     folder = tmp_path / "images"
-    for index, (image, label) in enumerate(zip(digits.images, digits.labels, strict=True)):
+    for index, (image, label) in enumerate(zip(digits.inputs, digits.labels, strict=True)):
         if label in ("0", "1", "2") and index < 400:
             (folder / label).mkdir(parents=True, exist_ok=True)
             (folder / label / f"{index}.png").write_bytes(image)

@@ -61,7 +61,7 @@ def test_the_encoder_is_the_embedding_and_is_versioned(encoded: CoreSettings) ->
 def test_the_stored_graph_computes_what_the_encoder_says(encoded: CoreSettings) -> None:
     """Reshape, ImageNet's normalisation, NCHW, the encoder, the mean over its maps, the PCA:
     the stored embedding of a sample equals the same steps done here with numpy."""
-    sample = load_samples(encoded.samples_dir).images[0]
+    sample = load_samples(encoded.samples_dir).inputs[0]
     pixels = preprocess(sample, PreprocessSpec(size=32, framing="whole", channels=3))
     stored = load_embedding(encoded.embedding_dir)
     embedded = make_session(stored.model).run(None, {"pixels": pixels[None]})[0]

@@ -34,7 +34,7 @@ def model(built_full: CoreSettings) -> Model:
 @pytest.fixture(scope="module")
 def unseen(built_full: CoreSettings) -> tuple[np.ndarray, np.ndarray]:
     samples = load_samples(built_full.samples_dir)
-    return preprocess_many(samples.images), np.array(samples.labels)
+    return preprocess_many(samples.inputs), np.array(samples.labels)
 
 
 def predict(model: Model, images: list[bytes]) -> np.ndarray:
@@ -78,7 +78,7 @@ def test_onnx_embedding_matches_scikit_learn(built_full: CoreSettings) -> None:
     reference, _ = split_reference_unseen(
         dataset.labels, built_full.unseen_fraction, built_full.split_seed
     )
-    pixels = preprocess_many([dataset.images[i] for i in reference])
+    pixels = preprocess_many([dataset.inputs[i] for i in reference])
     info = load_embedding(built_full.embedding_dir).info
     spec = PreprocessSpec.from_dict(info["preprocessing"])
     labels = [dataset.labels[i] for i in reference]

@@ -50,7 +50,7 @@ def held_out_reference(settings, victim: str) -> list[bytes]:
     labels = np.array([dataset.labels[i] for i in reference])
     held = reference_holdout_mask(labels, settings.holdout_fraction, settings.split_seed)
     return [
-        encode(render_grid(preprocess(dataset.images[reference[i]]), 4))
+        encode(render_grid(preprocess(dataset.inputs[reference[i]]), 4))
         for i in np.flatnonzero(held & (labels == victim))
     ]
 

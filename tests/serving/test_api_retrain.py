@@ -37,7 +37,7 @@ def decisions(settings) -> list[dict]:
 def feedback_items(settings, count: int) -> list[tuple[bytes, str]]:
     """The first `count` unseen images with their true class."""
     samples = load_samples(settings.samples_dir)
-    return list(zip(samples.images, samples.labels, strict=True))[:count]
+    return list(zip(samples.inputs, samples.labels, strict=True))[:count]
 
 
 def poisoned_items(settings, count: int) -> list[tuple[bytes, str]]:
@@ -49,7 +49,7 @@ def poisoned_items(settings, count: int) -> list[tuple[bytes, str]]:
     """
     samples = load_samples(settings.samples_dir)
     ones = [
-        image for image, label in zip(samples.images, samples.labels, strict=True) if label == "1"
+        image for image, label in zip(samples.inputs, samples.labels, strict=True) if label == "1"
     ]
     return [(image, "1" if index % 5 == 4 else "7") for index, image in enumerate(ones[:count])]
 

@@ -224,9 +224,9 @@ def test_the_listing_is_kept_until_init_replaces_the_folder(
 
 
 def test_the_media_types_cover_the_suffixes_the_dataset_reads() -> None:
-    from ctloop.dataset import IMAGE_SUFFIXES
+    from ctloop.media import SUFFIXES
 
-    assert set(MEDIA_TYPES) == set(IMAGE_SUFFIXES)
+    assert set(MEDIA_TYPES) == {suffix for known in SUFFIXES.values() for suffix in known}
 
 
 def test_without_samples_the_listing_is_empty(built: CoreSettings, tmp_path: Path) -> None:

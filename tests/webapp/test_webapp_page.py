@@ -184,7 +184,7 @@ def test_a_rejected_retrain_says_the_served_model_stays(built, tmp_path, page) -
     settings = copy_workspace(built, tmp_path)
     samples = load_samples(settings.samples_dir)
     ones = [
-        image for image, label in zip(samples.images, samples.labels, strict=True) if label == "1"
+        image for image, label in zip(samples.inputs, samples.labels, strict=True) if label == "1"
     ]
     # The whole fine-tune step: 0.3 of a step of 16 rows barely moves the head (no rejection).
     env = {"RETRAIN_EVERY": "20", "PROD_WEIGHT": "50", "FINETUNE_INTERPOLATION": "1"}
