@@ -29,14 +29,21 @@ from harness.encoders import resnet18_shaped
 from harness.processes import LiveServer
 
 
-def latency(settings_root: Path, image: bytes, requests: int) -> dict:
-    """Sequential /predict calls on one keep-alive connection: milliseconds."""
+def latency(
+    settings_root: Path,
+    image: bytes,
+    requests: int,
+    name: str = "face.png",
+    kind: str = "image/png",
+) -> dict:
+    """Sequential /predict calls on one keep-alive connection, the file uploaded as `name`:
+    milliseconds."""
     settings = make_settings(settings_root)
     with (
         LiveServer(settings, settings_root / "server.log") as server,
         httpx.Client(base_url=server.url, headers=server.auth, timeout=30) as client,
     ):
-        files = {"file": ("face.png", image, "image/png")}
+        files = {"file": (name, image, kind)}
         for _ in range(10):  # warm-up: first sessions runs, allocator
             client.post("/predict", files=files).raise_for_status()
         times = []

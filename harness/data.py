@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import csv
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from ctloop.config import CoreSettings
 from ctloop.dataset import load_samples
+from ctloop.media import preprocess_inputs
 from ctloop.predict import load_model
-from ctloop.preprocess import preprocess, preprocess_many
+from ctloop.preprocess import preprocess_many
 from ctloop.prod_data import ProductionData, ProductionRow
 from ctloop.registry import ModelRegistry
 
@@ -81,11 +83,19 @@ def typical_samples(samples_dir: Path) -> dict[str, bytes]:
     return chosen
 
 
-def served_feedback(built: CoreSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(embeddings, true labels, served labels) of the unseen images, through the served model."""
+def served_feedback(
+    built: CoreSettings, change: Callable[[bytes, int], bytes] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(embeddings, true labels, served labels) of the unseen inputs (pictures or sounds),
+    through the served model; each input first through `change(data, index)` if given."""
     samples = load_samples(built.samples_dir)
     model = load_model(ModelRegistry(built.artifacts_dir).load())
-    pixels = np.stack([preprocess(image, model.spec) for image in samples.inputs])
+    inputs = (
+        samples.inputs
+        if change is None
+        else [change(data, i) for i, data in enumerate(samples.inputs)]
+    )
+    pixels = preprocess_inputs(inputs, model.spec)
     embeddings, labels, _ = model.predict_pixels(pixels)
     return embeddings, np.array(samples.labels), np.asarray(labels).astype(str)
 

@@ -15,10 +15,12 @@ import pytest
 
 from ctloop.audio import AudioSpec, preprocess_audio
 from ctloop.config import CoreSettings
+from ctloop.delivery import routed_to_challenger
 from ctloop.prod_data import open_production
 from ctloop.registry import ModelRegistry
 from harness.asgi import BlockingClient, in_process_blocking, serving_settings
 from harness.data import copy_workspace, embedding_size
+from harness.delivery import register_challenger
 from harness.images import b64
 from harness.processes import LiveServer, wait_for
 from harness.speech import HELD_OUT_SPEEDS, HELD_OUT_VOICES, WORDS, speak
@@ -204,3 +206,29 @@ def test_sound_feedback_retrains_and_the_new_version_is_served(
             timeout=30,
         )
         assert http.post("/predict", json={"image": b64(spoken(3))}).json()["label"] == "3"
+
+
+def test_a_canary_of_a_sound_model_answers_its_share_of_clients(
+    built_audio: CoreSettings, tmp_path
+) -> None:
+    """Shadow and canary act on embeddings and versions, whatever the medium: a canary on the
+    sound model answers the clients the split gives it, and records their feedback."""
+    settings = serving_settings(copy_workspace(built_audio, tmp_path), tmp_path / "secrets")
+    challenger = register_challenger(settings, flip=True)
+    ModelRegistry(settings.artifacts_dir).start_stage(challenger, "canary", 50.0, "test", 0)
+    clients = [f"listener-{i}" for i in range(12)]
+    expected = {
+        c: challenger if routed_to_challenger(f"client:{c}", 50.0) else "v0001" for c in clients
+    }
+    assert set(expected.values()) == {challenger, "v0001"}
+    with in_process_blocking(settings) as http:
+        wait_for(lambda: http.get("/model").json()["delivery"]["stage"], timeout=10)
+        sound = {"image": b64(spoken(7))}
+        for client in clients:
+            headers = {"X-Client-ID": client}
+            answered = http.post("/predict", json=sound, headers=headers).json()
+            assert answered["model_version"] == expected[client], client
+        reply = http.post(
+            "/feedback", json={**sound, "target": "7"}, headers={"X-Client-ID": clients[0]}
+        ).json()
+        assert reply["model_version"] == expected[clients[0]]
