@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
+from ctloop.media import warm_up
 from ctloop.predict import Model, load_model
 from ctloop.registry import CorruptPointerError, ModelRegistry, RegistryError
 from serving.metrics import MODEL_LOADS, set_fallback, set_model_version, set_stage
@@ -224,3 +225,4 @@ def _warm_up(model: Model) -> None:
     pixels = np.zeros((1, model.image_graph.n_pixels), dtype=np.float32)
     for _ in range(3):
         model.predict_pixels(pixels)
+    warm_up(model.spec)  # the preprocessing's own first run (a sound's: scipy's filters)

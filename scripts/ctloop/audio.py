@@ -29,8 +29,8 @@ import io
 import itertools
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
+from fractions import Fraction
 from functools import lru_cache
-from math import gcd
 from typing import Any, ClassVar
 
 import numpy as np
@@ -39,6 +39,7 @@ from ctloop.util import InputError
 
 MAX_SECONDS = 30.0  # of sound in one request or file, checked before decoding
 MAX_CHANNELS = 8
+MIN_RATE, MAX_RATE = 4_000, 192_000  # Hz: a telephone's half to a studio's
 
 
 class AudioError(InputError):
@@ -109,6 +110,18 @@ def preprocess_audio(
     return log_mel_grid(prepare(samples, rate, spec), spec)
 
 
+def warm_up(spec: AudioSpec) -> None:
+    """One tone of 0.3 s at 44.1 kHz through the whole preprocessing: the first sound imports
+    scipy.signal and designs its filter (0.7 s here), which a server does before its first
+    request."""
+    import soundfile
+
+    t = np.arange(13_230) / 44_100
+    out = io.BytesIO()
+    soundfile.write(out, 0.3 * np.sin(2 * np.pi * 440 * t), 44_100, format="WAV")
+    preprocess_audio(out.getvalue(), spec)
+
+
 def preprocess_audio_many(
     sounds: list[bytes], spec: AudioSpec | None = None, max_seconds: float = MAX_SECONDS
 ) -> np.ndarray:
@@ -174,9 +187,14 @@ def _opened(data: bytes, max_seconds: float) -> Iterator[tuple[Any, AudioHeader]
         raise CorruptAudioError(f"the audio cannot be decoded ({exc})") from exc
     with sound:
         header = AudioHeader(sound.samplerate, sound.channels, sound.frames)
-        if header.rate <= 0 or not 0 < header.channels <= MAX_CHANNELS:
+        if not 0 < header.channels <= MAX_CHANNELS:
             raise CorruptAudioError(
-                f"{header.channels} channels at {header.rate} Hz: not a sound to hear"
+                f"{header.channels} channels: sounds of 1 to {MAX_CHANNELS} channels are accepted"
+            )
+        if not MIN_RATE <= header.rate <= MAX_RATE:
+            raise CorruptAudioError(
+                f"{header.rate:,} samples a second: rates from {MIN_RATE:,} to {MAX_RATE:,} Hz "
+                "are accepted"
             )
         if header.frames > max_seconds * header.rate:
             raise AudioTooLongError(
@@ -191,8 +209,8 @@ def prepare(samples: np.ndarray, rate: int, spec: AudioSpec) -> np.ndarray:
     from scipy.signal import resample_poly
 
     if rate != spec.sample_rate:
-        common = gcd(rate, spec.sample_rate)
-        samples = resample_poly(samples, spec.sample_rate // common, rate // common)
+        ratio = resampling_ratio(rate, spec.sample_rate)
+        samples = resample_poly(samples, ratio.numerator, ratio.denominator)
     samples = trim_silence(np.asarray(samples, dtype=np.float32), spec)
     rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
     samples = samples * np.float32(spec.target_rms / rms)
@@ -202,6 +220,17 @@ def prepare(samples: np.ndarray, rate: int, spec: AudioSpec) -> np.ndarray:
         return samples[start : start + wanted]
     before = (wanted - len(samples)) // 2
     return np.pad(samples, (before, wanted - len(samples) - before))
+
+
+# The polyphase filter's length grows with the ratio's terms: 44,100 -> 16,000 Hz is 160 / 441
+# (8 ms a second of sound), but an odd rate such as 47,999 Hz is 16,000 / 47,999 (260 ms a
+# second). A ratio is brought to terms of at most this, the pitch moved by 0.2 % at most.
+MAX_RATIO_TERM = 1000
+
+
+def resampling_ratio(rate: int, target: int) -> Fraction:
+    """up / down of the resampling from `rate` to `target`, in bounded terms."""
+    return Fraction(target, rate).limit_denominator(MAX_RATIO_TERM)
 
 
 def trim_silence(samples: np.ndarray, spec: AudioSpec) -> np.ndarray:

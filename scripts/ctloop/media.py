@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ctloop.audio import AudioSpec, preprocess_audio
+from ctloop.audio import warm_up as warm_up_audio
 from ctloop.preprocess import PreprocessSpec, preprocess
 
 if TYPE_CHECKING:
@@ -80,3 +81,9 @@ def preprocess_inputs(inputs: list[bytes], spec: Spec, limits: Limits | None = N
     for row, data in enumerate(inputs):
         out[row] = preprocess_input(data, spec, limits)
     return out
+
+
+def warm_up(spec: Spec) -> None:
+    """What the first input of this medium would pay once, paid now (a server at start)."""
+    if isinstance(spec, AudioSpec):
+        warm_up_audio(spec)

@@ -20,6 +20,7 @@ from ctloop.audio import (
     decode_audio,
     mel_filters,
     preprocess_audio,
+    resampling_ratio,
 )
 
 soundfile = pytest.importorskip("soundfile")
@@ -100,6 +101,27 @@ def test_silence_and_too_long_a_sound_are_refused() -> None:
     long = encoded(np.zeros(8_000 * 31, dtype=np.int16), 8_000, "WAV", "PCM_16")
     with pytest.raises(AudioTooLongError, match=r"31\.0 s"):
         decode_audio(long, max_seconds=30)
+
+
+@pytest.mark.parametrize(("rate", "accepted"), [(3_999, False), (4_000, True), (192_001, False)])
+def test_sample_rates_are_bounded(rate: int, accepted: bool) -> None:
+    data = encoded(chirp(rate, 0.3), rate, "WAV")
+    if accepted:
+        assert preprocess_audio(data).shape == (AudioSpec().n_pixels,)
+    else:
+        with pytest.raises(CorruptAudioError, match="rates from 4,000 to 192,000 Hz"):
+            preprocess_audio(data)
+
+
+@pytest.mark.parametrize("rate", [44_100, 22_050, 47_999, 96_001, 8_001, 11_025])
+def test_an_odd_rate_is_resampled_through_a_short_filter(rate: int) -> None:
+    """A rate prime to 16 kHz would need a filter as long as the rate (260 ms a second of sound
+    at 47,999 Hz); the ratio's terms are bounded and the pitch barely moves."""
+    ratio = resampling_ratio(rate, 16_000)
+    assert ratio.numerator <= 1000 and ratio.denominator <= 1000
+    assert abs(float(ratio) * rate / 16_000 - 1) < 0.002
+    same = preprocess_audio(encoded(chirp(rate), rate, "WAV"))
+    assert np.abs(same - preprocess_audio(encoded(chirp(16_000), 16_000, "WAV"))).mean() < 0.08
 
 
 def test_the_mel_filters_are_triangles_that_cover_the_band() -> None:
