@@ -236,13 +236,11 @@ def resampling_ratio(rate: int, target: int) -> Fraction:
 def trim_silence(samples: np.ndarray, spec: AudioSpec) -> np.ndarray:
     """Leading and trailing frames more than `top_db` below the loudest frame cut off."""
     hop = spec.n_fft // 4
-    if len(samples) < spec.n_fft:
-        frames = samples[None, :]
-    else:
-        count = 1 + (len(samples) - spec.n_fft) // hop
-        index = np.arange(spec.n_fft)[None, :] + hop * np.arange(count)[:, None]
-        frames = samples[index]
-    energy = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
+    width = min(spec.n_fft, len(samples))
+    # Each frame's mean square from running sums: one pass, not n_fft / hop copies of the sound.
+    sums = np.concatenate(([0.0], np.cumsum(np.square(samples, dtype=np.float64))))
+    starts = hop * np.arange(1 + (len(samples) - width) // hop)
+    energy = np.sqrt(np.maximum(sums[starts + width] - sums[starts], 0.0) / max(width, 1))
     peak = float(energy.max()) if len(energy) else 0.0
     if peak <= 1e-6:
         raise SilentAudioError("the sound is silence throughout")
@@ -264,7 +262,8 @@ def log_mel_grid(samples: np.ndarray, spec: AudioSpec) -> np.ndarray:
         boundary="even",
         padded=True,
     )
-    power = np.abs(spectrum) ** 2
+    power = np.square(np.abs(spectrum), dtype=np.float32)
+    # float32 on both sides: a float64 @ float32 product skips BLAS (11 ms against 0.1 ms)
     mel = mel_filters(spec.sample_rate, spec.n_fft, spec.n_mels) @ power
     db = 10 * np.log10(np.maximum(mel, 1e-12))
     db = np.maximum(db, db.max() - spec.top_db)
@@ -289,6 +288,8 @@ def mel_filters(rate: int, n_fft: int, n_mels: int) -> np.ndarray:
     upper = ramps[2:] / widths[1:, None]
     weights = np.maximum(0, np.minimum(lower, upper))
     weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    weights = weights.astype(np.float32)
+    weights.flags.writeable = False  # cached: shared by every call
     return weights
 
 
