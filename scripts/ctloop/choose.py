@@ -412,7 +412,7 @@ def _preprocessed(
 def explain(record: dict) -> str:
     """The sweep as a table (proxy, then trial), the choice last."""
     if "candidates" not in record and set(record["chosen"]) == {"components"}:
-        return f"sound: PCA_COMPONENTS={record['chosen']['components']} ({record['why']})"
+        return f"PCA_COMPONENTS={record['chosen']['components']}: {record['why']}"
     if "candidates" not in record:
         return (
             f"nothing to choose: {Candidate(**record['chosen']).settings()} are all set "

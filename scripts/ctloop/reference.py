@@ -54,7 +54,7 @@ def build_reference(settings: CoreSettings, force: bool = False) -> dict:
     labels = [dataset.labels[i] for i in reference_idx]
     if settings.embedding_model and dataset.medium != IMAGE:
         raise ValueError(
-            f"EMBEDDING_MODEL reads pictures; {dataset.name} holds {dataset.medium}: leave "
+            f"EMBEDDING_MODEL reads pictures; {dataset.name} holds {dataset.medium} files: leave "
             "EMBEDDING_MODEL empty"
         )
     if settings.embedding_model:

@@ -124,3 +124,16 @@ def test_a_picture_model_is_not_fed_rows_of_sounds(built, built_audio) -> None:
     reason = embedding_mismatch(manifest, load_embedding(built_audio.embedding_dir).info)
     assert reason is not None
     assert "preprocessing medium image -> audio" in reason
+
+
+def test_init_explains_a_sound_dataset_and_refuses_an_image_encoder(built_audio) -> None:
+    from ctloop.choose import explain, resolve
+    from ctloop.reference import build_reference
+
+    settings = built_audio.model_copy(update={"dataset": built_audio.dataset})
+    assert explain(resolve(settings)) == (
+        "PCA_COMPONENTS=32: sound: PCA_COMPONENTS=auto takes 32 for a log-mel grid; the "
+        "IMAGE_* settings do not apply"
+    )
+    with pytest.raises(ValueError, match="EMBEDDING_MODEL reads pictures; .* holds audio files"):
+        build_reference(settings.model_copy(update={"embedding_model": "encoder.onnx"}))
