@@ -135,5 +135,5 @@ def test_init_explains_a_sound_dataset_and_refuses_an_image_encoder(built_audio)
         "PCA_COMPONENTS=32: sound: PCA_COMPONENTS=auto takes 32 for a log-mel grid; the "
         "IMAGE_* settings do not apply"
     )
-    with pytest.raises(ValueError, match="EMBEDDING_MODEL reads pictures; .* holds audio files"):
+    with pytest.raises(ValueError, match=r"EMBEDDING_MODEL reads pictures; .* holds audio files"):
         build_reference(settings.model_copy(update={"embedding_model": "encoder.onnx"}))
