@@ -16,6 +16,16 @@ CHROMIUM_ARGS = [
 ]
 
 
+def fake_microphone_args(wav: Path) -> list[str]:
+    """Chromium's flags for a microphone that hears `wav` once (silence after it), granted
+    without asking: Chromium converts any plain PCM WAV to its capture format."""
+    return [
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}%noloop",
+    ]
+
+
 def find_chromium() -> str | None:
     """CHROMIUM_PATH if set, else Debian's chromium."""
     configured = os.environ.get("CHROMIUM_PATH")

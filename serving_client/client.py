@@ -153,7 +153,7 @@ class ApiClient:
         return self._parse(self._call("GET", "/model/versions"), VERSIONS)
 
     def samples(self, per_class: int = 3, timeout: float | None = None) -> SampleListing:
-        """GET /samples: a few unseen images of each class, by name and URL."""
+        """GET /samples: a few unseen files (images or sounds) of each class, by name and URL."""
         reply = self._call("GET", "/samples", params={"per_class": per_class}, timeout=timeout)
         return self._parse(reply, SampleListing)
 
@@ -166,7 +166,7 @@ class ApiClient:
             )
         reply = self._call("GET", file.url)
         media_type = reply.headers.get("content-type", "").split(";")[0].strip()
-        if not media_type.startswith("image/"):
+        if not media_type.startswith(("image/", "audio/")):
             raise ApiError(
                 "invalid_answer",
                 "GET",

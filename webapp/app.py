@@ -1,5 +1,6 @@
 """The Streamlit page on :8081: give an image (upload, pick a sample, or draw one where the model
-reads strokes), predict it, send its true class.
+reads strokes) or, to a model of sounds, a sound (upload, pick a sample, or record one), predict
+it, send its true class.
 
 A script read top to bottom, one section per step. It talks only to the serving API
 (WEBAPP_API_URL), and words itself after the data the served model reads (webapp.subject).
@@ -29,6 +30,14 @@ from webapp.images import (
 )
 from webapp.problems import explain, headline
 from webapp.settings import WebappSettings
+from webapp.sounds import (
+    SOUND_TYPES,
+    from_recording,
+    looks_like_sound,
+    playable_type,
+    recording_rate,
+    spectrogram_picture,
+)
 from webapp.subject import Subject
 
 log = logging.getLogger("webapp")
@@ -126,7 +135,7 @@ with st.sidebar:
         f"[Monitoring dashboard]({settings.dashboard_url})"
     )
 
-# -- 1. The image: upload one, pick a sample, or draw one -----------------------------------------
+# -- 1. The input: upload one, pick a sample, or draw an image or record a sound ------------------
 
 listing: SampleListing | None = None  # None: no gallery (no samples, or an API without them)
 if model is not None:
@@ -140,22 +149,23 @@ if model is not None:
 
 st.title(subject.title)
 st.write(subject.intro)
-st.subheader("1. Your image")
-tab_names = ["Upload an image"]
+st.subheader(f"1. Your {subject.noun}")
+tab_names = [subject.upload_tab]
 tab_names += ["Pick a sample"] if listing is not None else []
 tab_names += [subject.draw_tab] if subject.drawing else []
+tab_names += [subject.record_tab] if subject.audio else []
 tabs = dict(zip(tab_names, st.tabs(tab_names), strict=True))
-with tabs["Upload an image"]:
+with tabs[subject.upload_tab]:
     uploaded = st.file_uploader(
         subject.upload_label,
-        type=UPLOAD_TYPES,
+        type=SOUND_TYPES if subject.audio else UPLOAD_TYPES,
         max_upload_size=settings.max_upload_bytes // (1024 * 1024),  # Streamlit counts MB
         key="upload",
     )
 picked = None
 if listing is not None and model is not None:
     with tabs["Pick a sample"]:
-        picked = gallery(client, listing, model.classes)
+        picked = gallery(client, listing, model.classes, subject)
 canvas = None
 if subject.drawing:
     with tabs[subject.draw_tab]:
@@ -170,18 +180,28 @@ if subject.drawing:
             key="canvas",
         )
         st.caption(subject.draw_hint)
+recorded = None
+if subject.audio:
+    with tabs[subject.record_tab]:
+        recorded = st.audio_input(
+            subject.record_label, sample_rate=recording_rate(subject.sample_rate), key="recording"
+        )
+        st.caption(subject.record_hint)
 
-# The newest input wins: a sample picked, a new upload, or a changed drawing. Removing one
-# forgets it.
+# The newest input wins: a sample picked, a new upload or recording, or a changed drawing.
+# Removing one forgets it.
 if picked is not None:
     session.image = picked
-if uploaded is not None and uploaded.file_id != session.upload_id:
-    session.upload_id = uploaded.file_id
-    session.image = from_upload(uploaded.name, uploaded.type, uploaded.getvalue())
-elif uploaded is None and session.upload_id is not None:
-    session.upload_id = None
-    if session.image is not None and session.image.source == "upload":
-        session.image = None
+state.follow(
+    session,
+    "upload_id",
+    uploaded,
+    "upload",
+    lambda file: from_upload(file.name, file.type, file.getvalue()),
+)
+state.follow(
+    session, "recording_id", recorded, "recording", lambda file: from_recording(file.getvalue())
+)
 drawn = canvas.image_bytes if canvas is not None and drawing_has_ink(canvas.json_data) else None
 if drawn is not None:
     drawing = from_drawing(drawn)
@@ -198,12 +218,22 @@ if image is None:
     st.info(subject.begin(listing is not None), icon=":material/arrow_upward:")
     st.stop()
 
-shown = preview(image.data)
 where = {
     "upload": f"uploaded file {image.name}",
     "sample": f"sample {image.name} of class {image.sample_class}",
+    "recording": "your recording",
 }.get(image.source, "your drawing")
-if shown is not None:
+if subject.audio and looks_like_sound(image.data):
+    with st.container(key="playback"):
+        st.caption(f"In use: {where}. Listen to what will be sent:")
+        st.audio(image.data, format=playable_type(image.media_type))
+elif subject.audio:
+    st.warning(
+        f"In use: {where}. This file cannot be played here (it does not look like a sound); "
+        "the prediction service will say whether it can hear it.",
+        icon=":material/music_off:",
+    )
+elif (shown := preview(image.data)) is not None:
     st.image(shown, caption=f"In use: {where}", width=140)
 else:
     st.warning(
@@ -241,11 +271,17 @@ with st.container(key="prediction"):
     confidence_column.metric("Confidence", f"{prediction.confidence:.1%}")
     seen_column, top_column = st.columns(2)
     side = len(prediction.grid)
-    seen_column.image(
-        grid_picture(prediction.grid, subject.framing or "strokes"),
-        caption=f"What the model saw: your image reduced to {side} × {side} cells",
-        width=140,
-    )
+    if subject.audio:
+        spectrogram = spectrogram_picture(prediction.grid)
+        seen_column.image(
+            spectrogram, caption=subject.spectrogram_caption(side), width=spectrogram.width
+        )
+    else:
+        seen_column.image(
+            grid_picture(prediction.grid, subject.framing or "strokes"),
+            caption=f"What the model saw: your image reduced to {side} × {side} cells",
+            width=140,
+        )
     with top_column.container(key="top3"):
         st.markdown("**Most likely classes**")
         st.markdown(
@@ -320,6 +356,6 @@ if isinstance(record, state.SentFeedback):
     )
     if receipt.retrain_triggered:
         st.info(retrain_report(record, settings.retrain_wait_seconds), icon=":material/autorenew:")
-    st.caption("Give another image to send more feedback.")
+    st.caption(f"Give another {subject.noun} to send more feedback.")
 elif feedback_problem is not None:
     show_problem(feedback_problem, subject)

@@ -1,5 +1,5 @@
-"""The page's sample gallery: a few images of each class that the model never learnt from, from
-the API (GET /samples), any of which a person can pick as the image to predict."""
+"""The page's sample gallery: a few images (or sounds) of each class that the model never learnt
+from, from the API (GET /samples), any of which a person can pick as the input to predict."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from serving_client.client import ApiClient, ApiError
 from serving_client.contract import SampleFile, SampleListing
 from webapp.images import ImageInput, from_sample, preview
 from webapp.problems import headline
+from webapp.sounds import playable_type
+from webapp.subject import Subject
 
 log = logging.getLogger("webapp")
 
@@ -36,9 +38,11 @@ def sample_image(
     return _client.sample(_file)
 
 
-def gallery(client: ApiClient, listing: SampleListing, classes: list[str]) -> ImageInput | None:
-    """A class to choose, a few of its samples to see; the sample picked on this run, if any.
-    Only the model's classes are offered (feedback on another would be refused)."""
+def gallery(
+    client: ApiClient, listing: SampleListing, classes: list[str], subject: Subject
+) -> ImageInput | None:
+    """A class to choose, a few of its samples to see (or hear); the sample picked on this run,
+    if any. Only the model's classes are offered (feedback on another would be refused)."""
     files = {entry.label: entry.files for entry in listing.classes}
     label = st.selectbox("Class", [c for c in classes if c in files], key="sample_class")
     if label is None:
@@ -52,12 +56,15 @@ def gallery(client: ApiClient, listing: SampleListing, classes: list[str]) -> Im
                 log.warning("sample %s: %s", file.url, problem)
                 st.caption(f"{file.name}: cannot be read ({headline(problem)})")
                 continue
-            shown = preview(data, side=THUMBNAIL_SIDE)
-            if shown is not None:
+            if subject.audio:
+                st.audio(data, format=playable_type(media_type))
+                st.caption(file.name)
+            elif (shown := preview(data, side=THUMBNAIL_SIDE)) is not None:
                 st.image(shown, caption=file.name, width=THUMBNAIL_SIDE)
             else:
                 st.caption(file.name)
             if st.button("Use this one", key=f"sample:{label}/{file.name}"):
                 picked = from_sample(label, file.name, media_type, data)
-    st.caption("Images of the dataset that the model never learnt from (`data/samples/`).")
+    kind = "Sounds" if subject.audio else "Images"
+    st.caption(f"{kind} of the dataset that the model never learnt from (`data/samples/`).")
     return picked

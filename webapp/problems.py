@@ -10,7 +10,7 @@ ACTIONS = {
     "/model": "reading the model's status",
     "/predict": "asking for a prediction",
     "/feedback": "sending your feedback",
-    "/samples": "reading the sample images",
+    "/samples": "reading the samples",
 }
 # The sidebar's headline when GET /model fails.
 HEADLINES = {
@@ -75,14 +75,16 @@ def _refusal(problem: ApiError, action: str, subject: Subject) -> str:
         )
         return f"The prediction service refused this page's request{said} {todo}"
     if status == 413:
-        return (
-            f"The image is too large for the prediction service{said} "
-            "Use a smaller image: a few hundred pixels a side is plenty."
+        smaller = (
+            "Use a shorter sound: a second or two is plenty."
+            if subject.audio
+            else "Use a smaller image: a few hundred pixels a side is plenty."
         )
+        return f"The {subject.noun} is too large for the prediction service{said} {smaller}"
     if status == 422 and code == "unknown_class":
         return f"The prediction service refused the request{said}"
     if status in (415, 422):
-        return f"The prediction service could not use this image{said} {subject.retry()}"
+        return f"The prediction service could not use this {subject.noun}{said} {subject.retry()}"
     if status == 503 and code == "model_not_ready":
         return (
             "The prediction service has no model loaded yet (it is probably training its first "

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from serving_client.client import ApiError
 from serving_client.contract import FeedbackResponse, ModelInfo, PredictResponse, RetrainOutcome
 from webapp.images import ImageInput
 from webapp.subject import Subject
+
+if TYPE_CHECKING:
+    from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 
 class Session(Protocol):
@@ -25,8 +28,9 @@ KEPT_PREDICTIONS = 32
 
 DEFAULTS: dict[str, Callable[[], Any]] = {
     "subject": Subject,  # what the served model reads, as GET /model last said
-    "image": lambda: None,  # the ImageInput in use, whichever its source
+    "image": lambda: None,  # the ImageInput in use (a picture or a sound), whichever its source
     "upload_id": lambda: None,  # file_id of the upload last taken
+    "recording_id": lambda: None,  # file_id of the recording last taken
     "drawing_digest": lambda: None,  # digest of the drawing last taken
     "predictions": dict,  # image digest -> PredictResponseWithGrid
     "predict_problems": dict,  # image digest -> ApiError of its last attempt
@@ -48,6 +52,26 @@ def init(state: Session) -> None:
     for key, make in DEFAULTS.items():
         if key not in state:
             state[key] = make()
+
+
+def follow(
+    state: Session,
+    mark: str,
+    file: UploadedFile | None,
+    source: str,
+    make: Callable[[UploadedFile], ImageInput],
+) -> None:
+    """The newest input wins: a new file in an input widget (an upload, a recording) becomes the
+    input in use; the widget emptied forgets its input, if that one is in use. `mark` is the
+    session key of the file_id last taken from this widget."""
+    if file is not None:
+        if file.file_id != state[mark]:
+            state[mark] = file.file_id
+            state["image"] = make(file)
+    elif state[mark] is not None:
+        state[mark] = None
+        if state["image"] is not None and state["image"].source == source:
+            state["image"] = None
 
 
 def feedback_key(image: ImageInput, shown: PredictResponse) -> str:

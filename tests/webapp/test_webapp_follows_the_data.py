@@ -125,6 +125,7 @@ def test_a_digit_model_keeps_digit_words_and_the_drawing_tab(api, page) -> None:
         "A PNG, JPEG, BMP, GIF or WebP image of one digit"
     )
     assert "handwritten digit" in texts(at)
+    assert at.get("bidi_component"), "the drawing canvas"
 
 
 def test_a_model_of_photographs_has_its_own_words_and_no_drawing(faces, page) -> None:
