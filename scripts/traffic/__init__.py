@@ -1,1 +1,2 @@
-"""Production traffic simulator: unseen images, then drifted ones, against a running stack."""
+"""Production traffic simulator: unseen pictures or sounds, then drifted ones, against a running
+stack."""

@@ -1,6 +1,7 @@
 """`python -m traffic`: play production traffic with a drift against a running stack.
 
     .venv/bin/python -m traffic --url http://localhost:8080 --metrics-url http://localhost:8083/metrics
+    .venv/bin/python -m traffic --transform speed    # on a dataset of sounds: a sound's drift
     .venv/bin/python -m traffic --strategy canary   # carry a challenger on stage to its decision
 
 Prints each window as it ends and writes traffic.csv and traffic.png to --output-dir.
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from serving_client.client import ApiError
 from traffic.delivery import StageScenario, describe_round, play_stage
-from traffic.drift import TRANSFORMS
+from traffic.media import DEFAULT_DRIFT, DRIFTS, NOUNS
 from traffic.report import describe, plot, summary, write_csv
 from traffic.scenario import Scenario, TrafficError, WindowRecord, run
 
@@ -27,14 +28,22 @@ def main(argv: list[str] | None = None) -> int:
         "--samples-dir",
         type=Path,
         default=Path("data/samples"),
-        help="labelled images, one sub-folder per class (default: the dataset's unseen part)",
+        help="labelled pictures or sounds, one sub-folder per class (default: the dataset's "
+        "unseen part)",
     )
-    parser.add_argument("--transform", default="slant", choices=sorted(set(TRANSFORMS) - {"clean"}))
+    parser.add_argument(
+        "--transform",
+        help="the drift, one of the samples' medium: "
+        + "; ".join(
+            f"{NOUNS[medium]}: {', '.join(names)} (default {DEFAULT_DRIFT[medium]})"
+            for medium, names in DRIFTS.items()
+        ),
+    )
     parser.add_argument("--clean-windows", type=int, default=3)
     parser.add_argument("--drift-windows", type=int, default=10)
     parser.add_argument("--window", type=int, help="requests per window (default: the API's k)")
     parser.add_argument(
-        "--evaluation-size", type=int, default=100, help="images never sent as feedback"
+        "--evaluation-size", type=int, default=100, help="samples never sent as feedback"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -92,10 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     write_csv(records, args.output_dir / "traffic.csv")
+    drift = next((r.phase for r in records if r.phase != "clean"), "none")
     plot(
         records,
         args.output_dir / "traffic.png",
-        f"drift '{args.transform}' after {args.clean_windows} clean windows",
+        f"drift '{drift}' after {args.clean_windows} clean windows",
     )
     figures = summary(
         records, records[1].rows - records[0].rows if len(records) > 1 else records[0].rows

@@ -4,9 +4,9 @@
 
 A client of the stack and nothing more, like the drift scenario: a crowd of clients (each with
 its own X-Client-ID, as the page sends one per browser session) ask /predict about labelled
-images and send the true class to /feedback, round after round. After each round it reads
-/model's `delivery` (the stage, the split, the live comparison) and stops when the stage has
-ended, promoted or rolled back, saying which and why (/model/versions).
+samples (pictures or sounds) and send the true class to /feedback, round after round. After each
+round it reads /model's `delivery` (the stage, the split, the live comparison) and stops when the
+stage has ended, promoted or rolled back, saying which and why (/model/versions).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from serving_client.client import ApiClient
 from serving_client.records import LiveReview
-from traffic.drift import transformed_png
-from traffic.scenario import TrafficError, connect, load_images
+from traffic.media import drifted
+from traffic.scenario import Samples, TrafficError, check_medium, connect, load_samples
 
 
 @dataclass
@@ -44,7 +44,7 @@ class RoundRecord:
     requests: dict[str, int]  # by the version that answered
     accuracy: dict[str, float]  # of the answers each version gave this round
     live: LiveReview | None  # /model's live comparison after the round
-    agreement: float | None = None  # shadow: share of shadowed images it answered alike
+    agreement: float | None = None  # shadow: share of shadowed inputs it answered alike
 
 
 @dataclass
@@ -61,9 +61,10 @@ def play_stage(
     scenario: StageScenario, on_round: Callable[[RoundRecord], None] | None = None
 ) -> StageOutcome:
     """Play rounds until the stage on the server ends; the outcome."""
-    samples, labels = load_images(scenario.samples_dir)
+    samples = load_samples(scenario.samples_dir)
     rng = np.random.default_rng(scenario.seed)
     with connect(scenario.url, scenario.token) as api:
+        check_medium(api, samples)
         model = api.model()
         stage = model.delivery.get("stage")
         if stage is None or stage["stage"] != scenario.strategy:
@@ -73,7 +74,7 @@ def play_stage(
         challenger, champion = stage["version"], model.version
         rounds: list[RoundRecord] = []
         for number in range(1, scenario.max_rounds + 1):
-            record = _play_round(api, scenario, number, samples, labels, rng)
+            record = _play_round(api, scenario, number, samples, rng)
             rounds.append(record)
             if on_round is not None:
                 on_round(record)
@@ -87,21 +88,21 @@ def _play_round(
     api: ApiClient,
     scenario: StageScenario,
     number: int,
-    samples: np.ndarray,
-    labels: np.ndarray,
+    samples: Samples,
     rng: np.random.Generator,
 ) -> RoundRecord:
     requests: dict[str, int] = {}
     right: dict[str, int] = {}
     before = _shadow_counts(api) if scenario.strategy == "shadow" else None
-    for index in rng.integers(len(labels), size=scenario.round_size):
+    for index in rng.integers(len(samples.labels), size=scenario.round_size):
         client = f"client-{rng.integers(scenario.clients)}"
-        image = transformed_png("clean", samples[index], rng)
-        answer = api.predict_base64(image, client_id=client)
+        sent = drifted(samples.medium, "clean", samples.items[index], rng)
+        truth = str(samples.labels[index])
+        answer = api.predict_base64(sent, client_id=client)
         version = answer.model_version
         requests[version] = requests.get(version, 0) + 1
-        right[version] = right.get(version, 0) + int(answer.label == labels[index])
-        api.feedback_base64(image, str(labels[index]), answer.label, client_id=client)
+        right[version] = right.get(version, 0) + int(answer.label == truth)
+        api.feedback_base64(sent, truth, answer.label, client_id=client)
     agreement = None
     if before is not None:
         after = _shadow_counts(api)
@@ -138,7 +139,7 @@ def _outcome(
 
 
 def _shadow_counts(api: ApiClient) -> tuple[float, float]:
-    """(agreed, disagreed) images of every shadow so far, from /metrics."""
+    """(agreed, disagreed) inputs of every shadow so far, from /metrics."""
     counts = {"agree": 0.0, "disagree": 0.0}
     for family in text_string_to_metric_families(api.metrics()):
         if family.name == "ctloop_shadow_predictions":

@@ -1,13 +1,14 @@
 """Play production traffic against a serving URL, window by window, and measure what happens.
 
-A client of the stack and nothing more: it reads a folder of labelled images (by default the
-unseen part of the dataset, data/samples/<class>/, never in ref_data.csv) and talks to the API
-(through serving_client, its typed client) and to the dashboard over HTTP; it reads no data file
-of the stack and imports none of its code.
+A client of the stack and nothing more: it reads a folder of labelled pictures or sounds (by
+default the unseen part of the dataset, data/samples/<class>/, never in ref_data.csv) and talks to
+the API (through serving_client, its typed client) and to the dashboard over HTTP; it reads no data
+file of the stack and imports none of its code.
 
-The images are split once: an evaluation set that is never sent as feedback, and the traffic.
-Each window sends its images to /predict, then to /feedback with their true class. The first
-windows are clean, then every image goes through a named drift transformation. After each window
+The samples are split once: an evaluation set that is never sent as feedback, and the traffic.
+Each window sends its samples to /predict, then to /feedback with their true class. The first
+windows are clean, then every sample goes through a named drift of its medium (traffic.media: a
+picture's or a sound's, and the served model must read that medium). After each window
 (and the retrain it may start) the served model is scored on the evaluation set, clean and
 drifted, through /predict, and the drift share of the latest W rows is read from the reporting
 service's exporter (its /metrics), once a snapshot covers the window.
@@ -26,16 +27,15 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from serving_client.client import ApiClient
-from traffic.drift import transformed_png, working_picture
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+from traffic.drift import working_picture
+from traffic.media import AUDIO, IMAGE, NOUNS, drift_for, drifted, medium_of_file
 
 
 @dataclass
 class Scenario:
     url: str = "http://localhost:8080"
     samples_dir: Path = Path("data/samples")
-    transform: str = "slant"
+    transform: str | None = None  # a drift of the samples' medium; None: the medium's default
     clean_windows: int = 3
     drift_windows: int = 10
     window: int | None = None  # None: the API's RETRAIN_EVERY, so each window ends on a retrain
@@ -46,12 +46,13 @@ class Scenario:
     metrics_url: str | None = None
     retrain_timeout: float = 120.0
     dashboard_timeout: float = 120.0  # wait for a dashboard snapshot that covers the window
+    transport: httpx.BaseTransport | None = None  # None: the network (a test passes the app's)
 
 
 @dataclass
 class WindowRecord:
     window: int
-    phase: str  # "clean" or the transformation's name
+    phase: str  # "clean" or the drift's name
     rows: int  # production rows after this window
     served_accuracy: float  # of the predictions this window's traffic received
     served_versions: str
@@ -66,40 +67,69 @@ class WindowRecord:
 
 
 class TrafficError(RuntimeError):
-    """The stack did not answer as a production client needs (a failed call to the API is a
+    """The samples or the stack are not what the scenario needs (a failed call to the API is a
     serving_client.client.ApiError)."""
 
 
-def connect(url: str, token: str | None) -> ApiClient:
+@dataclass(frozen=True)
+class Samples:
+    """A folder's labelled samples, in arrays of objects that masks and indices select from."""
+
+    medium: str  # traffic.media.IMAGE or AUDIO
+    items: np.ndarray  # pictures as traffic.drift takes them, or the bytes of sound files
+    labels: np.ndarray
+
+
+def connect(url: str, token: str | None, transport: httpx.BaseTransport | None = None) -> ApiClient:
     """The simulator's client of the API: a minute per call, a 429 waited out for two."""
-    return ApiClient(url, token, timeout=60, user_agent="ctloop-traffic", patience=120)
+    return ApiClient(
+        url, token, timeout=60, user_agent="ctloop-traffic", patience=120, transport=transport
+    )
+
+
+def check_medium(api: ApiClient, samples: Samples) -> None:
+    """A TrafficError unless the served model reads the samples' medium (an API that does not
+    say what it reads reads pictures)."""
+    preprocessing = api.model().preprocessing
+    served = preprocessing.medium if preprocessing is not None else IMAGE
+    if served != samples.medium:
+        raise TrafficError(
+            f"the samples are {NOUNS[samples.medium]}, and the served model reads "
+            f"{NOUNS.get(served, repr(served))}"
+        )
 
 
 def run(
     scenario: Scenario, on_window: Callable[[WindowRecord], None] | None = None
 ) -> list[WindowRecord]:
     """Play the whole scenario; `on_window(record)` is called as each window ends."""
-    samples, labels = load_images(scenario.samples_dir)
+    samples = load_samples(scenario.samples_dir)
+    try:
+        drift = drift_for(samples.medium, scenario.transform)
+    except ValueError as exc:
+        raise TrafficError(str(exc)) from exc
+    labels = samples.labels
     rng = np.random.default_rng(scenario.seed)
     order = rng.permutation(len(labels))
     evaluation, traffic = order[: scenario.evaluation_size], order[scenario.evaluation_size :]
-    with connect(scenario.url, scenario.token) as api:
+    with connect(scenario.url, scenario.token, scenario.transport) as api:
+        check_medium(api, samples)
         every = api.model().retrain_every
         window = scenario.window or every
         needed = window * (scenario.clean_windows + scenario.drift_windows)
         if needed > len(traffic):
             raise TrafficError(
-                f"{needed} traffic images needed, {len(traffic)} unseen images available "
+                f"{needed} traffic samples needed, {len(traffic)} unseen samples available "
                 f"(after {scenario.evaluation_size} kept for evaluation)"
             )
         eval_truth = labels[evaluation]
-        eval_clean = [transformed_png("clean", samples[i], rng) for i in evaluation]
-        eval_drifted = [transformed_png(scenario.transform, samples[i], rng) for i in evaluation]
+        eval_clean = [drifted(samples.medium, "clean", samples.items[i], rng) for i in evaluation]
+        eval_drifted = [drifted(samples.medium, drift, samples.items[i], rng) for i in evaluation]
         records: list[WindowRecord] = []
         for number in range(scenario.clean_windows + scenario.drift_windows):
-            phase = "clean" if number < scenario.clean_windows else scenario.transform
+            phase = "clean" if number < scenario.clean_windows else drift
             batch = traffic[number * window : (number + 1) * window]
-            played = _play_window(api, batch, samples, labels, phase, rng)
+            played = _play_window(api, batch, samples, phase, rng)
             served, versions, rows, triggered = played
             decisions = (
                 _wait_for_retrain(api, rows - rows % every, scenario.retrain_timeout)
@@ -130,21 +160,17 @@ def run(
 
 
 def _play_window(
-    api: ApiClient,
-    batch: np.ndarray,
-    samples: np.ndarray,
-    labels: np.ndarray,
-    phase: str,
-    rng: np.random.Generator,
+    api: ApiClient, batch: np.ndarray, samples: Samples, phase: str, rng: np.random.Generator
 ) -> tuple[float, list[str], int, bool]:
-    """Predict, then give feedback for, every image of the window, as a client would."""
+    """Predict, then give feedback for, every sample of the window, as a client would."""
     correct, versions, rows, triggered = 0, [], 0, False
     for index in batch:
-        image = transformed_png(phase, samples[index], rng)
-        answer = api.predict_base64(image)
-        correct += answer.label == labels[index]
+        sent = drifted(samples.medium, phase, samples.items[index], rng)
+        answer = api.predict_base64(sent)
+        truth = str(samples.labels[index])
+        correct += answer.label == truth
         versions.append(answer.model_version)
-        receipt = api.feedback_base64(image, str(labels[index]), answer.label)
+        receipt = api.feedback_base64(sent, truth, answer.label)
         rows, triggered = receipt.rows, triggered or receipt.retrain_triggered
     return correct / len(batch), versions, rows, triggered
 
@@ -167,31 +193,50 @@ def _served_version(api: ApiClient, settle: float = 5.0) -> str:
     return current
 
 
-def _accuracy(api: ApiClient, images: list[bytes], truth: np.ndarray, batch: int = 50) -> float:
+def _accuracy(api: ApiClient, inputs: list[bytes], truth: np.ndarray, batch: int = 50) -> float:
     predicted = []
-    for start in range(0, len(images), batch):
-        answer = api.predict_batch(images[start : start + batch])
+    for start in range(0, len(inputs), batch):
+        answer = api.predict_batch(inputs[start : start + batch])
         predicted += [p.label for p in answer.predictions]
     return float(np.mean(np.array(predicted) == truth))
 
 
-def load_images(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(samples, labels): every image under folder/<class>/ as the transformations take it
-    (traffic.drift.working_picture: an 8 x 8 digit rendered, any other picture as it is), in an
-    array of objects that masks and indices select from."""
-    samples, labels = [], []
-    for class_dir in sorted(path for path in folder.iterdir() if path.is_dir()):
+def load_samples(folder: Path) -> Samples:
+    """Every picture or sound under folder/<class>/ (one medium: a TrafficError if both), as
+    the drifts take them: a picture decoded (traffic.drift.working_picture: an 8 x 8 digit
+    rendered, any other picture as it is), a sound as its file's bytes."""
+    files: dict[str, list[tuple[Path, str]]] = {IMAGE: [], AUDIO: []}
+    classes = sorted(path for path in folder.iterdir() if path.is_dir()) if folder.is_dir() else []
+    for class_dir in classes:
         for path in sorted(class_dir.iterdir()):
-            if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
-                continue
+            medium = medium_of_file(path.name)
+            if medium is not None and not path.name.startswith(".") and path.is_file():
+                files[medium].append((path, class_dir.name))
+    held = [medium for medium, found in files.items() if found]
+    if not held:
+        raise TrafficError(f"no pictures or sounds under {folder}/<class>/")
+    if len(held) > 1:
+        raise TrafficError(
+            f"{folder} holds {len(files[IMAGE])} pictures and {len(files[AUDIO])} sounds: a "
+            "dataset is of one medium"
+        )
+    medium = held[0]
+    items = np.empty(len(files[medium]), dtype=object)
+    for number, (path, _) in enumerate(files[medium]):
+        if medium == AUDIO:
+            items[number] = path.read_bytes()
+        else:
             with Image.open(path) as image:
-                samples.append(working_picture(image))
-            labels.append(class_dir.name)
-    if not labels:
-        raise TrafficError(f"no images under {folder}/<class>/")
-    pictures = np.empty(len(samples), dtype=object)
-    pictures[:] = samples
-    return pictures, np.array(labels)
+                items[number] = working_picture(image)
+    return Samples(medium, items, np.array([label for _, label in files[medium]]))
+
+
+def load_images(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(pictures, labels) of `load_samples`, for a folder of pictures (a TrafficError if not)."""
+    samples = load_samples(folder)
+    if samples.medium != IMAGE:
+        raise TrafficError(f"{folder} holds {NOUNS[samples.medium]}, not pictures")
+    return samples.items, samples.labels
 
 
 def _dashboard_drift_share(scenario: Scenario, rows: int) -> float | None:
