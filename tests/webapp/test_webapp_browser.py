@@ -16,7 +16,7 @@ import pytest
 
 from ctloop.config import CoreSettings
 from harness import loopback
-from harness.browser import CHROMIUM_ARGS, find_chromium
+from harness.browser import launched_chromium
 from harness.data import ARTIFACTS, copy_workspace, prod_rows
 from harness.processes import LiveServer, StreamlitServer
 
@@ -45,18 +45,8 @@ ARM_PREDICT_TIMER = """() => {
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    executable = find_chromium()
-    if executable is None:
-        pytest.skip("Chromium is not installed: `apt-get install chromium` (/usr/bin/chromium)")
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="the playwright package is not installed"
-    )
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with launched_chromium() as browser:
+        yield browser
 
 
 @pytest.fixture(scope="module")

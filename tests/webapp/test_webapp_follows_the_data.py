@@ -24,7 +24,8 @@ from harness.data import copy_workspace, make_settings, prod_rows
 from harness.datasets import write_images
 from harness.processes import LiveServer
 from serving_client.client import ApiClient, ApiError
-from serving_client.contract import ModelInfo, Preprocessing, SampleFile
+from serving_client.contract import SampleFile
+from tests.webapp.models import model_info, stroke_grid
 from webapp import images
 from webapp.subject import Subject
 
@@ -228,39 +229,15 @@ def test_grid_pictures_follow_the_definition_of_the_cells() -> None:
         assert picture.getpixel((1, 0)) == (0, 128, 255)
 
 
-def model_info(classes: list[str], dataset: str | None, framing: str | None) -> ModelInfo:
-    body = {
-        "version": "v0001",
-        "created_at": "2026-01-01T00:00:00Z",
-        "parent": None,
-        "classes": classes,
-        "metrics": {"holdout": {"accuracy": 0.9}},
-        "training": {"rows": 10},
-        "retrain_every": 20,
-        "promotion_policy": "gate",
-        "gate_rule": "",
-        "production_rows": 0,
-        "rows_since_last_retrain": 0,
-        "rows_until_retrain": 20,
-        "retrain_backlog": 0,
-        "last_retrain": None,
-    }
-    if dataset is not None:
-        body["dataset"] = dataset
-    if framing is not None:
-        body["preprocessing"] = Preprocessing(framing=framing, size=8, channels=1).model_dump()
-    return ModelInfo.model_validate(body)
-
-
 def test_the_words_follow_the_model() -> None:
-    letters = Subject.of(model_info(["a", "b", "c"], "letters", "strokes"))
+    letters = Subject.of(model_info(["a", "b", "c"], "letters", stroke_grid("strokes")))
     assert letters.drawing and not letters.digits
     assert letters.title == "Letters classifier" and letters.draw_tab == "Draw"
     assert "digit" not in " ".join([letters.intro, letters.upload_label, letters.begin(True)])
     assert letters.begin(True) == "Upload an image, pick a sample or draw one to begin."
 
     textures = Subject.of(
-        model_info(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"], "t", "whole")
+        model_info(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"], "t", stroke_grid("whole"))
     )
     assert not textures.drawing and not textures.digits, "ten digit classes of photographs"
     assert "digit" not in textures.intro and textures.begin(False) == "Upload an image to begin."
@@ -269,7 +246,7 @@ def test_the_words_follow_the_model() -> None:
     assert older.title == "Image classifier" and older.drawing and older.digits, (
         "an API from before `preprocessing` served strokes"
     )
-    many = Subject.of(model_info([f"c{i}" for i in range(30)], "many", "whole"))
+    many = Subject.of(model_info([f"c{i}" for i in range(30)], "many", stroke_grid("whole")))
     assert many.intro.endswith("c11 and 18 more.")
     assert not Subject().drawing and Subject().title == "Image classifier"
 

@@ -19,6 +19,7 @@ from harness import loopback
 from harness.data import copy_workspace, prod_rows
 from harness.processes import LiveServer
 from serving_client.contract import ModelInfo, Preprocessing
+from tests.webapp.models import model_info
 from tests.webapp.spoken import recoded, spoken_wav
 from webapp import sounds
 from webapp.subject import Subject
@@ -238,13 +239,10 @@ def test_a_sample_sound_is_played_in_the_gallery_and_predicted(sound_api, page, 
 
 
 def sound_model() -> ModelInfo:
-    body = {
-        "version": "v0001",
-        "created_at": "2026-01-01T00:00:00Z",
-        "parent": None,
-        "classes": DIGITS,
-        "dataset": "spoken",
-        "preprocessing": Preprocessing(
+    return model_info(
+        DIGITS,
+        "spoken",
+        Preprocessing(
             medium="audio",
             framing="log-mel",
             size=32,
@@ -252,19 +250,8 @@ def sound_model() -> ModelInfo:
             channels=1,
             sample_rate=16000,
             seconds=1.0,
-        ).model_dump(),
-        "metrics": {"holdout": {"accuracy": 0.9}},
-        "training": {"rows": 10},
-        "retrain_every": 20,
-        "promotion_policy": "gate",
-        "gate_rule": "",
-        "production_rows": 0,
-        "rows_since_last_retrain": 0,
-        "rows_until_retrain": 20,
-        "retrain_backlog": 0,
-        "last_retrain": None,
-    }
-    return ModelInfo.model_validate(body)
+        ),
+    )
 
 
 def test_the_words_of_a_sound_model() -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ctloop.config import CoreSettings
-from harness.browser import CHROMIUM_ARGS, fake_microphone_args, find_chromium
+from harness.browser import fake_microphone_args, launched_chromium
 from harness.data import ARTIFACTS, copy_workspace, prod_rows
 from harness.processes import LiveServer, StreamlitServer
 from tests.webapp.spoken import spoken_wav
@@ -42,20 +42,8 @@ def microphone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def chromium(microphone: Path) -> Iterator[Browser]:
-    executable = find_chromium()
-    if executable is None:
-        pytest.skip("Chromium is not installed: `apt-get install chromium` (/usr/bin/chromium)")
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="the playwright package is not installed"
-    )
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, args=[*CHROMIUM_ARGS, *fake_microphone_args(microphone)]
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with launched_chromium(*fake_microphone_args(microphone)) as browser:
+        yield browser
 
 
 @pytest.fixture(scope="module")
