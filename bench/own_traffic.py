@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             info = json.loads((work / "data" / "reference.json").read_text())
             chosen = info["choice"].get("settings") or str(info["choice"]["chosen"])
+            if info.get("medium") == "audio":
+                chosen = f"log-mel 32 x 32, {info['n_components']}"
             lines.append(row(name, result, chosen))
             kept[name] = {**result, "records": [asdict(r) for r in result["records"]]}
             print(lines[-1], flush=True)
