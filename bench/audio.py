@@ -2,7 +2,10 @@
 a picture of the bundled digits; the spoken-digit model's accuracy on held-out recordings and on
 voices and speeds it never heard.
 
-    .venv/bin/python -m bench.audio [--requests 300] [--json FILE]
+    .venv/bin/python -m bench.audio [--requests 300] [--json FILE] [--output FILE]
+
+Writes its figures into docs/benchmarks.md (the block between the `sounds` markers, which
+`make bench` keeps), or into --output.
 
 The sounds are harness.speech's (espeak-ng): the dataset of the tests at its full size (6 voices,
 3 speeds, 3 pitches, with and without noise: 1,080 files), and the word "three" spoken by a voice
@@ -15,9 +18,11 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import statistics
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +30,13 @@ import soundfile
 
 from bench.encoder import latency
 from bench.own_data import stack
+from bench.report import write_block
 from ctloop.audio import AudioSpec, preprocess_audio
 from ctloop.dataset import load_folder_dataset
 from ctloop.media import preprocess_inputs
 from ctloop.predict import load_model
 from ctloop.registry import ModelRegistry
+from harness.processes import REPO
 from harness.speech import HELD_OUT_SPEEDS, HELD_OUT_VOICES, speak, write_spoken_digits
 
 
@@ -91,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--json", type=Path, help="also write the figures there")
+    parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args(argv)
     figures: dict = {"stacks": {}, "inputs": {}}
     with tempfile.TemporaryDirectory(prefix="ctloop-audio-") as folder:
@@ -138,7 +146,42 @@ def main(argv: list[str] | None = None) -> int:
             )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    write_block(args.output, report(figures, args.requests), BEGIN, END)
     return 0
+
+
+BEGIN, END = "<!-- sounds -->", "<!-- /sounds -->"
+
+
+def report(figures: dict, requests: int) -> list[str]:
+    spoken = figures["stacks"]["spoken digits"]
+    rows = [
+        f"| {name} | {row['bytes']:,} | "
+        f"{'' if 'preprocess_ms' not in row else format(row['preprocess_ms'], '.2f')} | "
+        f"{row['median_ms']:.2f} | {row['p90_ms']:.2f} |"
+        for name, row in figures["inputs"].items()
+    ]
+    load = os.getloadavg()[0]
+    return [
+        BEGIN,
+        "## Sounds",
+        "",
+        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `python -m bench.audio` on "
+        f"{os.cpu_count()} cores (load average {load:.1f} at the end). The preprocessing of one "
+        "sound in process (median of 100), and /predict through a real uvicorn (one worker; one "
+        f"client, {requests} requests one after another on a keep-alive connection), a sound "
+        "decoded in a thread; the picture is the digits stack's, for comparison:",
+        "",
+        "| Input | Bytes | Preprocessing ms | /predict median ms | p90 ms |",
+        "|---|---:|---:|---:|---:|",
+        *rows,
+        "",
+        f"- The spoken-digit model ({spoken['files']:,} files, `ctloop init` in "
+        f"{spoken['init_seconds']} s): held-out accuracy {spoken['held_out_accuracy']:.3f}, and "
+        f"{spoken['outside_accuracy']:.3f} on 40 recordings by voices and at speeds outside the "
+        "dataset.",
+        END,
+    ]
 
 
 if __name__ == "__main__":

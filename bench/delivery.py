@@ -25,6 +25,7 @@ from pathlib import Path
 from bench import smoke
 from bench.ab import CONNECTIONS, Checkout, body_file, summary
 from bench.loadgen import Run, wrk
+from bench.report import write_block
 from ctloop.registry import ModelRegistry
 from harness import loopback
 from harness.data import make_settings
@@ -110,7 +111,7 @@ def main() -> None:
     load = (load_before, os.getloadavg()[0])
     block = report(figures, args, answered, agreed, requests, load)
     print("\n".join(block))
-    write_block(args.output, block)
+    write_block(args.output, block, BEGIN, END)
 
 
 def report(
@@ -146,17 +147,6 @@ def report(
         "requests on that server (warm-up included in the former).",
         END,
     ]
-
-
-def write_block(path: Path, block: list[str]) -> None:
-    text = path.read_text() if path.exists() else ""
-    if BEGIN in text and END in text:
-        before, rest = text.split(BEGIN, 1)
-        after = rest.split(END, 1)[1]
-        text = before + "\n".join(block) + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(block) + "\n"
-    path.write_text(text)
 
 
 if __name__ == "__main__":

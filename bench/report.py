@@ -202,3 +202,16 @@ def memory(results: dict) -> list[str]:
             f"{entry['requests']:,} requests {entry['rss_after_mib']} MiB"
         )
     return out
+
+
+def write_block(path: Path, block: list[str], begin: str, end: str) -> None:
+    """`block` (which starts with `begin` and ends with `end`) in place of the one between those
+    markers in `path`, or at its end; what lies outside them is kept."""
+    text = path.read_text() if path.exists() else ""
+    if begin in text and end in text:
+        before, rest = text.split(begin, 1)
+        after = rest.split(end, 1)[1]
+        text = before + "\n".join(block) + after
+    else:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(block) + "\n"
+    path.write_text(text)
