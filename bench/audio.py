@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{timed['p90_ms']:7.2f}",
                 flush=True,
             )
+    figures["measured_at"] = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+    figures["load_average"] = round(os.getloadavg()[0], 1)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     write_block(args.output, report(figures, args.requests), BEGIN, END)
@@ -161,13 +163,14 @@ def report(figures: dict, requests: int) -> list[str]:
         f"{row['median_ms']:.2f} | {row['p90_ms']:.2f} |"
         for name, row in figures["inputs"].items()
     ]
-    load = os.getloadavg()[0]
+    picture = next(row for name, row in figures["inputs"].items() if name.startswith("PNG"))
+    second = next(row for name, row in figures["inputs"].items() if name.startswith("WAV 1 s"))
     return [
         BEGIN,
         "## Sounds",
         "",
-        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `python -m bench.audio` on "
-        f"{os.cpu_count()} cores (load average {load:.1f} at the end). The preprocessing of one "
+        f"Measured {figures['measured_at']} by `python -m bench.audio` on {os.cpu_count()} cores "
+        f"(load average {figures['load_average']} at the end). The preprocessing of one "
         "sound in process (median of 100), and /predict through a real uvicorn (one worker; one "
         f"client, {requests} requests one after another on a keep-alive connection), a sound "
         "decoded in a thread; the picture is the digits stack's, for comparison:",
@@ -176,6 +179,9 @@ def report(figures: dict, requests: int) -> list[str]:
         "|---|---:|---:|---:|---:|",
         *rows,
         "",
+        f"- A second of sound costs {second['median_ms'] / picture['median_ms']:.1f} times a "
+        "digit's /predict (median); a sound's own cost is its decoding and resampling, which grow "
+        "with its length and rate, not with the model.",
         f"- The spoken-digit model ({spoken['files']:,} files, `ctloop init` in "
         f"{spoken['init_seconds']} s): held-out accuracy {spoken['held_out_accuracy']:.3f}, and "
         f"{spoken['outside_accuracy']:.3f} on 40 recordings by voices and at speeds outside the "

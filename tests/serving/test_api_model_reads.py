@@ -16,13 +16,17 @@ from harness.datasets import colour
 from serving.routes.model import dataset_name
 from serving_client.contract import ModelInfo
 
+# What /model says of a sound model's grid and rate, null for a picture model (test_api_audio.py)
+NOT_A_SOUND = {"columns": None, "sample_rate": None, "seconds": None}
+
 
 def test_model_names_its_dataset_and_what_it_reads(client: BlockingClient, settings) -> None:
     body = client.get("/model").json()
     manifest = ModelRegistry(settings.artifacts_dir).manifest(body["version"])
     assert body["dataset"] == "digits"
     recorded = manifest["preprocessing"]
-    assert body["preprocessing"] == {key: recorded[key] for key in ("framing", "size", "channels")}
+    picture = {key: recorded[key] for key in ("framing", "size", "channels")}
+    assert body["preprocessing"] == {"medium": "image", **picture, **NOT_A_SOUND}
     assert body["preprocessing"]["framing"] == "strokes"
 
 
@@ -42,7 +46,13 @@ def test_a_colour_picture_set_is_named_by_its_folder_and_read_whole(tmp_path: Pa
         body = http.get("/model").json()
     assert source.endswith("/colour")
     assert body["dataset"] == "colour", "the folder's name, not its path on the server"
-    assert body["preprocessing"] == {"framing": "whole", "size": 8, "channels": 3}
+    assert body["preprocessing"] == {
+        "medium": "image",
+        "framing": "whole",
+        "size": 8,
+        "channels": 3,
+        **NOT_A_SOUND,
+    }
     assert body["classes"] == ["blue", "green", "red"]
 
 
@@ -74,5 +84,5 @@ def test_the_schema_documents_what_the_model_reads(client: BlockingClient) -> No
     assert "DATASET" in model["dataset"]["description"]
     assert "IMAGE_FRAMING" in model["preprocessing"]["description"]
     fields = schemas["Preprocessing"]["properties"]
-    assert {"framing", "size", "channels"} == set(fields)
+    assert {"medium", "framing", "size", "channels", *NOT_A_SOUND} == set(fields)
     assert all(field["description"] for field in fields.values())
