@@ -14,6 +14,8 @@ from harness.compose import Stack, copy_repository
 from harness.processes import free_port, wait_for
 from harness.speech import HELD_OUT_SPEEDS, HELD_OUT_VOICES, WORDS, speak, write_spoken_digits
 
+pytestmark = pytest.mark.docker
+
 K = 10
 
 
