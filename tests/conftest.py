@@ -56,6 +56,7 @@ def pytest_configure(config: pytest.Config) -> None:
 LONGEST_FIRST = (
     "model/test_model.py",  # built_full
     "traffic/test_traffic_scenario.py",  # plain_built
+    "traffic/test_traffic_sound_scenario.py",  # built_audio, and a 48 s live scenario
     "bench/test_bench_smoke.py",
     "webapp/test_webapp_browser.py",
     "serving/test_api_poisoning.py",
