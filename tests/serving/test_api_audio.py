@@ -232,3 +232,32 @@ def test_a_canary_of_a_sound_model_answers_its_share_of_clients(
             "/feedback", json={**sound, "target": "7"}, headers={"X-Client-ID": clients[0]}
         ).json()
         assert reply["model_version"] == expected[clients[0]]
+
+
+def test_no_sound_is_read_on_the_event_loop(client: BlockingClient, monkeypatch) -> None:
+    """Headers (an MP3's length is counted over its frames) and decoding run in threads: a big
+    upload never stalls the worker's other requests."""
+    import asyncio
+
+    from serving import images
+
+    on_loop = []
+
+    def spied(function):
+        def call(*args, **kwargs):
+            try:
+                asyncio.get_running_loop()
+                on_loop.append(function.__name__)
+            except RuntimeError:  # no loop in this thread: a worker thread
+                pass
+            return function(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(images, "read_header", spied(images.read_header))
+    monkeypatch.setattr(images, "preprocess_audio", spied(images.preprocess_audio))
+    mp3 = recoded(spoken(8), "MP3")
+    reply = client.post("/predict", json={"images": [b64(mp3), b64(spoken(2))]})
+    assert reply.status_code == 200, reply.text
+    assert [p["label"] for p in reply.json()["predictions"]] == ["8", "2"]
+    assert on_loop == []
