@@ -35,9 +35,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ctloop.config import CoreSettings
 from ctloop.util import InputError
 
-MAX_SECONDS = 30.0  # of sound in one request or file, checked before decoding
+# Of sound in one request or file, checked before decoding: MAX_AUDIO_SECONDS's default.
+MAX_SECONDS: float = CoreSettings.model_fields["max_audio_seconds"].default
 MAX_CHANNELS = 8
 MIN_RATE, MAX_RATE = 4_000, 192_000  # Hz: a telephone's half to a studio's
 

@@ -16,16 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ctloop.audio import AudioSpec, preprocess_audio
 from ctloop.audio import warm_up as warm_up_audio
+from ctloop.config import CoreSettings
 from ctloop.preprocess import PreprocessSpec, preprocess
-
-if TYPE_CHECKING:
-    from ctloop.config import CoreSettings
 
 IMAGE = "image"
 AUDIO = "audio"
@@ -40,10 +37,11 @@ Spec = PreprocessSpec | AudioSpec
 
 @dataclass(frozen=True)
 class Limits:
-    """What an input may hold before it is refused: pixels of a picture, seconds of a sound."""
+    """What an input may hold before it is refused: pixels of a picture, seconds of a sound
+    (MAX_IMAGE_PIXELS and MAX_AUDIO_SECONDS, their defaults unless `from_settings`)."""
 
-    max_pixels: int = 16_777_216
-    max_seconds: float = 30.0
+    max_pixels: int = CoreSettings.model_fields["max_image_pixels"].default
+    max_seconds: float = CoreSettings.model_fields["max_audio_seconds"].default
 
     @classmethod
     def from_settings(cls, settings: CoreSettings) -> Limits:
