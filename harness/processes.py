@@ -285,6 +285,20 @@ class StreamlitServer(ServerProcess):
         )
 
 
+@contextlib.contextmanager
+def api_and_page(
+    settings: CoreSettings, root: Path, **env: str
+) -> Iterator[tuple[LiveServer, StreamlitServer]]:
+    """A real API on `settings` (with `env`) and the page served by `streamlit run` against it,
+    logs under `root`; the page must log no traceback."""
+    with (
+        LiveServer(settings, root / "api.log", **env) as api,
+        StreamlitServer(root / "streamlit.log", WEBAPP_API_URL=api.url, API_TOKEN=api.token) as web,
+    ):
+        yield api, web
+        assert "Traceback" not in web.logs(), web.logs()
+
+
 def spawn(command: list[str], env: dict, log_path: Path, cwd: Path = REPO) -> subprocess.Popen:
     """A child in its own session (so its whole group can be stopped), output to `log_path`."""
     with log_path.open("ab") as log:

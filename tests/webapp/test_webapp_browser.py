@@ -18,7 +18,7 @@ from ctloop.config import CoreSettings
 from harness import loopback
 from harness.browser import launched_chromium
 from harness.data import ARTIFACTS, copy_workspace, prod_rows
-from harness.processes import LiveServer, StreamlitServer
+from harness.processes import LiveServer, StreamlitServer, api_and_page
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -56,12 +56,8 @@ def stack(
     """A real serving API and the page served by `streamlit run`, both on free loopback ports."""
     root = tmp_path_factory.mktemp("webapp-browser")
     settings = copy_workspace(built_full, root)
-    with (
-        LiveServer(settings, root / "api.log", RETRAIN_EVERY="1000") as api,
-        StreamlitServer(root / "streamlit.log", WEBAPP_API_URL=api.url, API_TOKEN=api.token) as web,
-    ):
+    with api_and_page(settings, root, RETRAIN_EVERY="1000") as (api, web):
         yield settings, api, web
-        assert "Traceback" not in web.logs(), web.logs()
 
 
 @pytest.fixture
