@@ -89,14 +89,7 @@ async def _sounds_to_rows(
     for 1 MB); each sound then decoded in a thread (2 to 3 ms for a second of sound, more for
     30 s) within the worker's decode budget, where a sample counts as a pixel."""
     headers = await run_in_threadpool(_read_headers, sounds, settings.max_audio_seconds)
-    total = sum(header.samples for header in headers)
-    if total > settings.max_batch_pixels:
-        raise ApiError(
-            413,
-            "batch_too_large",
-            f"the sounds hold {total:,} samples together; the limit is "
-            f"{settings.max_batch_pixels:,} per request (SERVING_MAX_BATCH_PIXELS)",
-        )
+    _check_batch(sum(header.samples for header in headers), "sounds", "samples", settings)
     rows = np.empty((len(sounds), spec.n_pixels), dtype=np.float32)
     budget = decode_budget(settings.decode_budget_pixels, settings.decode_wait_seconds)
     for index, (data, header) in enumerate(zip(sounds, headers, strict=True)):
@@ -122,6 +115,18 @@ def _preprocess_sound(data: bytes, spec: AudioSpec, max_seconds: float) -> np.nd
         return preprocess_audio(data, spec, max_seconds)
     finally:
         release_memory()
+
+
+def _check_batch(total: int, inputs: str, unit: str, settings: ServingSettings) -> None:
+    """413 when a request's inputs hold more than SERVING_MAX_BATCH_PIXELS together (a sound's
+    samples count as pixels), checked on their headers before any is decoded."""
+    if total > settings.max_batch_pixels:
+        raise ApiError(
+            413,
+            "batch_too_large",
+            f"the {inputs} hold {total:,} {unit} together; the limit is "
+            f"{settings.max_batch_pixels:,} per request",
+        )
 
 
 @contextlib.contextmanager
@@ -155,14 +160,7 @@ async def _images_to_rows(
                     settings.max_image_aspect,
                 )
             )
-    total = sum(image.width * image.height for image in opened)
-    if total > settings.max_batch_pixels:
-        raise ApiError(
-            413,
-            "batch_too_large",
-            f"the images hold {total:,} pixels together; the limit is "
-            f"{settings.max_batch_pixels:,} per request",
-        )
+    _check_batch(sum(image.width * image.height for image in opened), "images", "pixels", settings)
     rows = np.empty((len(images), spec.n_pixels), dtype=np.float32)
     budget = decode_budget(settings.decode_budget_pixels, settings.decode_wait_seconds)
     inline_left = settings.inline_pixels  # per request: 64 images of 512 x 512 take 1 s inline
