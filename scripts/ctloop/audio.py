@@ -76,7 +76,8 @@ class AudioSpec:
     """Parameters of the audio preprocessing; stored in every model manifest."""
 
     sample_rate: int = 16_000
-    seconds: float = 1.0  # every sound is brought to this duration
+    # every sound is brought to this duration: AUDIO_SECONDS (audio_spec in ctloop.reference)
+    seconds: float = CoreSettings.model_fields["audio_seconds"].default
     n_mels: int = 32
     frames: int = 32  # columns of the grid: n_mels x frames values
     n_fft: int = 512
